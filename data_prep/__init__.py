@@ -1,0 +1,1 @@
+"""Dataset preparation: CSV manifests for each corpus and miniature corpora for tests."""

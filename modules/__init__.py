@@ -1,0 +1,1 @@
+"""Shared SpeechBrain building blocks: brains, losses, metrics, data pipelines."""

@@ -1,0 +1,119 @@
+"""Datasets for separation recipes, built from the CSV manifests of ``data_prep/``.
+
+A manifest row names a mixture (``mix_wav``), its sources (``s1_wav`` ...
+``sC_wav``) and optionally the noise (``noise_wav``), with paths relative to
+``$data_root``. Every ``<name>_wav`` column becomes a ``<name>_sig`` item of the
+batch, so method-specific columns (an enrollment utterance, say) need no new code.
+"""
+
+import csv
+import os
+
+import speechbrain as sb
+from speechbrain.dataio.dataio import read_audio
+from speechbrain.dataio.dataset import DynamicItemDataset
+
+WAV_SUFFIX = "_wav"
+
+
+def signal_columns(csv_path):
+    """Returns the ``*_wav`` columns of a manifest, in file order.
+
+    Arguments
+    ---------
+    csv_path : str
+        Path of a manifest written by ``data_prep``.
+
+    Returns
+    -------
+    list of str
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("ID,duration,mix_wav,mix_wav_format,s1_wav,noise_wav\\n")
+    >>> signal_columns(path)
+    ['mix_wav', 's1_wav', 'noise_wav']
+    """
+    if not os.path.isfile(csv_path):
+        raise FileNotFoundError(f"Manifest not found: {csv_path} (did data preparation run?)")
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f), [])
+    return [c for c in header if c.endswith(WAV_SUFFIX)]
+
+
+def _audio_pipeline(column):
+    """A dynamic item reading the audio file named in ``column``."""
+    signal = column[: -len(WAV_SUFFIX)] + "_sig"
+
+    @sb.utils.data_pipeline.takes(column)
+    @sb.utils.data_pipeline.provides(signal)
+    def read(path):
+        return read_audio(path)
+
+    return read, signal
+
+
+def load_manifest(csv_path, data_folder, extra_keys=()):
+    """Builds a ``DynamicItemDataset`` reading every audio column of a manifest.
+
+    Arguments
+    ---------
+    csv_path : str
+        Manifest written by ``data_prep``.
+    data_folder : str
+        The dataset root that ``$data_root`` stands for.
+    extra_keys : sequence of str
+        Further output keys (e.g. ``duration``).
+
+    Returns
+    -------
+    DynamicItemDataset
+        With output keys ``id`` and one ``<name>_sig`` per ``<name>_wav`` column.
+
+    Example
+    -------
+    >>> import tempfile, torch, torchaudio
+    >>> root = tempfile.mkdtemp()
+    >>> for name in ("mix", "s1"):
+    ...     torchaudio.save(os.path.join(root, name + ".wav"), torch.zeros(1, 80), 8000)
+    >>> path = os.path.join(root, "m.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("ID,duration,mix_wav,s1_wav\\nitem,0.01,$data_root/mix.wav,$data_root/s1.wav\\n")
+    >>> data = load_manifest(path, root)
+    >>> sorted(data[0].keys()), data[0]["s1_sig"].shape
+    (['id', 'mix_sig', 's1_sig'], torch.Size([80]))
+    """
+    columns = signal_columns(csv_path)
+    dataset = DynamicItemDataset.from_csv(csv_path=csv_path, replacements={"data_root": str(data_folder)})
+    keys = ["id"]
+    for column in columns:
+        pipeline, signal = _audio_pipeline(column)
+        dataset.add_dynamic_item(pipeline)
+        keys.append(signal)
+    dataset.set_output_keys(keys + list(extra_keys))
+    return dataset
+
+
+def build_datasets(hparams):
+    """Train, valid and test datasets from the manifests named in the hparams.
+
+    Reads ``train_data``, ``valid_data``, ``test_data`` and ``data_folder``.
+    Sorting by duration follows ``sorting`` (``random`` by default,
+    ``ascending`` or ``descending`` sort the training set, as SpeechBrain does).
+
+    Returns
+    -------
+    tuple
+        ``(train, valid, test)`` datasets.
+    """
+    datasets = [load_manifest(hparams[key], hparams["data_folder"]) for key in ("train_data", "valid_data", "test_data")]
+    sorting = hparams.get("sorting", "random")
+    if sorting in ("ascending", "descending"):
+        datasets[0] = datasets[0].filtered_sorted(sort_key="duration", reverse=sorting == "descending")
+        hparams["dataloader_opts"]["shuffle"] = False
+    elif sorting != "random":
+        raise ValueError(f"sorting must be random, ascending or descending, not {sorting!r}")
+    return tuple(datasets)

@@ -1,0 +1,62 @@
+"""Killing a training run (SIGKILL) and starting the same command again resumes it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+from conftest import REPO, TINY
+
+
+def latest_checkpoint(save):
+    """(intra_epoch, epoch, step) of the newest complete checkpoint, or None."""
+    best = None
+    for meta_file in save.glob("CKPT+*/CKPT.yaml"):
+        meta = yaml.safe_load(meta_file.read_text())
+        if "paramfiles" not in meta:  # not published yet
+            continue
+        epoch = int((meta_file.parent / "counter.ckpt").read_text())
+        step = yaml.safe_load((meta_file.parent / "brain.ckpt").read_text())["step"]
+        entry = (meta["unixtime"], bool(meta.get("brain_intra_epoch_ckpt")), epoch, step)
+        best = max(best, entry) if best else entry
+    return best[1:] if best else None
+
+
+def test_sigkill_then_resume(mini_root, tmp_path):
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable, "recipes/WHAM/baseline/train.py", "hparams/convtasnet.yaml",
+        f"--data_folder={mini_root['wham']}", f"--output_folder={out}", f"--overrides_file={TINY}",
+        "--device=cpu", "--noprogressbar", "--N_epochs=2", "--ckpt_interval_steps=1",
+        # steps slow enough (~0.3 s) to kill the run mid-epoch
+        "--limit_training_signal_len=False", "--backbone={N_encoder_out: 128, B: 128, H: 256, X: 6, R: 2}",
+    ]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline:
+            state = latest_checkpoint(out / "save") if (out / "save").exists() else None
+            if state and state[0] and state[2] >= 2:  # an intra-epoch checkpoint at step >= 2
+                break
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            time.sleep(0.02)
+        else:
+            raise AssertionError("no intra-epoch checkpoint within 300 s")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "test_results.csv").exists()
+    intra, epoch, step = latest_checkpoint(out / "save")
+
+    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    log = (out / "log.txt").read_text()
+    # nothing older than the last checkpoint is redone: at most one step is lost
+    expected = f"Resuming training at epoch {epoch}, step {step}" if intra else f"Resuming training at epoch {epoch + 1}"
+    assert expected in log, log[-3000:]
+    assert (out / "test_results.csv").exists()
+    lines = (out / "train_log.txt").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines if line.startswith("epoch")] == ["epoch: 1", "epoch: 2"]
