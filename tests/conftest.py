@@ -24,8 +24,9 @@ def mini_root(tmp_path_factory):
     }
 
 
-def run_recipe_cmd(dataset, method, hparams, data_folder, output_folder, *extra, launcher=None, timeout=900, check=True):
-    """Runs ``recipes/<dataset>/<method>/train.py`` tiny, as a user would, from the repo root."""
+def run_recipe_cmd(dataset, method, hparams, data_folder, output_folder, *extra, launcher=None, timeout=900, check=True,
+                   overrides_file=TINY):
+    """Runs ``recipes/<dataset>/<method>/train.py`` (tiny by default), as a user would, from the repo root."""
     cmd = launcher or [sys.executable]
     cmd = [
         *cmd,
@@ -33,7 +34,7 @@ def run_recipe_cmd(dataset, method, hparams, data_folder, output_folder, *extra,
         hparams,
         f"--data_folder={data_folder}",
         f"--output_folder={output_folder}",
-        f"--overrides_file={TINY}",
+        f"--overrides_file={overrides_file}",
         "--device=cpu",
         "--noprogressbar",
         *extra,
