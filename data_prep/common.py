@@ -328,7 +328,7 @@ def check_layout(
     >>> check_layout(root, "wav8k", ("tr", "cv"), ("s2",), "X")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    data_prep.common.PrepError: X folder not found: .../wav8k/tr/s2 (expected <data_folder>/wav8k/{tr,cv}/s2); .../wav8k/tr contains: s1
+    data_prep.common.PrepError: X folder not found: .../wav8k/tr/s2 (expected <data_folder>/wav8k/{tr,cv}/s2); ...
     """
     data_folder = Path(data_folder)
     if not data_folder.is_dir():
@@ -476,6 +476,30 @@ def scan_split(data_folder, rel_split, folders, sample_rate, desc=None, extra=No
 def _format_row(row, header):
     """Values of a row in header order (hook point for the writer)."""
     return [row.get(col, "") for col in header]
+
+
+def write_text_atomic(path, text):
+    """Write a text file through a temporary file and ``os.replace``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.json"
+    >>> write_text_atomic(path, "{}\\n")
+    >>> path.read_text()
+    '{}\\n'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def write_csv_atomic(path, header, rows):
@@ -662,13 +686,7 @@ def prepare_manifests(
         counts[split] = write_csv_atomic(path, header, rows[split])
         logger.info("%s %s: %d mixtures -> %s", label, split, counts[split], path)
     record = {"version": PREP_FORMAT_VERSION, "options": options, "rows": counts}
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{sidecar.name}.", suffix=".tmp", dir=save_folder
-    )
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(record, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, sidecar)
+    write_text_atomic(sidecar, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return paths
 
 

@@ -292,10 +292,10 @@ def _write_wham_mixture(root, split, pool, rng, used_utts, sample_rates, modes):
             np.max(np.abs(x)) for x in (s1, s2, nz, s1 + s2, s1 + nz, s1 + s2 + nz)
         )
         gain = WHAM_PEAK / peak
-        for sr, sig in _at_rates(
+        for sr, at_rate in _at_rates(
             {"s1": s1 * gain, "s2": s2 * gain, "noise": nz * gain}, sample_rates
         ).items():
-            sig = {k: v.astype(np.float32) for k, v in sig.items()}
+            sig = {k: v.astype(np.float32) for k, v in at_rate.items()}
             sig["mix_clean"] = sig["s1"] + sig["s2"]
             sig["mix_single"] = sig["s1"] + sig["noise"]
             sig["mix_both"] = sig["s1"] + sig["s2"] + sig["noise"]
@@ -575,7 +575,7 @@ def build_parser():
         prog="python -m data_prep.mini",
         description="Write miniature corpora with the real on-disk layouts.",
     )
-    parser.add_argument("--dataset", required=True, choices=list(DATASETS) + ["all"])
+    parser.add_argument("--dataset", required=True, choices=[*DATASETS, "all"])
     parser.add_argument("--out", required=True, help="parent folder of the corpora")
     parser.add_argument("--seed", type=int, default=0)
     for name, value in DEFAULT_SIZES.items():

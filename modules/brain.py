@@ -25,20 +25,18 @@ Hyperparameters read (see the recipe yamls): ``num_spks``, ``sample_rate``,
 ``save_audio`` + ``n_audio_to_save``.
 """
 
-import csv
 import json
 import logging
 import math
 import os
-import tempfile
-
-import torch
-import torch.nn.functional as F
 
 import speechbrain as sb
+import torch
+import torch.nn.functional as F
 from speechbrain.nnet.schedulers import ReduceLROnPlateau, update_learning_rate
 from speechbrain.utils.distributed import if_main_process
 
+from data_prep.common import write_csv_atomic, write_text_atomic
 from modules.losses import apply_perm, pit_si_snr_loss
 from modules.metrics import sdr, si_snr
 
@@ -112,9 +110,7 @@ class SeparationBrain(sb.Brain):
     def batch_signals(self, batch):
         """Mixture, lengths, speaker targets ``[B, T, C]`` and noise (or None), on device."""
         mix, lens = batch.mix_sig
-        targets = torch.stack(
-            [getattr(batch, f"s{i + 1}_sig").data for i in range(self.hparams.num_spks)], dim=-1
-        )
+        targets = torch.stack([getattr(batch, f"s{i + 1}_sig").data for i in range(self.hparams.num_spks)], dim=-1)
         noise = batch.noise_sig.data.to(self.device) if hasattr(batch, "noise_sig") else None
         return mix.to(self.device), lens.to(self.device), targets.to(self.device), noise
 
@@ -238,7 +234,9 @@ class SeparationBrain(sb.Brain):
         if all(n == mix.shape[1] for n in lengths):
             scores = _score(est, ref, mix)
         else:
-            scores = torch.cat([_score(est[i : i + 1, :n], ref[i : i + 1, :n], mix[i : i + 1, :n]) for i, n in enumerate(lengths)])
+            scores = torch.cat(
+                [_score(est[i : i + 1, :n], ref[i : i + 1, :n], mix[i : i + 1, :n]) for i, n in enumerate(lengths)]
+            )
         for item_id, row in zip(batch.id, scores.tolist()):
             self.test_rows.append({"snt_id": item_id, **dict(zip(METRICS, row))})
 
@@ -263,9 +261,10 @@ class SeparationBrain(sb.Brain):
                 signals[f"s{s + 1}"] = ref[i, :, s]
                 signals[f"s{s + 1}_hat"] = est[i, :, s]
             signals.update(self.extra_test_signals(outputs, i))
-            for name, sig in signals.items():
-                sig = 0.9 * sig / sig.abs().max().clamp(min=1e-8)
-                sb.dataio.dataio.write_audio(os.path.join(folder, f"{item_id}_{name}.wav"), sig, self.hparams.sample_rate)
+            for name, signal in signals.items():
+                peak_normalised = 0.9 * signal / signal.abs().max().clamp(min=1e-8)
+                path = os.path.join(folder, f"{item_id}_{name}.wav")
+                sb.dataio.dataio.write_audio(path, peak_normalised, self.hparams.sample_rate)
             self.n_saved += 1
 
     def extra_test_signals(self, outputs, index):
@@ -280,11 +279,15 @@ class SeparationBrain(sb.Brain):
         means = {m: sum(r[m] for r in rows) / len(rows) for m in METRICS}
         if if_main_process():
             folder = self.hparams.output_folder
-            _atomic_write_csv(os.path.join(folder, "test_results.csv"), ["snt_id", *METRICS], rows + [{"snt_id": "avg", **means}])
+            table_rows = [
+                {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()}
+                for r in [*rows, {"snt_id": "avg", **means}]
+            ]
+            write_csv_atomic(os.path.join(folder, "test_results.csv"), ["snt_id", *METRICS], table_rows)
             summary = {"n_mixtures": len(rows), **{m: round(v, 4) for m, v in means.items()}}
-            _atomic_write_text(os.path.join(folder, "test_summary.json"), json.dumps(summary, indent=2) + "\n")
+            write_text_atomic(os.path.join(folder, "test_summary.json"), json.dumps(summary, indent=2) + "\n")
             table = "| metric | mean (dB) |\n|---|---|\n" + "".join(f"| {m} | {v:.2f} |\n" for m, v in means.items())
-            _atomic_write_text(os.path.join(folder, "test_summary.md"), f"Test set: {len(rows)} mixtures\n\n{table}")
+            write_text_atomic(os.path.join(folder, "test_summary.md"), f"Test set: {len(rows)} mixtures\n\n{table}")
             logger.info("Test results written to %s", os.path.join(folder, "test_results.csv"))
         return means
 
@@ -304,30 +307,3 @@ def _score(est, ref, mix):
     return torch.stack(
         [sisnr.mean(-1), (sisnr - sisnr_mix).mean(-1), sdr_est.mean(-1), (sdr_est - sdr_mix).mean(-1)], dim=-1
     ).cpu()
-
-
-def _atomic_write_text(path, text):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_csv(path, columns, rows):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

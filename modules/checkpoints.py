@@ -50,18 +50,18 @@ class CrashSafeCheckpointer(Checkpointer):
     1.0
     """
 
-    def _save_checkpoint_metafile(self, fpath, meta_to_include={}, end_of_epoch=True):
+    def _save_checkpoint_metafile(self, fpath, meta_to_include=None, end_of_epoch=True):
         # Written under a temporary name; published by save_checkpoint at the end.
         pending = str(fpath) + PENDING_SUFFIX
-        return super()._save_checkpoint_metafile(pending, meta_to_include, end_of_epoch)
+        return super()._save_checkpoint_metafile(pending, meta_to_include or {}, end_of_epoch)
 
-    def save_checkpoint(self, meta={}, end_of_epoch=True, name=None, verbosity=logging.INFO):
+    def save_checkpoint(self, meta=None, end_of_epoch=True, name=None, verbosity=logging.INFO):
         """Saves a checkpoint; it becomes visible only once complete.
 
         Same arguments and return value as
         ``speechbrain.utils.checkpoints.Checkpointer.save_checkpoint``.
         """
-        ckpt = super().save_checkpoint(meta=meta, end_of_epoch=end_of_epoch, name=name, verbosity=verbosity)
+        ckpt = super().save_checkpoint(meta=meta or {}, end_of_epoch=end_of_epoch, name=name, verbosity=verbosity)
         # Every process has finished writing its files before the checkpoint is published.
         ddp_barrier()
         if if_main_process() and ckpt is not None:

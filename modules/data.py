@@ -109,7 +109,9 @@ def build_datasets(hparams):
     tuple
         ``(train, valid, test)`` datasets.
     """
-    datasets = [load_manifest(hparams[key], hparams["data_folder"]) for key in ("train_data", "valid_data", "test_data")]
+    datasets = [
+        load_manifest(hparams[key], hparams["data_folder"]) for key in ("train_data", "valid_data", "test_data")
+    ]
     sorting = hparams.get("sorting", "random")
     if sorting in ("ascending", "descending"):
         datasets[0] = datasets[0].filtered_sorted(sort_key="duration", reverse=sorting == "descending")

@@ -19,10 +19,9 @@ import os
 import sys
 
 import ruamel.yaml
+import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 from hyperpyyaml.core import recursive_update
-
-import speechbrain as sb
 from speechbrain.utils.distributed import ddp_init_group, if_main_process, infer_device, run_on_main
 
 from modules.data import build_datasets
@@ -190,5 +189,7 @@ def run_recipe(brain_class, recipe_file, argv=None):
     brain.evaluate(test_data, max_key="si-snr", test_loader_kwargs=hparams["test_dataloader_opts"])
     if if_main_process():
         out = hparams["output_folder"]
-        print(f"Test results: {os.path.join(out, 'test_results.csv')} (summary: {os.path.join(out, 'test_summary.md')})")
+        print(
+            f"Test results: {os.path.join(out, 'test_results.csv')} (summary: {os.path.join(out, 'test_summary.md')})"
+        )
     return brain

@@ -26,9 +26,7 @@ LIBRI_SIZES = {"train": 3, "valid": 2, "test": 2}
 
 @pytest.fixture(scope="module")
 def wham_root(tmp_path_factory):
-    return make_mini_wham(
-        tmp_path_factory.mktemp("corpus"), n_train=4, n_valid=2, n_test=2
-    )
+    return make_mini_wham(tmp_path_factory.mktemp("corpus"), n_train=4, n_valid=2, n_test=2)
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +102,10 @@ def _check_manifests(paths, data_folder, task, n_spks, sizes, sample_rate, rel_p
             mix = Path(row["mix_wav"])
             assert mix.is_file() and mix.stem == utt_id
             assert mix.parent.name == MIX_FOLDER[task]
-            assert mix.as_posix().startswith(
-                f"{Path(data_folder).as_posix()}/{rel_prefix}/"
-            )
+            assert mix.as_posix().startswith(f"{Path(data_folder).as_posix()}/{rel_prefix}/")
             info = sf.info(mix)
             assert info.samplerate == sample_rate
-            assert row["duration"] == pytest.approx(
-                info.frames / info.samplerate, abs=1e-9
-            )
+            assert row["duration"] == pytest.approx(info.frames / info.samplerate, abs=1e-9)
             for key in _expected_keys(task, n_spks):
                 assert Path(row[f"{key}_wav"]).is_file()
                 assert Path(row[f"{key}_wav"]).name == mix.name
@@ -128,9 +122,7 @@ def _check_manifests(paths, data_folder, task, n_spks, sizes, sample_rate, rel_p
 @pytest.mark.parametrize("mode", ["min", "max"])
 @pytest.mark.parametrize("task", ["sep_noisy", "sep_clean", "enh_single"])
 def test_prepare_wham(tmp_path, wham_root, task, mode, sample_rate):
-    paths = prepare_wham(
-        wham_root, tmp_path, sample_rate=sample_rate, mode=mode, task=task
-    )
+    paths = prepare_wham(wham_root, tmp_path, sample_rate=sample_rate, mode=mode, task=task)
     assert {k: Path(v).name for k, v in paths.items()} == {
         "train": "wham_tr.csv",
         "valid": "wham_cv.csv",
@@ -196,9 +188,7 @@ def test_manifest_survives_moving_data(tmp_path, wham_root):
     paths = prepare_wham(wham_root, tmp_path / "prep", task="sep_clean")
     moved = tmp_path / "elsewhere" / "WHAM"
     shutil.copytree(wham_root / "wav8k" / "min", moved / "wav8k" / "min")
-    data = DynamicItemDataset.from_csv(
-        paths["test"], replacements={"data_root": str(moved)}
-    )
+    data = DynamicItemDataset.from_csv(paths["test"], replacements={"data_root": str(moved)})
     data.set_output_keys(["id", "mix_wav", "s2_wav", "duration"])
     assert len(data) == WHAM_SIZES["test"]
     for item in data:
@@ -223,18 +213,11 @@ def test_partial_librimix(tmp_path, libri_clean_only):
             prepare_librimix(libri_clean_only, tmp_path / task, task=task)
         msg = str(err.value)
         assert MIX_FOLDER[task] in msg and f"task '{task}' needs" in msg
-        assert (
-            "has only: mix_clean, s1, s2" in msg
-            and "possible with this data: sep_clean" in msg
-        )
+        assert "has only: mix_clean, s1, s2" in msg and "possible with this data: sep_clean" in msg
         assert "\n" not in msg
-        assert not (tmp_path / task).exists() or not list(
-            (tmp_path / task).glob("*.csv")
-        )
+        assert not (tmp_path / task).exists() or not list((tmp_path / task).glob("*.csv"))
     with pytest.raises(PrepError, match="wav16k"):
-        prepare_librimix(
-            libri_clean_only, tmp_path / "x", task="sep_clean", sample_rate=16000
-        )
+        prepare_librimix(libri_clean_only, tmp_path / "x", task="sep_clean", sample_rate=16000)
 
 
 def test_librimix_metadata_partial_warning(tmp_path, libri_root, caplog):
@@ -271,10 +254,7 @@ def test_skip_when_prepared(tmp_path, wham_root, caplog):
     # other options -> prepared again
     prepare_wham(wham_root, tmp_path, mode="max")
     assert "wav8k/max/" in Path(paths["train"]).read_text()
-    assert (
-        json.loads((tmp_path / "wham_prep.json").read_text())["options"]["mode"]
-        == "max"
-    )
+    assert json.loads((tmp_path / "wham_prep.json").read_text())["options"]["mode"] == "max"
 
     # a damaged manifest (header only) is not trusted
     header = Path(paths["valid"]).read_text().splitlines()[0]
@@ -292,9 +272,7 @@ def test_skip_prep_flag(tmp_path):
     paths = prepare_wham(tmp_path / "nowhere", tmp_path / "save", skip_prep=True)
     assert Path(paths["train"]).name == "wham_tr.csv"
     assert not (tmp_path / "save").exists()
-    paths = prepare_librimix(
-        tmp_path / "nowhere", tmp_path / "save", n_spks=3, skip_prep=True
-    )
+    paths = prepare_librimix(tmp_path / "nowhere", tmp_path / "save", n_spks=3, skip_prep=True)
     assert Path(paths["test"]).name == "libri3mix_test.csv"
 
 
@@ -321,15 +299,11 @@ def test_atomic_write_fresh(tmp_path, wham_root, monkeypatch):
 def test_atomic_write_keeps_previous(tmp_path, wham_root, monkeypatch):
     paths = prepare_wham(wham_root, tmp_path)
     before = {k: Path(v).read_bytes() for k, v in paths.items()}
-    _crash_after(
-        monkeypatch, WHAM_SIZES["train"] + 1
-    )  # dies inside the second manifest
+    _crash_after(monkeypatch, WHAM_SIZES["train"] + 1)  # dies inside the second manifest
     with pytest.raises(RuntimeError):
         prepare_wham(wham_root, tmp_path, task="sep_clean")
     monkeypatch.undo()
-    assert (
-        Path(paths["valid"]).read_bytes() == before["valid"]
-    )  # untouched, not truncated
+    assert Path(paths["valid"]).read_bytes() == before["valid"]  # untouched, not truncated
     assert Path(paths["test"]).read_bytes() == before["test"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "wham_cv.csv",
@@ -364,9 +338,7 @@ def _prep_error(func, *args, **kwargs):
 def test_missing_folder(tmp_path, wham_copy):
     shutil.rmtree(wham_copy / "wav8k" / "min" / "cv" / "mix_both")
     msg = _prep_error(prepare_wham, wham_copy, tmp_path / "save")
-    assert msg.startswith(
-        f"WHAM! folder not found: {wham_copy / 'wav8k/min/cv/mix_both'} "
-    )
+    assert msg.startswith(f"WHAM! folder not found: {wham_copy / 'wav8k/min/cv/mix_both'} ")
     assert "(expected <data_folder>/wav8k/min/{tr,cv,tt}/mix_both)" in msg
     assert "possible with this data: sep_clean" in msg
     assert not (tmp_path / "save").exists() or not list((tmp_path / "save").iterdir())

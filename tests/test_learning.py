@@ -16,9 +16,13 @@ MARGIN = 1.5
 
 
 def test_convtasnet_learns_on_mini_wham(tmp_path):
-    root = make_mini_wham(tmp_path / "corpus", seed=0, n_train=200, n_valid=10, n_test=16, sample_rates=(8000,), modes=("min",))
+    root = make_mini_wham(
+        tmp_path / "corpus", seed=0, n_train=200, n_valid=10, n_test=16, sample_rates=(8000,), modes=("min",)
+    )
     out = tmp_path / "out"
-    run_recipe_cmd("WHAM", "baseline", "hparams/convtasnet.yaml", root, out, overrides_file="hparams/cpu_small.yaml", timeout=1200)
+    run_recipe_cmd(
+        "WHAM", "baseline", "hparams/convtasnet.yaml", root, out, overrides_file="hparams/cpu_small.yaml", timeout=1200
+    )
     with open(out / "test_results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     mean = rows[-1]

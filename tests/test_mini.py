@@ -35,9 +35,7 @@ def wham_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def libri_root(tmp_path_factory):
-    return make_mini_librimix(
-        tmp_path_factory.mktemp("mini"), seed=0, n_train=4, n_valid=2, n_test=2
-    )
+    return make_mini_librimix(tmp_path_factory.mktemp("mini"), seed=0, n_train=4, n_valid=2, n_test=2)
 
 
 def _read(path):
@@ -45,10 +43,7 @@ def _read(path):
 
 
 def _wham_names(root, rate, mode, split):
-    return sorted(
-        p.name
-        for p in (root / f"wav{rate // 1000}k" / mode / split / "mix_both").iterdir()
-    )
+    return sorted(p.name for p in (root / f"wav{rate // 1000}k" / mode / split / "mix_both").iterdir())
 
 
 # ------------------------------------------------------------------ layouts
@@ -69,10 +64,7 @@ def test_wham_layout(wham_root):
                 names = _wham_names(wham_root, rate, mode, split)
                 assert len(names) == n
                 for folder in WHAM_FOLDERS:
-                    assert (
-                        sorted(p.name for p in (base / split / folder).iterdir())
-                        == names
-                    )
+                    assert sorted(p.name for p in (base / split / folder).iterdir()) == names
                 for name in names:
                     match = WHAM_NAME.match(name)
                     assert match, name
@@ -98,9 +90,7 @@ def test_librimix_layout(libri_root):
         top = libri_root / f"Libri{n}Mix"
         assert top.is_dir()
         id_re = re.compile(rf"^{LIBRI_UTT}(?:_{LIBRI_UTT}){{{n - 1}}}\.wav$")
-        folders = {"mix_clean", "mix_both", "mix_single", "noise"} | {
-            f"s{k}" for k in range(1, n + 1)
-        }
+        folders = {"mix_clean", "mix_both", "mix_single", "noise"} | {f"s{k}" for k in range(1, n + 1)}
         for rate in (8000, 16000):
             for mode in ("min", "max"):
                 base = top / f"wav{rate // 1000}k" / mode
@@ -112,15 +102,10 @@ def test_librimix_layout(libri_root):
                 }
                 for split, count in (("train-100", 4), ("dev", 2), ("test", 2)):
                     assert {p.name for p in (base / split).iterdir()} == folders
-                    names = sorted(
-                        p.name for p in (base / split / "mix_clean").iterdir()
-                    )
+                    names = sorted(p.name for p in (base / split / "mix_clean").iterdir())
                     assert len(names) == count
                     for folder in folders:
-                        assert (
-                            sorted(p.name for p in (base / split / folder).iterdir())
-                            == names
-                        )
+                        assert sorted(p.name for p in (base / split / folder).iterdir()) == names
                     for name in names:
                         assert id_re.match(name), name
                         info = sf.info(base / split / "mix_both" / name)
@@ -172,11 +157,7 @@ def test_librimix_metadata(libri_root):
 
 
 def _tree_bytes(root):
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("maker", [make_mini_wham, make_mini_librimix])
@@ -195,9 +176,7 @@ def test_determinism(tmp_path, maker):
     c = _tree_bytes(maker(tmp_path / "c", seed=1, **kwargs))
     wavs = [k for k in a if k.endswith(".wav")]
     assert len(wavs) >= 12
-    assert {k: v for k, v in a.items() if k.endswith(".wav")} == {
-        k: v for k, v in b.items() if k.endswith(".wav")
-    }
+    assert {k: v for k, v in a.items() if k.endswith(".wav")} == {k: v for k, v in b.items() if k.endswith(".wav")}
     # metadata holds absolute paths (different folders) but the same ids
     assert a.keys() == b.keys()
     assert set(a) != set(c)  # other names
@@ -224,15 +203,9 @@ def test_wham_mix_is_sum_of_sources(wham_root):
             for split in ("tr", "cv", "tt"):
                 for name in _wham_names(wham_root, rate, mode, split):
                     sig = {f: _read(base / split / f / name) for f in WHAM_FOLDERS}
-                    np.testing.assert_allclose(
-                        sig["mix_clean"], sig["s1"] + sig["s2"], atol=1e-6
-                    )
-                    np.testing.assert_allclose(
-                        sig["mix_single"], sig["s1"] + sig["noise"], atol=1e-6
-                    )
-                    np.testing.assert_allclose(
-                        sig["mix_both"], sig["s1"] + sig["s2"] + sig["noise"], atol=1e-6
-                    )
+                    np.testing.assert_allclose(sig["mix_clean"], sig["s1"] + sig["s2"], atol=1e-6)
+                    np.testing.assert_allclose(sig["mix_single"], sig["s1"] + sig["noise"], atol=1e-6)
+                    np.testing.assert_allclose(sig["mix_both"], sig["s1"] + sig["s2"] + sig["noise"], atol=1e-6)
                     assert np.max(np.abs(sig["mix_both"])) < 1.0
 
 
@@ -252,12 +225,8 @@ def test_librimix_mix_is_sum_of_sources(libri_root):
                         clean = sum(sig[f"s{k}"] for k in range(1, n + 1))
                         tol = (n + 2) * lsb
                         np.testing.assert_allclose(sig["mix_clean"], clean, atol=tol)
-                        np.testing.assert_allclose(
-                            sig["mix_both"], clean + sig["noise"], atol=tol
-                        )
-                        np.testing.assert_allclose(
-                            sig["mix_single"], sig["s1"] + sig["noise"], atol=tol
-                        )
+                        np.testing.assert_allclose(sig["mix_both"], clean + sig["noise"], atol=tol)
+                        np.testing.assert_allclose(sig["mix_single"], sig["s1"] + sig["noise"], atol=tol)
                         assert np.max(np.abs(sig["mix_both"])) < 1.0
                         # speech louder than noise, as in the generator (RMS dB)
                         assert rms(sig["s1"]) > rms(sig["noise"]) * 10 ** (-10 / 20)
@@ -270,9 +239,7 @@ def test_wham_snrs(wham_root):
             base = wham_root / f"wav{rate // 1000}k" / mode
             for split in ("tr", "cv", "tt"):
                 for name in _wham_names(wham_root, rate, mode, split):
-                    s1, s2, noise = (
-                        _read(base / split / f / name) for f in ("s1", "s2", "noise")
-                    )
+                    s1, s2, noise = (_read(base / split / f / name) for f in ("s1", "s2", "noise"))
                     loudest = max(active_level(s1, rate), active_level(s2, rate))
                     snr = 20 * np.log10(loudest / rms(noise))
                     assert -6 - tol <= snr <= 3 + tol, (name, snr)
@@ -280,9 +247,7 @@ def test_wham_snrs(wham_root):
                     if rate == 16000 and mode == "max":
                         # wsj0-2mix: s1 at +snr dB, s2 at -snr dB after level normalisation
                         rel = float(WHAM_NAME.match(name).group(2))
-                        ratio = 20 * np.log10(
-                            active_level(s1, rate) / active_level(s2, rate)
-                        )
+                        ratio = 20 * np.log10(active_level(s1, rate) / active_level(s2, rate))
                         assert ratio == pytest.approx(2 * rel, abs=0.1)
     assert np.ptp(noise_snrs) > 2  # drawn, not constant
 
@@ -323,9 +288,7 @@ def test_librimix_min_max_lengths(libri_root):
                 )
                 assert n_min <= n_max
                 shorter += n_min < n_max
-                assert {
-                    sf.info(mx / f"s{k}" / path.name).frames for k in range(1, n + 1)
-                } == {n_max}
+                assert {sf.info(mx / f"s{k}" / path.name).frames for k in range(1, n + 1)} == {n_max}
     assert shorter > 0
 
 
@@ -339,17 +302,13 @@ def test_disjoint_speakers(wham_root, libri_root):
         return spk
 
     sets = [wham_speakers(s) for s in ("tr", "cv", "tt")]
-    assert all(sets) and not (
-        sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2]
-    )
+    assert all(sets) and not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
 
     for n in (2, 3):
         sets = []
         for split in ("train-100", "dev", "test"):
             spk = set()
-            for path in (
-                libri_root / f"Libri{n}Mix" / "wav8k" / "min" / split / "s1"
-            ).iterdir():
+            for path in (libri_root / f"Libri{n}Mix" / "wav8k" / "min" / split / "s1").iterdir():
                 ids = [u.split("-")[0] for u in path.stem.split("_")]
                 assert len(set(ids)) == n
                 spk |= set(ids)
@@ -378,9 +337,7 @@ def test_partial_librimix_generation(tmp_path):
         "mixture_test_mix_clean.csv",
         "mixture_train-100_mix_clean.csv",
     ]
-    header = (
-        (base / "metadata" / "mixture_dev_mix_clean.csv").read_text().splitlines()[0]
-    )
+    header = (base / "metadata" / "mixture_dev_mix_clean.csv").read_text().splitlines()[0]
     assert header == "mixture_ID,mixture_path,source_1_path,source_2_path,length"
 
 

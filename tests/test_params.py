@@ -8,8 +8,14 @@ from modules.brain import SeparationBrain
 from modules.recipe import REPO_ROOT
 
 # NASS paper, Table 3 (self-reproduced SpeechBrain baselines), millions of parameters
-PAPER = {("convtasnet", 2): 6.8, ("convtasnet", 3): 6.9, ("dprnn", 2): 14.8, ("dprnn", 3): 14.9,
-         ("sepformer", 2): 25.9, ("sepformer", 3): 26.0}
+PAPER = {
+    ("convtasnet", 2): 6.8,
+    ("convtasnet", 3): 6.9,
+    ("dprnn", 2): 14.8,
+    ("dprnn", 3): 14.9,
+    ("sepformer", 2): 25.9,
+    ("sepformer", 3): 26.0,
+}
 
 
 def load(dataset, backbone, tmp_path, **overrides):
@@ -39,6 +45,6 @@ def test_full_size_forward(tmp_path, backbone):
     hparams = load("WHAM", backbone, tmp_path)
     brain = SeparationBrain(hparams["modules"], hparams={"num_spks": 2}, run_opts={"device": "cpu"})
     with torch.no_grad():
-        est, extras = brain.separate(torch.randn(1, 4000))
+        est, _ = brain.separate(torch.randn(1, 4000))
     assert est.shape == (1, 4000, 2)
     assert torch.isfinite(est).all()

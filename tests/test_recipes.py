@@ -67,16 +67,33 @@ def test_recipe_runs_from_its_own_folder(mini_root, tmp_path):
 
     out = tmp_path / "out"
     cmd = [
-        sys.executable, "train.py", "hparams/convtasnet.yaml", f"--data_folder={mini_root['wham']}",
-        f"--output_folder={out}", f"--overrides_file={TINY}", "--N_epochs=1", "--device=cpu", "--noprogressbar",
+        sys.executable,
+        "train.py",
+        "hparams/convtasnet.yaml",
+        f"--data_folder={mini_root['wham']}",
+        f"--output_folder={out}",
+        f"--overrides_file={TINY}",
+        "--N_epochs=1",
+        "--device=cpu",
+        "--noprogressbar",
     ]
-    proc = subprocess.run(cmd, cwd=REPO / "recipes/WHAM/baseline", capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    proc = subprocess.run(
+        cmd,
+        check=False,
+        cwd=REPO / "recipes/WHAM/baseline",
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ),
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (out / "test_results.csv").exists()
 
 
 def test_bad_data_folder_is_one_line_error(tmp_path):
-    proc = run_recipe_cmd("WHAM", "baseline", "hparams/convtasnet.yaml", tmp_path / "nowhere", tmp_path / "out", check=False)
+    proc = run_recipe_cmd(
+        "WHAM", "baseline", "hparams/convtasnet.yaml", tmp_path / "nowhere", tmp_path / "out", check=False
+    )
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "nowhere" in last

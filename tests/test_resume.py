@@ -27,11 +27,19 @@ def latest_checkpoint(save):
 def test_sigkill_then_resume(mini_root, tmp_path):
     out = tmp_path / "out"
     cmd = [
-        sys.executable, "recipes/WHAM/baseline/train.py", "hparams/convtasnet.yaml",
-        f"--data_folder={mini_root['wham']}", f"--output_folder={out}", f"--overrides_file={TINY}",
-        "--device=cpu", "--noprogressbar", "--N_epochs=2", "--ckpt_interval_steps=1",
+        sys.executable,
+        "recipes/WHAM/baseline/train.py",
+        "hparams/convtasnet.yaml",
+        f"--data_folder={mini_root['wham']}",
+        f"--output_folder={out}",
+        f"--overrides_file={TINY}",
+        "--device=cpu",
+        "--noprogressbar",
+        "--N_epochs=2",
+        "--ckpt_interval_steps=1",
         # steps slow enough (~0.3 s) to kill the run mid-epoch
-        "--limit_training_signal_len=False", "--backbone={N_encoder_out: 128, B: 128, H: 256, X: 6, R: 2}",
+        "--limit_training_signal_len=False",
+        "--backbone={N_encoder_out: 128, B: 128, H: 256, X: 6, R: 2}",
     ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
@@ -51,11 +59,13 @@ def test_sigkill_then_resume(mini_root, tmp_path):
     assert not (out / "test_results.csv").exists()
     intra, epoch, step = latest_checkpoint(out / "save")
 
-    rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     log = (out / "log.txt").read_text()
     # nothing older than the last checkpoint is redone: at most one step is lost
-    expected = f"Resuming training at epoch {epoch}, step {step}" if intra else f"Resuming training at epoch {epoch + 1}"
+    expected = (
+        f"Resuming training at epoch {epoch}, step {step}" if intra else f"Resuming training at epoch {epoch + 1}"
+    )
     assert expected in log, log[-3000:]
     assert (out / "test_results.csv").exists()
     lines = (out / "train_log.txt").read_text().splitlines()

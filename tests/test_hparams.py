@@ -1,0 +1,50 @@
+"""The recipe yamls are lint-clean and every top-level key is used."""
+
+import re
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from speechbrain.utils.run_opts import RunOptions
+
+REPO = Path(__file__).resolve().parents[1]
+YAMLS = sorted(REPO.glob("recipes/*/*/hparams/*.yaml")) + sorted(REPO.glob("hparams/**/*.yaml"))
+CODE = "\n".join(p.read_text() for p in (REPO / "modules").rglob("*.py"))
+RUN_OPTIONS = {f.name for f in fields(RunOptions)}  # read by speechbrain.Brain from the hparams
+
+
+def test_yamllint():
+    proc = subprocess.run(
+        [sys.executable, "-m", "yamllint", "-c", str(REPO / ".yamllint"), "hparams", "recipes"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
+
+
+def top_level_keys(text):
+    return re.findall(r"^([A-Za-z_][\w]*):", text, flags=re.M)
+
+
+@pytest.mark.parametrize("path", [p for p in YAMLS if "recipes" in p.parts], ids=lambda p: str(p.relative_to(REPO)))
+def test_every_recipe_key_is_used(path):
+    text = path.read_text()
+    unused = []
+    for key in top_level_keys(text):
+        referenced = re.search(rf"<{key}[\[>]", text)
+        read_by_code = re.search(rf"""(hparams\.|hp\.|\[["']|getattr\(\w+(\.hparams)?, ["']){key}\b""", CODE)
+        if not (referenced or read_by_code or key in RUN_OPTIONS or key.startswith("__")):
+            unused.append(key)
+    assert not unused, f"{path.name}: top-level keys never used: {unused}"
+
+
+@pytest.mark.parametrize("path", [p for p in YAMLS if p.parent.name == "backbones"], ids=lambda p: p.name)
+def test_every_backbone_key_is_used(path):
+    text = path.read_text()
+    exported = {"encoder", "masknet", "decoder"}  # what the recipes take from a backbone
+    unused = [k for k in top_level_keys(text) if k not in exported and not re.search(rf"<{k}>", text)]
+    assert not unused, f"{path.name}: keys never used: {unused}"
