@@ -75,10 +75,10 @@ def load_manifest(csv_path, data_folder, extra_keys=()):
 
     Example
     -------
-    >>> import tempfile, torch, torchaudio
+    >>> import tempfile, numpy, soundfile
     >>> root = tempfile.mkdtemp()
     >>> for name in ("mix", "s1"):
-    ...     torchaudio.save(os.path.join(root, name + ".wav"), torch.zeros(1, 80), 8000)
+    ...     soundfile.write(os.path.join(root, name + ".wav"), numpy.zeros(80), 8000)
     >>> path = os.path.join(root, "m.csv")
     >>> with open(path, "w") as f:
     ...     _ = f.write("ID,duration,mix_wav,s1_wav\\nitem,0.01,$data_root/mix.wav,$data_root/s1.wav\\n")
@@ -109,9 +109,8 @@ def build_datasets(hparams):
     tuple
         ``(train, valid, test)`` datasets.
     """
-    datasets = [
-        load_manifest(hparams[key], hparams["data_folder"]) for key in ("train_data", "valid_data", "test_data")
-    ]
+    manifests = (hparams["train_data"], hparams["valid_data"], hparams["test_data"])
+    datasets = [load_manifest(path, hparams["data_folder"]) for path in manifests]
     sorting = hparams.get("sorting", "random")
     if sorting in ("ascending", "descending"):
         datasets[0] = datasets[0].filtered_sorted(sort_key="duration", reverse=sorting == "descending")
