@@ -1,0 +1,243 @@
+"""Tests for modules.losses (pairwise SI-SNR and the PIT loss)."""
+
+import itertools
+import math
+
+import pytest
+import torch
+from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
+
+from modules.losses import apply_perm, pairwise_si_snr, pit_si_snr_loss
+from modules.metrics import si_snr
+
+
+def _signals(batch, time, n_src, seed=0, dtype=torch.float32):
+    """Targets and noisy, source-shuffled estimates (well conditioned)."""
+    gen = torch.Generator().manual_seed(seed)
+    targets = torch.randn(batch, time, n_src, generator=gen, dtype=dtype)
+    mixing = torch.eye(n_src, dtype=dtype) + 0.3 * torch.rand(n_src, n_src, generator=gen, dtype=dtype)
+    estimates = targets @ mixing + 0.3 * torch.randn(batch, time, n_src, generator=gen, dtype=dtype)
+    return estimates[..., torch.randperm(n_src, generator=gen)], targets
+
+
+def _slow_si_snr(estimate, target):
+    """SI-SNR (dB) of two 1-D signals by the textbook projection, float64."""
+    estimate = estimate.double() - estimate.double().mean()
+    target = target.double() - target.double().mean()
+    projection = (estimate @ target) / (target @ target) * target
+    noise = estimate - projection
+    return 10.0 * math.log10((projection @ projection) / (noise @ noise))
+
+
+def _slow_pairwise(estimates, targets):
+    """Python-loop pairwise SI-SNR, ``[batch, n_est, n_tgt]`` float64."""
+    batch, _, n_est = estimates.shape
+    n_tgt = targets.shape[-1]
+    out = torch.empty(batch, n_est, n_tgt, dtype=torch.float64)
+    for b in range(batch):
+        for i in range(n_est):
+            for j in range(n_tgt):
+                out[b, i, j] = _slow_si_snr(estimates[b, :, i], targets[b, :, j])
+    return out
+
+
+def _slow_pit(estimates, targets):
+    """Loss and perm by looping over itertools.permutations (float64)."""
+    pairwise = _slow_pairwise(estimates, targets)
+    n_src = targets.shape[-1]
+    losses, perms = [], []
+    for item in pairwise:
+        best = max(
+            itertools.permutations(range(n_src)),
+            key=lambda p: sum(item[p[j], j].item() for j in range(n_src)),
+        )
+        losses.append(-sum(item[best[j], j].item() for j in range(n_src)) / n_src)
+        perms.append(best)
+    return torch.tensor(losses, dtype=torch.float64), torch.tensor(perms)
+
+
+def _brute_force_perm(pairwise):
+    """Best perm for every item by scoring all permutations at once."""
+    n_src = pairwise.shape[-1]
+    table = torch.tensor(list(itertools.permutations(range(n_src))))
+    totals = pairwise.double()[:, table, torch.arange(n_src)].sum(-1)
+    return table[totals.argmax(-1)]
+
+
+# ----------------------------------------------------------------------------
+# pairwise_si_snr
+
+
+@pytest.mark.parametrize("n_est, n_tgt", [(3, 3), (2, 4), (1, 1)])
+def test_pairwise_matches_slow_reference(n_est, n_tgt):
+    gen = torch.Generator().manual_seed(1)
+    targets = torch.randn(2, 400, n_tgt, generator=gen)
+    estimates = targets[..., :1].repeat(1, 1, n_est) + torch.randn(2, 400, n_est, generator=gen)
+    estimates = estimates + 5.0  # DC offsets must not matter
+    pw = pairwise_si_snr(estimates, targets)
+    assert pw.shape == (2, n_est, n_tgt)
+    assert pw.dtype == torch.float32
+    torch.testing.assert_close(pw.double(), _slow_pairwise(estimates, targets), rtol=1e-5, atol=1e-5)
+
+
+def test_pairwise_is_scale_invariant_and_keeps_float64():
+    estimates, targets = _signals(2, 500, 3, dtype=torch.float64)
+    pw = pairwise_si_snr(estimates, targets, eps=0.0)
+    assert pw.dtype == torch.float64
+    scaled = pairwise_si_snr(7.0 * estimates, 0.1 * targets, eps=0.0)
+    torch.testing.assert_close(scaled, pw, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(pw, _slow_pairwise(estimates, targets), rtol=1e-12, atol=1e-10)
+
+
+def test_pairwise_reads_80_db_from_float32_inputs():
+    gen = torch.Generator().manual_seed(2)
+    target = torch.randn(1, 16000, 1, generator=gen, dtype=torch.float64)
+    noise = torch.randn(1, 16000, 1, generator=gen, dtype=torch.float64)
+    target, noise = target - target.mean(), noise - noise.mean()
+    noise = noise - (noise * target).sum() / (target * target).sum() * target
+    noise = noise * (target.norm() / noise.norm() * 1e-4)  # exactly -80 dB
+    estimate32, target32 = (target + noise).float(), target.float()
+    truth = _slow_si_snr(estimate32[0, :, 0], target32[0, :, 0])
+    assert abs(truth - 80.0) < 0.01
+    value = pairwise_si_snr(estimate32, target32)[0, 0, 0].item()
+    assert abs(value - truth) < 0.01
+    loss, _ = pit_si_snr_loss(estimate32, target32)
+    assert abs(loss.item() + truth) < 0.01
+
+
+def test_pairwise_gradcheck():
+    gen = torch.Generator().manual_seed(3)
+    targets = torch.randn(2, 16, 3, generator=gen, dtype=torch.float64)
+    estimates = targets + 0.5 * torch.randn(2, 16, 3, generator=gen, dtype=torch.float64)
+    estimates.requires_grad_()
+    targets.requires_grad_()
+    assert torch.autograd.gradcheck(pairwise_si_snr, (estimates, targets))
+
+
+# ----------------------------------------------------------------------------
+# pit_si_snr_loss
+
+
+@pytest.mark.parametrize("n_src", [1, 2, 3, 4])
+def test_pit_matches_itertools_reference(n_src):
+    estimates, targets = _signals(3, 300, n_src, seed=n_src)
+    loss, perm = pit_si_snr_loss(estimates, targets)
+    ref_loss, ref_perm = _slow_pit(estimates, targets)
+    assert loss.shape == (3,) and perm.shape == (3, n_src)
+    assert perm.dtype == torch.long
+    torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-5, atol=1e-5)
+    assert torch.equal(perm, ref_perm)
+
+
+@pytest.mark.parametrize("n_src", [2, 3, 5])
+def test_pit_matches_speechbrain_values_and_gradients(n_src):
+    estimates, targets = _signals(3, 4000, n_src, seed=10 + n_src)
+    ours_in = estimates.clone().requires_grad_()
+    sb_in = estimates.clone().requires_grad_()
+    loss, _ = pit_si_snr_loss(ours_in, targets)
+    sb_loss = get_si_snr_with_pitwrapper(targets, sb_in)
+    assert sb_loss.shape == loss.shape == (3,)
+    torch.testing.assert_close(loss, sb_loss, rtol=1e-4, atol=0.0)
+    loss.sum().backward()
+    sb_loss.sum().backward()
+    scale = sb_in.grad.abs().max()
+    assert (ours_in.grad - sb_in.grad).abs().max() <= 1e-4 * scale
+    torch.testing.assert_close(ours_in.grad, sb_in.grad, rtol=1e-4, atol=1e-6 * scale)
+
+
+def test_pit_gradcheck():
+    gen = torch.Generator().manual_seed(4)
+    targets = torch.randn(2, 16, 3, generator=gen, dtype=torch.float64)
+    estimates = targets[..., [2, 0, 1]] + 0.3 * torch.randn(2, 16, 3, generator=gen, dtype=torch.float64)
+    estimates.requires_grad_()
+    assert torch.autograd.gradcheck(lambda est: pit_si_snr_loss(est, targets)[0], (estimates,))
+
+
+def test_perm_contract_recovers_shuffle():
+    gen = torch.Generator().manual_seed(5)
+    batch, n_src = 4, 4
+    targets = torch.randn(batch, 2000, n_src, generator=gen)
+    shuffles = torch.stack([torch.randperm(n_src, generator=gen) for _ in range(batch)])
+    # estimates[b, :, i] = targets[b, :, shuffles[b, i]] + small noise
+    estimates = torch.stack([targets[b][:, shuffles[b]] for b in range(batch)])
+    estimates = estimates + 0.01 * torch.randn(estimates.shape, generator=gen)
+    loss, perm = pit_si_snr_loss(estimates, targets)
+    # perm[b, j] is the estimate index holding target j: the inverse shuffle.
+    assert torch.equal(perm, shuffles.argsort(dim=-1))
+    for b in range(batch):
+        for j in range(n_src):
+            assert torch.equal(estimates[b, :, perm[b, j]], apply_perm(estimates, perm)[b, :, j])
+    aligned = apply_perm(estimates, perm)
+    assert (aligned - targets).abs().max() < 0.1
+    torch.testing.assert_close(loss.double(), -si_snr(aligned, targets).mean(-1), rtol=1e-6, atol=1e-6)
+
+
+def test_apply_perm_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        apply_perm(torch.zeros(2, 10, 3), torch.zeros(2, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("n_src", [3, 6])
+def test_hungarian_path_equals_exhaustive_path(n_src):
+    estimates, targets = _signals(4, 500, n_src, seed=20 + n_src)
+    estimates = estimates + torch.randn(estimates.shape, generator=torch.Generator().manual_seed(0))
+    exhaustive = pit_si_snr_loss(estimates, targets)
+    hungarian = pit_si_snr_loss(estimates, targets, max_exhaustive_src=0)
+    assert torch.equal(exhaustive[1], hungarian[1])
+    torch.testing.assert_close(exhaustive[0], hungarian[0])
+
+
+def test_hungarian_path_beyond_threshold_is_exact():
+    n_src = 8  # above the default threshold: Hungarian algorithm
+    gen = torch.Generator().manual_seed(6)
+    targets = torch.randn(3, 400, n_src, generator=gen)
+    estimates = targets @ (0.6 * torch.eye(n_src) + torch.rand(n_src, n_src, generator=gen))
+    estimates = estimates.requires_grad_()
+    loss, perm = pit_si_snr_loss(estimates, targets)
+    pairwise = pairwise_si_snr(estimates, targets).detach()
+    assert torch.equal(perm, _brute_force_perm(pairwise))
+    expected = -pairwise.gather(1, perm.unsqueeze(1)).squeeze(1).mean(-1)
+    torch.testing.assert_close(loss.detach(), expected)
+    loss.sum().backward()
+    assert torch.isfinite(estimates.grad).all() and estimates.grad.abs().sum() > 0
+
+
+def test_autocast_bf16_on_cpu():
+    estimates, targets = _signals(2, 4000, 2, seed=7)
+    weight = torch.eye(2) + 0.1 * torch.ones(2, 2)
+    reference, _ = pit_si_snr_loss(torch.nn.functional.linear(estimates, weight), targets)
+    weight.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model_out = torch.nn.functional.linear(estimates, weight)
+        assert model_out.dtype == torch.bfloat16
+        loss, _ = pit_si_snr_loss(model_out, targets)
+        # float32 inputs are not downcast inside an autocast region
+        same, _ = pit_si_snr_loss(estimates, targets)
+    assert loss.dtype == torch.float32
+    assert torch.isfinite(loss).all()
+    torch.testing.assert_close(loss, reference, rtol=0, atol=0.05)
+    torch.testing.assert_close(same, pit_si_snr_loss(estimates, targets)[0])
+    loss.sum().backward()
+    assert torch.isfinite(weight.grad).all()
+
+
+@pytest.mark.parametrize(
+    "est_shape, tgt_shape",
+    [
+        ((2, 100), (2, 100)),  # not 3-D
+        ((2, 100, 2, 1), (2, 100, 2, 1)),
+        ((2, 100, 2), (3, 100, 2)),  # batch
+        ((2, 100, 2), (2, 99, 2)),  # time
+        ((2, 100, 2), (2, 100, 3)),  # number of sources
+    ],
+)
+def test_pit_rejects_shape_mismatch(est_shape, tgt_shape):
+    with pytest.raises(ValueError):
+        pit_si_snr_loss(torch.randn(est_shape), torch.randn(tgt_shape))
+
+
+def test_pairwise_rejects_batch_or_time_mismatch():
+    with pytest.raises(ValueError):
+        pairwise_si_snr(torch.randn(2, 100, 2), torch.randn(2, 90, 2))
+    with pytest.raises(ValueError):
+        pairwise_si_snr(torch.randn(100, 2), torch.randn(100, 2))
