@@ -14,9 +14,15 @@ method brains (NASS, SADDEL, ...) override:
     what PIT matches the outputs against (the speakers; NASS appends the noise).
 ``auxiliary_loss(outputs, batch)``
     a term added to the training loss (zero here).
+``pit_loss(outputs)``
+    per-item PIT loss and permutation (NASS: a fixed noise slot).
 ``speaker_estimates(outputs)``
     the estimates of the ``num_spks`` speakers, aligned with the speaker
     targets: validation and test metrics count these only.
+``test_metrics(outputs, ...)``, ``extra_test_signals(outputs, i)``
+    per-item test metrics and extra signals to save.
+``separate_speakers(mix)``
+    inference without references (used by ``separate_file``).
 
 Hyperparameters read (see the recipe yamls): ``num_spks``, ``sample_rate``,
 ``use_speedperturb`` + ``speed_perturb``, ``limit_training_signal_len`` +
@@ -39,6 +45,7 @@ from speechbrain.utils.distributed import if_main_process
 from data_prep.common import write_csv_atomic, write_text_atomic
 from modules.losses import apply_perm, pit_si_snr_loss
 from modules.metrics import sdr, si_snr
+from modules.plotting import spectrogram_figure
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +104,10 @@ class SeparationBrain(sb.Brain):
         """The signals PIT assigns the outputs to: ``[B, T, n_outputs]``."""
         return outputs["targets"]
 
+    def pit_loss(self, outputs):
+        """Per-item negative SI-SNR under the best permutation, and that permutation."""
+        return pit_si_snr_loss(outputs["estimates"], self.training_targets(outputs))
+
     def auxiliary_loss(self, outputs, batch):
         """An extra training loss term (scalar tensor); none in the baseline."""
         return outputs["estimates"].new_zeros(())
@@ -105,6 +116,44 @@ class SeparationBrain(sb.Brain):
         """Speaker estimates aligned with ``outputs["targets"]``: ``[B, T, num_spks]``."""
         aligned = apply_perm(outputs["estimates"], outputs["perm"])
         return aligned[..., : self.hparams.num_spks]
+
+    @torch.no_grad()
+    def separate_speakers(self, mix):
+        """Separates mixtures without references: ``(speakers [B, T, C], noise or None)``."""
+        estimates, _ = self.separate(mix)
+        return estimates, None
+
+    def separate_file(self, path, output_folder):
+        """Separates one audio file (at the model's sample rate) and writes the outputs.
+
+        Arguments
+        ---------
+        path : str
+            Mixture file.
+        output_folder : str
+            Where ``<name>_s1.wav``, ... (and ``<name>_noise.wav`` when the model
+            predicts the noise) are written.
+
+        Returns
+        -------
+        list of str
+            The files written.
+        """
+        mix = sb.dataio.dataio.read_audio(path)
+        if mix.dim() > 1:
+            raise ValueError(f"{path}: expected a mono file, got {mix.shape[-1]} channels")
+        self.modules.eval()
+        speakers, noise = self.separate_speakers(mix[None].to(self.device))
+        signals = {f"s{i + 1}": speakers[0, :, i] for i in range(speakers.shape[-1])}
+        if noise is not None:
+            signals["noise"] = noise[0]
+        os.makedirs(output_folder, exist_ok=True)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        written = []
+        for name, signal in signals.items():
+            written.append(os.path.join(output_folder, f"{stem}_{name}.wav"))
+            sb.dataio.dataio.write_audio(written[-1], signal.float().cpu(), self.hparams.sample_rate)
+        return written
 
     # --------------------------------------------------------- data handling
     def batch_signals(self, batch):
@@ -168,7 +217,7 @@ class SeparationBrain(sb.Brain):
         gradient. In validation and test the loss is the negative SI-SNR of the
         speakers only.
         """
-        loss, perm = pit_si_snr_loss(outputs["estimates"], self.training_targets(outputs))
+        loss, perm = self.pit_loss(outputs)
         outputs["perm"] = perm
         if stage != sb.Stage.TRAIN:
             return -si_snr(self.speaker_estimates(outputs), outputs["targets"]).mean()
@@ -221,30 +270,38 @@ class SeparationBrain(sb.Brain):
 
     # ----------------------------------------------------------- test stage
     @torch.no_grad()
-    def record_test_metrics(self, batch, outputs):
-        """Scores every item of the batch (SI-SNR, SDR and their improvements).
+    def test_metrics(self, outputs, items=slice(None), length=None):
+        """Per-item metrics ``{name: [b]}`` of batch items ``items``, signals cut to ``length`` samples.
 
-        Each value is averaged over the item's speakers. Items of a padded batch
-        are scored on their own length.
+        SI-SNR, SI-SNRi, SDR and SDRi of the speakers, each averaged over the
+        item's speakers. Subclasses add their own (NASS: the noise estimate).
         """
-        est = self.speaker_estimates(outputs).float()
-        ref = outputs["targets"].float()
-        mix = outputs["mix"].float()
-        lengths = torch.round(outputs["lens"] * mix.shape[1]).long().tolist()
-        if all(n == mix.shape[1] for n in lengths):
-            scores = _score(est, ref, mix)
+        est = self.speaker_estimates(outputs)[items, :length].float()
+        ref = outputs["targets"][items, :length].float()
+        mix = outputs["mix"][items, :length].float()
+        return dict(zip(METRICS, _score(est, ref, mix).unbind(-1)))
+
+    @torch.no_grad()
+    def record_test_metrics(self, batch, outputs):
+        """Scores every item of the batch; items of a padded batch on their own length."""
+        full = outputs["mix"].shape[1]
+        lengths = torch.round(outputs["lens"] * full).long().tolist()
+        if all(n == full for n in lengths):
+            per_item = self.test_metrics(outputs)
         else:
-            scores = torch.cat(
-                [_score(est[i : i + 1, :n], ref[i : i + 1, :n], mix[i : i + 1, :n]) for i, n in enumerate(lengths)]
-            )
-        for item_id, row in zip(batch.id, scores.tolist()):
-            self.test_rows.append({"snt_id": item_id, **dict(zip(METRICS, row))})
+            parts = [self.test_metrics(outputs, slice(i, i + 1), n) for i, n in enumerate(lengths)]
+            per_item = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        per_item = {k: v.double().cpu().tolist() for k, v in per_item.items()}
+        for i, item_id in enumerate(batch.id):
+            self.test_rows.append({"snt_id": item_id, **{k: v[i] for k, v in per_item.items()}})
 
     def save_test_outputs(self, batch, outputs):
         """Writes mixture, references and estimates of the first test items.
 
         Files go to ``<output_folder>/audio/<id>_{mix,s1,s1_hat,...}.wav``
-        (``save_audio`` and ``n_audio_to_save`` in the yaml).
+        (``save_audio`` and ``n_audio_to_save`` in the yaml), and for the first
+        ``n_figures_to_save`` items a spectrogram figure of the mixture and the
+        estimates, ``<id>_spectrograms.png``.
         """
         if not getattr(self.hparams, "save_audio", False) or not if_main_process():
             return
@@ -265,6 +322,11 @@ class SeparationBrain(sb.Brain):
                 peak_normalised = 0.9 * signal / signal.abs().max().clamp(min=1e-8)
                 path = os.path.join(folder, f"{item_id}_{name}.wav")
                 sb.dataio.dataio.write_audio(path, peak_normalised, self.hparams.sample_rate)
+            if self.n_saved < getattr(self.hparams, "n_figures_to_save", 0):
+                estimated = {k: v for k, v in signals.items() if k == "mix" or k.endswith("_hat")}
+                spectrogram_figure(
+                    os.path.join(folder, f"{item_id}_spectrograms.png"), estimated, self.hparams.sample_rate
+                )
             self.n_saved += 1
 
     def extra_test_signals(self, outputs, index):
@@ -276,14 +338,15 @@ class SeparationBrain(sb.Brain):
         rows = self.test_rows
         if not rows:
             raise RuntimeError("The test set is empty: no test results to write.")
-        means = {m: sum(r[m] for r in rows) / len(rows) for m in METRICS}
+        names = [k for k in rows[0] if k != "snt_id"]
+        means = {m: sum(r[m] for r in rows) / len(rows) for m in names}
         if if_main_process():
             folder = self.hparams.output_folder
             table_rows = [
                 {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()}
                 for r in [*rows, {"snt_id": "avg", **means}]
             ]
-            write_csv_atomic(os.path.join(folder, "test_results.csv"), ["snt_id", *METRICS], table_rows)
+            write_csv_atomic(os.path.join(folder, "test_results.csv"), ["snt_id", *names], table_rows)
             summary = {"n_mixtures": len(rows), **{m: round(v, 4) for m, v in means.items()}}
             write_text_atomic(os.path.join(folder, "test_summary.json"), json.dumps(summary, indent=2) + "\n")
             table = "| metric | mean (dB) |\n|---|---|\n" + "".join(f"| {m} | {v:.2f} |\n" for m, v in means.items())
