@@ -349,8 +349,9 @@ class SeparationBrain(sb.Brain):
             write_csv_atomic(os.path.join(folder, "test_results.csv"), ["snt_id", *names], table_rows)
             summary = {"n_mixtures": len(rows), **{m: round(v, 4) for m, v in means.items()}}
             write_text_atomic(os.path.join(folder, "test_summary.json"), json.dumps(summary, indent=2) + "\n")
-            table = "| metric | mean (dB) |\n|---|---|\n" + "".join(f"| {m} | {v:.2f} |\n" for m, v in means.items())
-            write_text_atomic(os.path.join(folder, "test_summary.md"), f"Test set: {len(rows)} mixtures\n\n{table}")
+            table = "| metric | mean |\n|---|---|\n" + "".join(f"| {m} | {v:.2f} |\n" for m, v in means.items())
+            text = f"Test set: {len(rows)} mixtures (SI-SNR and SDR in dB)\n\n{table}"
+            write_text_atomic(os.path.join(folder, "test_summary.md"), text)
             logger.info("Test results written to %s", os.path.join(folder, "test_results.csv"))
         return means
 

@@ -19,16 +19,33 @@ permutation is found on the device by scoring all ``n_src!`` permutations
 in one batched operation; nothing is copied to the host. For more sources
 the Hungarian algorithm (``scipy.optimize.linear_sum_assignment``) is run
 on the host, which is the only place where these functions synchronise.
+
+Patch-wise contrastive loss
+---------------------------
+:func:`nass_contrastive_loss` (NASS, equation 6) works on encoder features
+laid out as ``[batch, n_src, N, L]`` (``N`` filters, ``L`` frames) and
+reuses the permutation of :func:`pit_si_snr_loss`. Its logits and
+log-softmax are computed in float32 with autocast disabled; it never
+synchronises with the host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+from typing import Callable
 
 import torch
 
-__all__ = ["apply_perm", "pairwise_si_snr", "pit_si_snr_loss"]
+__all__ = [
+    "apply_perm",
+    "nass_contrastive_loss",
+    "pairwise_si_snr",
+    "patch_nce_loss",
+    "pit_si_snr_loss",
+    "sample_patch_positions",
+]
 
 #: Default largest number of sources whose permutations are enumerated.
 MAX_EXHAUSTIVE_SRC = 7
@@ -307,3 +324,372 @@ def pit_si_snr_loss(
     # matched[b, j] = pairwise[b, perm[b, j], j]
     matched = pairwise.gather(1, perm.unsqueeze(1)).squeeze(1)
     return -matched.mean(dim=-1), perm
+
+
+# ----------------------------------------------------------------------------
+# Patch-wise contrastive loss (NASS)
+
+#: Directions of the NASS contrastive loss: speech -> noise, noise -> speech, or the sum of both.
+NASS_DIRECTIONS = ("s2n", "n2s", "both")
+
+
+def _autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
+    """A context that disables autocast for ``device``'s type (a no-op where autocast is unknown)."""
+    try:
+        return torch.autocast(device_type=device.type, enabled=False)
+    except RuntimeError:  # a device type autocast does not support
+        return contextlib.nullcontext()
+
+
+def sample_patch_positions(
+    n_frames: int,
+    n_patches: int,
+    batch: int,
+    device: torch.device | str | None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random frame positions, drawn independently for every batch item.
+
+    Arguments
+    ---------
+    n_frames : int
+        Number of frames ``L`` to draw from (positions are in ``[0, L)``).
+    n_patches : int
+        Number of positions ``M`` per batch item.
+    batch : int
+        Number of batch items.
+    device : torch.device or str or None
+        Device of the returned tensor (``None``: the CPU).
+    generator : torch.Generator, optional
+        Source of randomness (the global one by default). The numbers are
+        drawn on the generator's device and the result moved to ``device``,
+        so a seeded CPU generator gives the same positions on any device.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, n_patches]`` long. Without replacement (distinct positions
+        in each row, a uniformly random subset in random order) when
+        ``n_patches <= n_frames``; with replacement (independent uniform
+        draws) otherwise. Rows are drawn in one vectorised call: the
+        argsort of uniform noise, or ``torch.randint``.
+
+    Raises
+    ------
+    ValueError
+        If ``n_frames`` or ``n_patches`` is below 1 or ``batch`` is negative.
+
+    Example
+    -------
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> pos = sample_patch_positions(100, 8, 2, "cpu", generator=gen)
+    >>> pos.shape, pos.dtype
+    (torch.Size([2, 8]), torch.int64)
+    >>> [len(set(row.tolist())) for row in pos]  # distinct within each item
+    [8, 8]
+    >>> sample_patch_positions(3, 10, 1, "cpu").shape  # more patches than frames: with replacement
+    torch.Size([1, 10])
+    """
+    if n_frames < 1 or n_patches < 1 or batch < 0:
+        raise ValueError(
+            f"expected n_frames >= 1, n_patches >= 1 and batch >= 0, got {n_frames}, {n_patches} and {batch}"
+        )
+    device = torch.device("cpu") if device is None else torch.device(device)
+    draw_device = generator.device if generator is not None else device
+    if n_patches <= n_frames:
+        noise = torch.rand(batch, n_frames, generator=generator, device=draw_device)
+        positions = noise.argsort(dim=-1)[:, :n_patches]
+    else:
+        positions = torch.randint(n_frames, (batch, n_patches), generator=generator, device=draw_device)
+    return positions.to(device)
+
+
+def patch_nce_loss(
+    query: torch.Tensor,
+    positive: torch.Tensor,
+    negatives: torch.Tensor,
+    tau: float = 0.07,
+) -> torch.Tensor:
+    """PatchNCE (InfoNCE) loss of embedded patches, per batch item.
+
+    For query patch ``i`` of source ``s`` the logits are
+    ``[q_i . p_i, q_i . n_1, ..., q_i . n_K] / tau`` and the loss is the
+    cross-entropy with the positive in class 0.
+
+    Arguments
+    ---------
+    query : torch.Tensor
+        ``[B, S, M, Q]``: ``M`` query embeddings for each of ``S`` sources.
+    positive : torch.Tensor
+        ``[B, S, M, Q]``: ``positive[b, s, i]`` is the positive of
+        ``query[b, s, i]``.
+    negatives : torch.Tensor
+        ``[B, S, K, Q]``: the ``K`` negatives shared by all queries of
+        ``(b, s)`` (``K = M`` in NASS).
+    tau : float
+        Temperature (0.07 in NASS).
+
+    Returns
+    -------
+    torch.Tensor
+        ``[B]``: the cross-entropy averaged over the ``M`` patches and over
+        the ``S`` sources. float32 (float64 if ``query`` is float64).
+
+    Raises
+    ------
+    ValueError
+        On inconsistent shapes or a non-positive ``tau``.
+
+    Notes
+    -----
+    Embeddings are expected L2-normalised (see
+    :class:`modules.models.PatchSampler`), so that the dot products are
+    cosine similarities; this function does not normalise them.
+
+    Reduction: the mean over patches is that of PyTorch's
+    ``CrossEntropyLoss`` as used by CUT's PatchNCE loss and by the NASS
+    authors' code; equation 6 of the paper writes a sum over ``i``, which
+    is ``M`` times this value. The weight lambda (2 or 3 in the paper) was
+    tuned for the mean form. The mean over sources is equation 6's
+    ``1 / C``. Every negative is kept: unlike the authors' code (adapted
+    from CUT, where keys and positives come from the same tensor) the
+    negative at the query's own position is not masked out.
+
+    The inputs are cast to float32 and the logits (one batched matrix
+    product ``[B, S, M, Q] x [B, S, Q, K]`` for the negatives) and their
+    log-sum-exp are computed with autocast disabled, so the function is
+    safe inside a ``torch.autocast`` region. Gradients flow to all three
+    inputs; detach the ones that should be constants before calling.
+
+    Example
+    -------
+    >>> _ = torch.manual_seed(0)
+    >>> q = torch.nn.functional.normalize(torch.randn(2, 3, 16, 8), dim=-1)
+    >>> n = torch.nn.functional.normalize(torch.randn(2, 3, 16, 8), dim=-1)
+    >>> loss = patch_nce_loss(q, q, n)  # positives identical to the queries
+    >>> loss.shape
+    torch.Size([2])
+    >>> bool((loss < patch_nce_loss(q, n, q)).all())  # ... beat positives among the negatives
+    True
+    """
+    if query.ndim != 4 or positive.ndim != 4 or negatives.ndim != 4:
+        raise ValueError(
+            "expected query, positive and negatives of shape [B, S, M, Q], [B, S, M, Q] and [B, S, K, Q], got "
+            f"{tuple(query.shape)}, {tuple(positive.shape)} and {tuple(negatives.shape)}"
+        )
+    if (
+        positive.shape != query.shape
+        or negatives.shape[:2] != query.shape[:2]
+        or negatives.shape[3] != query.shape[3]
+        or query.shape[2] < 1
+        or negatives.shape[2] < 1
+    ):
+        raise ValueError(
+            "query and positive must have the same shape [B, S, M, Q] and negatives [B, S, K, Q] "
+            f"(M, K >= 1), got {tuple(query.shape)}, {tuple(positive.shape)} and {tuple(negatives.shape)}"
+        )
+    if not tau > 0:
+        raise ValueError(f"tau must be positive, got {tau}")
+    dtype = _output_dtype(query)
+    with _autocast_off(query.device):
+        query, positive, negatives = query.to(dtype), positive.to(dtype), negatives.to(dtype)
+        pos_logit = (query * positive).sum(dim=-1, keepdim=True)  # [B, S, M, 1]
+        neg_logits = torch.matmul(query, negatives.transpose(-1, -2))  # [B, S, M, K]
+        logits = torch.cat([pos_logit, neg_logits], dim=-1) / tau
+        # cross-entropy with target class 0
+        loss = torch.logsumexp(logits, dim=-1) - logits[..., 0]  # [B, S, M]
+    return loss.mean(dim=(1, 2))
+
+
+def _gather_patches(feats: torch.Tensor, sources: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Patches of ``feats`` ``[B, K, N, L]`` as ``[B, S, M, N]``.
+
+    ``out[b, s, i] = feats[b, sources[b, s], :, positions[b, i]]``, with
+    ``sources`` ``[B, S]`` and ``positions`` ``[B, M]`` long, in one
+    advanced-indexing gather.
+    """
+    batch_index = torch.arange(feats.shape[0], device=feats.device)[:, None, None]
+    return feats.transpose(2, 3)[batch_index, sources[:, :, None], positions[:, None, :]]
+
+
+def _check_index(name: str, index: torch.Tensor, shape: tuple) -> None:
+    """Raise ``ValueError`` unless ``index`` is an integer tensor of ``shape``."""
+    bad_dtype = index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool
+    if bad_dtype or tuple(index.shape) != tuple(shape):
+        raise ValueError(
+            f"expected {name} as an integer tensor of shape {tuple(shape)}, got {index.dtype} {tuple(index.shape)}"
+        )
+
+
+def nass_contrastive_loss(
+    est_feats: torch.Tensor,
+    true_feats: torch.Tensor,
+    perm: torch.Tensor,
+    sampler: Callable[[torch.Tensor], torch.Tensor],
+    n_spks: int,
+    n_patches: int = 256,
+    tau: float = 0.07,
+    direction: str = "s2n",
+    generator: torch.Generator | None = None,
+    *,
+    positions: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Patch-wise contrastive loss of NASS (equation 6), vectorised over batch, speakers and patches.
+
+    Arguments
+    ---------
+    est_feats : torch.Tensor
+        ``[B, n_spks + 1, N, L]``: the masked encoder features
+        ``h_k = m_k * h_x`` of all outputs, the noise-speaker included
+        (it is an ordinary output under PIT).
+    true_feats : torch.Tensor
+        ``[B, n_spks + 1, N, L]``: the encoder applied to the clean
+        sources, speakers first and the noise last. Always treated as a
+        constant (detached inside).
+    perm : torch.Tensor
+        ``[B, n_spks + 1]`` long, from :func:`pit_si_snr_loss` over the
+        ``n_spks + 1`` targets (speakers first, noise last):
+        ``est_feats[b, perm[b, j]]`` is the estimate matched to target
+        ``j`` (the :func:`apply_perm` contract), for every item ``b``.
+    sampler : callable
+        Shared projection of patches ``[..., N] -> [..., Q]`` returning
+        L2-normalised embeddings, e.g. :class:`modules.models.PatchSampler`.
+    n_spks : int
+        Number of speakers ``C``.
+    n_patches : int
+        Number of sampled positions ``M`` per batch item (256 in NASS);
+        drawn without replacement when ``M <= L``, with replacement
+        otherwise (see :func:`sample_patch_positions`).
+    tau : float
+        Temperature (0.07 in NASS).
+    direction : str
+        ``"s2n"`` (the paper's default, S→N): for each speaker ``t``, the
+        query is the estimate matched to ``t``, the positive the ground
+        truth of ``t`` at the same positions and the negatives the noise
+        estimate at the ``M`` positions. ``"n2s"`` (N→S): the query is the
+        noise estimate, the positive the true noise and the negatives the
+        estimate of speaker ``t``, one term per speaker. ``"both"``: the
+        sum of the two.
+    generator : torch.Generator, optional
+        Source of randomness for the positions.
+    positions : torch.Tensor, optional
+        ``[B, M]`` long frame positions to use instead of drawing them
+        (``n_patches`` and ``generator`` are then ignored).
+    reduction : str
+        ``"mean"`` (default): the mean over batch items, a scalar;
+        ``"none"``: the per-item losses ``[B]``.
+
+    Returns
+    -------
+    torch.Tensor
+        The loss (float32, or float64 for float64 embeddings), not yet
+        weighted by lambda: the caller adds ``lambda * loss`` to the
+        SI-SNR loss (equation 8). Per item it is the mean over the ``C``
+        speakers of the PatchNCE cross-entropy averaged over the ``M``
+        patches (see :func:`patch_nce_loss` for the mean-versus-sum
+        convention); ``"both"`` adds the two directions.
+
+    Raises
+    ------
+    ValueError
+        On inconsistent shapes, an unknown ``direction`` or ``reduction``,
+        ``n_spks < 1``, ``n_patches < 1`` or a non-positive ``tau``.
+
+    Notes
+    -----
+    The ``M`` positions are drawn once per batch item and shared by the
+    query, the positive and the negatives, by all speakers and by both
+    directions. Gradients reach ``est_feats`` only through the query
+    branch (``"s2n"``: the speakers' estimates; ``"n2s"``: the noise
+    estimate; ``"both"``: all outputs) and the sampler's parameters only
+    through the query embeddings: the positive and negative embeddings are
+    computed without gradient, which is the same as detaching them after
+    the projection as CUT's PatchNCE loss and the NASS authors' code do.
+    Unlike that code, which reorders the outputs of the whole batch with
+    the permutation of item 0, ``perm`` is applied per item. Everything
+    stays on the device: no host synchronisation.
+
+    Example
+    -------
+    >>> from modules.models import PatchSampler
+    >>> _ = torch.manual_seed(0)
+    >>> true_feats = torch.rand(2, 3, 16, 50)  # 2 speakers + noise, N = 16, L = 50
+    >>> perm = torch.tensor([[1, 0, 2], [2, 1, 0]])
+    >>> est_feats = torch.empty_like(true_feats)
+    >>> _ = est_feats.scatter_(1, perm[:, :, None, None].expand_as(true_feats), true_feats)  # perfect estimates
+    >>> _ = est_feats.requires_grad_()
+    >>> sampler = PatchSampler(16, features=32)
+    >>> loss = nass_contrastive_loss(est_feats, true_feats, perm, sampler, n_spks=2, n_patches=20)
+    >>> loss.shape, loss.dtype
+    (torch.Size([]), torch.float32)
+    >>> loss.backward()
+    >>> noise_out = perm[:, 2]  # outputs matched to the noise get no gradient in S→N
+    >>> bool((est_feats.grad[torch.arange(2), noise_out] == 0).all())
+    True
+    """
+    if est_feats.ndim != 4 or true_feats.ndim != 4:
+        raise ValueError(
+            "expected est_feats and true_feats of shape [batch, n_spks + 1, N, L], got "
+            f"{tuple(est_feats.shape)} and {tuple(true_feats.shape)}"
+        )
+    if n_spks < 1:
+        raise ValueError(f"n_spks must be at least 1, got {n_spks}")
+    batch, n_src, _, n_frames = est_feats.shape
+    if n_src != n_spks + 1 or true_feats.shape != est_feats.shape:
+        raise ValueError(
+            f"expected est_feats and true_feats both of shape [batch, n_spks + 1 = {n_spks + 1}, N, L], got "
+            f"{tuple(est_feats.shape)} and {tuple(true_feats.shape)}"
+        )
+    if n_frames < 1:
+        raise ValueError(f"expected at least one frame, got {tuple(est_feats.shape)}")
+    _check_index("perm", perm, (batch, n_src))
+    if direction not in NASS_DIRECTIONS:
+        raise ValueError(f"direction must be one of {NASS_DIRECTIONS}, got {direction!r}")
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    if not tau > 0:
+        raise ValueError(f"tau must be positive, got {tau}")
+    device = est_feats.device
+    if positions is None:
+        if n_patches < 1:
+            raise ValueError(f"n_patches must be at least 1, got {n_patches}")
+        positions = sample_patch_positions(n_frames, n_patches, batch, device, generator=generator)
+    else:
+        if positions.ndim != 2 or positions.shape[1] < 1:
+            raise ValueError(f"expected positions of shape [batch, M], got {tuple(positions.shape)}")
+        _check_index("positions", positions, (batch, positions.shape[1]))
+    positions = positions.to(device=device, dtype=torch.long)
+    perm = perm.to(device=device, dtype=torch.long)
+
+    # Estimates reordered to the targets (speakers, then noise) at the sampled positions.
+    est_patches = _gather_patches(est_feats, perm, positions)  # [B, C + 1, M, N]
+    # Ground-truth embeddings (no gradient), only of the sources a direction compares with.
+    first = n_spks if direction == "n2s" else 0
+    last = n_spks if direction == "s2n" else n_src
+    with torch.no_grad():
+        sources = torch.arange(first, last, device=device).expand(batch, last - first)
+        true_emb = sampler(_gather_patches(true_feats.detach(), sources, positions))  # [B, last - first, M, Q]
+    true_spk, true_noise = true_emb[:, : n_spks - first], true_emb[:, n_spks - first :]
+
+    # Only the query branch is projected with gradient.
+    if direction == "both":
+        est_emb = sampler(est_patches)
+        spk_query, noise_query = est_emb[:, :n_spks], est_emb[:, n_spks:]
+        spk_keys, noise_keys = spk_query.detach(), noise_query.detach()
+    elif direction == "s2n":
+        spk_query = sampler(est_patches[:, :n_spks])
+        with torch.no_grad():
+            noise_keys = sampler(est_patches[:, n_spks:].detach())
+    else:
+        noise_query = sampler(est_patches[:, n_spks:])
+        with torch.no_grad():
+            spk_keys = sampler(est_patches[:, :n_spks].detach())
+
+    terms = []
+    if direction in ("s2n", "both"):
+        terms.append(patch_nce_loss(spk_query, true_spk, noise_keys.expand_as(spk_query), tau=tau))
+    if direction in ("n2s", "both"):
+        terms.append(patch_nce_loss(noise_query.expand_as(spk_keys), true_noise.expand_as(spk_keys), spk_keys, tau=tau))
+    loss = terms[0] if len(terms) == 1 else terms[0] + terms[1]  # [B]
+    return loss.mean() if reduction == "mean" else loss

@@ -24,6 +24,15 @@ def mini_root(tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="session")
+def learning_corpus(tmp_path_factory):
+    """A larger mini WHAM! (200 training mixtures, 8 kHz min) for the learning tests."""
+    from data_prep.mini import make_mini_wham
+
+    root = tmp_path_factory.mktemp("learning")
+    return make_mini_wham(root, seed=0, n_train=200, n_valid=10, n_test=16, sample_rates=(8000,), modes=("min",))
+
+
 def run_recipe_cmd(
     dataset,
     method,

@@ -1,0 +1,94 @@
+"""Benchmark: one training step of NASS vs the baseline, same backbone and size.
+
+Run from the repository root::
+
+    python tests/benchmarks/bench_nass_step.py [--backbone convtasnet] [--patches 256]
+
+Both brains are built from the recipe yamls (``recipes/WHAM/{baseline,nass}``) with
+``hparams/cpu_small.yaml`` (a small model, batches of 4 two-second crops) and run
+``Brain.fit_batch`` (forward, loss, backward, optimizer step) on the same batch, timed in
+alternation. NASS adds one mask (the noise), the encoding of the references and the
+patch-wise contrastive loss (M patches, MLP of 256 features). The issue's budget: at most
+10 % more step time.
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+import ruamel.yaml  # noqa: E402
+import torch  # noqa: E402
+from hyperpyyaml import load_hyperpyyaml  # noqa: E402
+from speechbrain.dataio.batch import PaddedBatch  # noqa: E402
+
+from modules.brain import SeparationBrain  # noqa: E402
+from modules.nass import NASSBrain  # noqa: E402
+
+
+def build(method, backbone, patches, folder):
+    """A brain of the given recipe with the cpu_small overrides."""
+    name = f"{backbone}_nass.yaml" if method == "nass" else f"{backbone}.yaml"
+    with open(REPO / "hparams" / "cpu_small.yaml") as f:
+        overrides = dict(ruamel.yaml.YAML().load(f))
+    overrides.update(data_folder=folder, output_folder=f"{folder}/{method}")
+    if method == "nass":
+        overrides["pcl_patches"] = patches
+    with open(REPO / "recipes" / "WHAM" / method / "hparams" / name) as f:
+        hp = load_hyperpyyaml(f, overrides)
+    brain_class = NASSBrain if method == "nass" else SeparationBrain
+    brain = brain_class(hp["modules"], opt_class=hp["optimizer"], hparams=hp, run_opts={"device": "cpu"})
+    brain.init_optimizers()
+    if method == "nass":
+        brain.check_nass_hparams()
+    return brain
+
+
+def make_batch(batch_size, length):
+    gen = torch.Generator().manual_seed(0)
+    items = []
+    for i in range(batch_size):
+        s1, s2, noise = (torch.randn(length, generator=gen) for _ in range(3))
+        items.append({"id": str(i), "mix_sig": s1 + s2 + noise, "s1_sig": s1, "s2_sig": s2, "noise_sig": noise})
+    return PaddedBatch(items)
+
+
+def main():
+    """Prints the step times and their ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="convtasnet", choices=["convtasnet", "dprnn", "sepformer"])
+    parser.add_argument("--patches", type=int, default=256, help="M, patches per comparison")
+    parser.add_argument("--reps", type=int, default=15)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        baseline = build("baseline", args.backbone, args.patches, folder)
+        nass = build("nass", args.backbone, args.patches, folder)
+        batch = make_batch(baseline.hparams.batch_size, baseline.hparams.training_signal_len)
+        brains = {"baseline": baseline, "nass": nass}
+        times = {k: [] for k in brains}
+        for rep in range(args.reps + 3):
+            for name, brain in brains.items():
+                start = time.perf_counter()
+                brain.fit_batch(batch)
+                if rep >= 3:  # warm-up
+                    times[name].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    n_params = {k: sum(p.numel() for p in b.modules.parameters()) for k, b in brains.items()}
+    print(
+        f"One training step, {args.backbone} (cpu_small size), batch {baseline.hparams.batch_size} x "
+        f"{baseline.hparams.training_signal_len} samples, M={args.patches}, median of {args.reps} (torch threads: "
+        f"{torch.get_num_threads()})"
+    )
+    for k in brains:
+        print(f"  {k:9s}: {med[k]:8.1f} ms  ({n_params[k] / 1e6:.3f}M parameters incl. patch sampler)")
+    print(f"  NASS / baseline step time: {med['nass'] / med['baseline']:.3f}x")
+
+
+if __name__ == "__main__":
+    main()
