@@ -13,7 +13,16 @@ they have in common live here:
 * atomic CSV writing (:func:`write_csv_atomic`), the ``<prefix>_prep.json``
   sidecar (:func:`manifests_ready`) and the skip-or-prepare driver
   (:func:`prepare_manifests`);
-* the command-line error wrapper (:func:`run_cli`).
+* the command-line error wrapper (:func:`run_cli`);
+* for the simulators and the newer corpora: atomic, resumable WAV output
+  (:func:`write_wav_atomic`, :func:`wav_is_complete`, :func:`remove_stale_temps`,
+  :func:`run_simulation`), list-line errors (:func:`list_error`), split
+  selection (:func:`select_splits`), paths relative to the data folder
+  (:func:`rel_to_root`) and the supervised/unsupervised marker
+  (:data:`SUPERVISED_KEY`, :func:`is_supervised`).
+
+Mixture-only manifests (unsupervised data, real recordings) have no
+``s1_wav``... columns, and their sidecar records ``"supervised": {split: false}``.
 
 Manifest contract: one row per mixture, columns ``ID, duration`` then, for each
 audio signal ``<key>`` (``mix``, ``s1``, ``s2``, [``s3``], [``noise``], later
@@ -594,8 +603,9 @@ def manifests_ready(save_folder, prefix, options, manifests, header):
         JSON-serialisable preparation options.
     manifests : mapping
         ``{split: path}`` of the manifests.
-    header : sequence of str
-        Expected header.
+    header : sequence of str or mapping
+        Expected header, or ``{split: header}`` when the manifests differ
+        (e.g. mixture-only training and supervised test manifests).
 
     Returns
     -------
@@ -622,13 +632,29 @@ def manifests_ready(save_folder, prefix, options, manifests, header):
     rows = recorded.get("rows", {})
     for split, path in manifests.items():
         found_header, n_rows = _csv_summary(path)
-        if found_header != list(header) or n_rows == 0 or rows.get(split) != n_rows:
+        expected = _split_header(header, split)
+        if found_header != expected or n_rows == 0 or rows.get(split) != n_rows:
             return False
     return True
 
 
+def _split_header(header, split):
+    """The header of one split: ``header[split]`` for a mapping, else ``header``."""
+    if isinstance(header, dict):
+        return list(header[split])
+    return list(header)
+
+
 def prepare_manifests(
-    save_folder, prefix, options, manifests, header, scan, label, skip_prep=False
+    save_folder,
+    prefix,
+    options,
+    manifests,
+    header,
+    scan,
+    label,
+    skip_prep=False,
+    extra_record=None,
 ):
     """Skip-or-prepare driver shared by the dataset modules.
 
@@ -642,8 +668,8 @@ def prepare_manifests(
         JSON-serialisable options recorded in the sidecar.
     manifests : mapping
         ``{split: path}``.
-    header : sequence of str
-        Manifest header.
+    header : sequence of str or mapping
+        Manifest header, or ``{split: header}``.
     scan : callable
         ``scan() -> {split: rows}``; it reads the corpus and raises
         :class:`PrepError` on bad input, before anything is written.
@@ -651,6 +677,9 @@ def prepare_manifests(
         Corpus name for log lines.
     skip_prep : bool
         Return the paths without checking or writing anything.
+    extra_record : dict, optional
+        Further JSON-serialisable entries of the sidecar (e.g.
+        ``{"supervised": {...}}``); ``scan`` may fill it in while it runs.
 
     Returns
     -------
@@ -683,9 +712,10 @@ def prepare_manifests(
         sidecar.unlink()
     counts = {}
     for split, path in manifests.items():
-        counts[split] = write_csv_atomic(path, header, rows[split])
+        counts[split] = write_csv_atomic(path, _split_header(header, split), rows[split])
         logger.info("%s %s: %d mixtures -> %s", label, split, counts[split], path)
-    record = {"version": PREP_FORMAT_VERSION, "options": options, "rows": counts}
+    record = dict(extra_record or {})
+    record.update(version=PREP_FORMAT_VERSION, options=options, rows=counts)
     write_text_atomic(sidecar, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return paths
 
@@ -761,23 +791,348 @@ def run_cli(parser, func, argv=None):
     return 0
 
 
+# --------------------------------------------------------------------------
+# Helpers of the simulators (Vox2Mix, Aishell2Mix) and of the newer modules
+
+#: Manifest split key -> wsj0-style split folder name.
+WSJ_SPLITS = OrderedDict([("train", "tr"), ("valid", "cv"), ("test", "tt")])
+
+#: Sidecar key recording, per manifest split, whether it has reference sources.
+SUPERVISED_KEY = "supervised"
+
+#: Glob pattern of the temporary files :func:`write_wav_atomic` leaves behind
+#: when a process is killed between creating and renaming them.
+TEMP_WAV_GLOB = ".*.wav.*.tmp"
+
+
+def list_error(path, lineno, message):
+    """A :class:`PrepError` naming a line of a list file.
+
+    Example
+    -------
+    >>> str(list_error("lists/tt_cfg.lst", 3, "expected 7 fields, found 2"))
+    'lists/tt_cfg.lst:3: expected 7 fields, found 2'
+    """
+    return PrepError(f"{path}:{lineno}: {_one_line(message)}")
+
+
+def select_splits(splits, allowed, name="splits"):
+    """Validate a sequence of split names (no duplicates, known names).
+
+    Arguments
+    ---------
+    splits : str or sequence of str
+        Requested split names (a single string is one split).
+    allowed : sequence of str
+        Known split names, in canonical order.
+    name : str
+        Option name, used in messages.
+
+    Returns
+    -------
+    tuple of str
+        The requested splits in canonical order.
+
+    Example
+    -------
+    >>> select_splits(["tt", "tr"], ("tr", "cv", "tt"))
+    ('tr', 'tt')
+    >>> select_splits("cv", ("tr", "cv", "tt"))
+    ('cv',)
+    >>> select_splits(["dev"], ("tr", "cv", "tt"))
+    Traceback (most recent call last):
+    ...
+    data_prep.common.PrepError: invalid splits=['dev'] (choose from 'tr', 'cv', 'tt')
+    """
+    if isinstance(splits, str):
+        splits = [splits]
+    splits = list(splits)
+    allowed_txt = ", ".join(repr(a) for a in allowed)
+    if not splits or any(s not in allowed for s in splits) or len(set(splits)) != len(splits):
+        raise PrepError(f"invalid {name}={splits!r} (choose from {allowed_txt})")
+    return tuple(a for a in allowed if a in splits)
+
+
+def rel_to_root(path, data_folder):
+    """Path of ``path`` relative to ``data_folder`` (with ``..`` if outside).
+
+    Manifest paths are ``$data_root/<this>``; a file outside the data folder
+    (a simulation folder elsewhere, say) is reached through ``..`` and stays
+    valid as long as both folders move together.
+
+    Example
+    -------
+    >>> rel_to_root("/data/Vox/sim/tt/mix/a.wav", "/data/Vox")
+    'sim/tt/mix/a.wav'
+    >>> rel_to_root("/scratch/sim/a.wav", "/data/Vox")
+    '../../scratch/sim/a.wav'
+    """
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(data_folder))
+    return rel.replace(os.sep, "/")
+
+
+def is_supervised(csv_path):
+    """Whether a manifest has reference sources (an ``s1_wav`` column).
+
+    Mixture-only manifests (unsupervised training data, real recordings) have
+    no ``s1_wav`` column; their sidecar also records ``"supervised": false``
+    for that split (key :data:`SUPERVISED_KEY`).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "m.csv"
+    >>> _ = path.write_text("ID,duration,mix_wav,mix_wav_format,mix_wav_opts\\n")
+    >>> is_supervised(path)
+    False
+    """
+    header, _ = _csv_summary(csv_path)
+    if header is None:
+        raise PrepError(f"manifest not found or unreadable: {csv_path}")
+    return "s1_wav" in header
+
+
+def file_digest(path):
+    """SHA-1 of a file's bytes (recorded in sidecars so an edited list re-prepares).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.lst"
+    >>> _ = path.write_text("x")
+    >>> file_digest(path)
+    '11f6ad8ec52a2984abaafd7c3b516503785c2072'
+    """
+    import hashlib
+
+    digest = hashlib.sha1()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as err:
+        raise PrepError(f"cannot read {path} ({_one_line(err)})") from None
+    return digest.hexdigest()
+
+
+def read_wav(path, sample_rate=None):
+    """Read a mono audio file as float64, turning failures into :class:`PrepError`.
+
+    Arguments
+    ---------
+    path : str or Path
+        Audio file (any format libsndfile reads: WAV, FLAC, ...).
+    sample_rate : int, optional
+        Expected sample rate; a different one raises :class:`PrepError`.
+
+    Returns
+    -------
+    tuple
+        ``(signal, sample_rate)``.
+
+    Example
+    -------
+    >>> import tempfile, numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+    >>> sf.write(path, np.full(80, 0.5), 8000, subtype="PCM_16")
+    >>> x, sr = read_wav(path, 8000)
+    >>> x.shape, sr, float(x[0])
+    ((80,), 8000, 0.5)
+    """
+    info = read_wav_info(path, sample_rate)
+    try:
+        data, rate = sf.read(str(path), dtype="float64", always_2d=False)
+    except (RuntimeError, OSError, ValueError, TypeError) as err:
+        raise PrepError(f"unreadable WAV file: {path} ({_one_line(err)})") from None
+    if len(data) != info.frames or len(data) == 0:
+        raise PrepError(f"unreadable WAV file: {path} (truncated audio data)")
+    return data, rate
+
+
+def write_wav_atomic(path, data, sample_rate, subtype="PCM_16"):
+    """Write a WAV file through a temporary file in the same folder and ``os.replace``.
+
+    A file at ``path`` is therefore always complete: a crash leaves at most a
+    temporary ``.<name>.<random>.tmp`` (see :data:`TEMP_WAV_GLOB` and
+    :func:`remove_stale_temps`). Values are clipped to [-1, 1) before integer
+    conversion.
+
+    Arguments
+    ---------
+    path : str or Path
+        Destination (``.wav``).
+    data : numpy.ndarray
+        Mono signal.
+    sample_rate : int
+        Sample rate (Hz).
+    subtype : str
+        libsndfile subtype, ``"PCM_16"`` by default.
+
+    Example
+    -------
+    >>> import tempfile, numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+    >>> write_wav_atomic(path, np.full(160, 2.0), 16000)
+    >>> info = sf.info(path)
+    >>> info.frames, info.subtype, [p.name for p in path.parent.iterdir()]
+    (160, 'PCM_16', ['a.wav'])
+    """
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.asarray(data, dtype=np.float64)
+    if subtype.startswith("PCM"):
+        data = np.clip(data, -1.0, 1.0 - 1.0 / 32768)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        sf.write(tmp, data, int(sample_rate), subtype=subtype, format="WAV")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def wav_is_complete(path, frames, sample_rate, subtype=None):
+    """Whether ``path`` is a readable mono WAV with exactly ``frames`` samples.
+
+    Used by the simulators to decide, from headers only, whether an output of
+    an earlier (possibly interrupted) run can be kept. libsndfile reports the
+    frames actually present, so a truncated file never passes.
+
+    Example
+    -------
+    >>> import tempfile, numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+    >>> write_wav_atomic(path, np.zeros(800), 8000)
+    >>> wav_is_complete(path, 800, 8000), wav_is_complete(path, 801, 8000)
+    (True, False)
+    >>> _ = path.write_bytes(path.read_bytes()[:500])  # truncated
+    >>> wav_is_complete(path, 800, 8000)
+    False
+    """
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, OSError, ValueError, TypeError):
+        return False
+    return (
+        info.frames == int(frames)
+        and info.samplerate == int(sample_rate)
+        and info.channels == 1
+        and (subtype is None or info.subtype == subtype)
+    )
+
+
+def remove_stale_temps(folders):
+    """Delete temporary WAV files left in ``folders`` by an interrupted writer.
+
+    Returns
+    -------
+    int
+        Number of files removed.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / ".a.wav.x1y2.tmp").write_bytes(b"RIFF")
+    >>> _ = (folder / "b.wav").write_bytes(b"RIFF")
+    >>> remove_stale_temps([folder]), sorted(p.name for p in folder.iterdir())
+    (1, ['b.wav'])
+    """
+    removed = 0
+    for name in folders:
+        folder = Path(name)
+        if not folder.is_dir():
+            continue
+        for tmp in folder.glob(TEMP_WAV_GLOB):
+            try:
+                tmp.unlink()
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def run_simulation(items, is_done, make, desc, unit="mix"):
+    """Simulate the items that are not done yet, with a progress bar.
+
+    Arguments
+    ---------
+    items : sequence
+        Work items (e.g. parsed list lines), in list order.
+    is_done : callable
+        ``is_done(item) -> bool``: whether the outputs of an earlier run are
+        complete (checked from headers; see :func:`wav_is_complete`).
+    make : callable
+        ``make(item)`` writes the outputs (atomically, with
+        :func:`write_wav_atomic`).
+    desc : str
+        Progress bar label.
+    unit : str
+        Progress bar unit.
+
+    Returns
+    -------
+    tuple of int
+        ``(n_made, n_kept)``.
+
+    Example
+    -------
+    >>> made = []
+    >>> run_simulation([1, 2, 3], lambda i: i == 2, made.append, "demo")
+    (2, 1)
+    >>> made
+    [1, 3]
+    """
+    todo = [item for item in items if not is_done(item)]
+    n_kept = len(items) - len(todo)
+    if n_kept and todo:
+        logger.info("%s: resuming, %d of %d already simulated", desc, n_kept, len(items))
+    if todo:
+        bar = tqdm(todo, desc=desc, unit=unit, dynamic_ncols=True)
+        try:
+            for item in bar:
+                make(item)
+        finally:
+            bar.close()
+    return len(todo), n_kept
+
 __all__ = [
     "DATA_ROOT",
+    "SUPERVISED_KEY",
     "TASKS",
+    "TEMP_WAV_GLOB",
+    "WSJ_SPLITS",
     "PrepError",
     "audio_columns",
     "build_row",
     "check_choice",
     "check_layout",
     "data_root_path",
+    "file_digest",
+    "is_supervised",
+    "list_error",
     "manifest_header",
     "manifests_ready",
     "prepare_manifests",
     "read_metadata_ids",
+    "read_wav",
     "read_wav_info",
+    "rel_to_root",
+    "remove_stale_temps",
     "run_cli",
+    "run_simulation",
     "scan_split",
+    "select_splits",
     "sidecar_path",
     "task_folders",
+    "wav_is_complete",
     "write_csv_atomic",
+    "write_text_atomic",
+    "write_wav_atomic",
 ]

@@ -11,10 +11,32 @@ the sidecar ``libri{n}mix_prep.json``. The wav folders are the truth: the
 metadata CSVs (absolute paths from the generating machine) are only used to
 warn about partial generations.
 
+**Enrollment** (``enrollment=True``, target-speaker extraction, target = the
+speaker of ``s1``) adds the audio column ``enroll_wav`` (+ format, opts):
+another utterance of the target speaker, never the mixed one (see
+:mod:`data_prep.enrollment`).
+
+* With ``aux_list`` (the published Libri2Mix lists of jyhan03/icassp22-dataset,
+  ``<mixture ID><TAB>../<subset>/<spk>/<chapter>/<utt>.flac``; a file, several,
+  or a folder of ``*_aux.lst``), the listed LibriSpeech utterances are found
+  under ``librispeech_folder`` (default: ``<data_folder>`` and
+  ``<data_folder>/LibriSpeech``, where the LibriMix generator puts it) and
+  copied at the corpus rate to ``Libri{n}Mix/wav{8k,16k}/enroll/<utt>.wav``.
+  A split none of whose mixtures is listed falls back to the rule below; a
+  split only partly listed is an error.
+* Otherwise the enrollment is drawn (seed ``enroll_seed``) among the other
+  utterances of the target speaker found in the same split's source folders
+  (``s1``...``sN`` of other mixtures); mixtures whose speaker has no other
+  utterance there are left out with a warning.
+
+The sidecar records, per split, where the enrollments came from and how many
+mixtures were left out.
+
 Command line::
 
     python -m data_prep.librimix --data_folder /data/LibriMix --save_folder results/prep \\
-        [--n_spks 2] [--sample_rate 8000] [--mode min] [--task sep_noisy] [--train_set train-100]
+        [--n_spks 2] [--sample_rate 8000] [--mode min] [--task sep_noisy] [--train_set train-100] \\
+        [--enrollment [--aux_list lists/libri2mix] [--librispeech_folder /data/LibriSpeech] [--enroll_seed 0]]
 """
 
 import argparse
@@ -28,12 +50,26 @@ from data_prep.common import (
     PrepError,
     check_choice,
     check_layout,
+    file_digest,
+    list_error,
     manifest_header,
     prepare_manifests,
     read_metadata_ids,
+    rel_to_root,
     run_cli,
     scan_split,
     task_folders,
+)
+from data_prep.enrollment import (
+    ENROLL_KEY,
+    Candidate,
+    add_enrollment_column,
+    aux_list_files,
+    choose_enrollment,
+    materialise_enrollment,
+    read_aux_list,
+    resolve_listed_path,
+    search_roots,
 )
 
 logger = logging.getLogger(__name__)
@@ -147,6 +183,10 @@ def prepare_librimix(
     task="sep_noisy",
     train_set="train-100",
     skip_prep=False,
+    enrollment=False,
+    aux_list=None,
+    librispeech_folder=None,
+    enroll_seed=0,
 ):
     """Write the LibriMix manifests ``libri{n}mix_{train_set,dev,test}.csv``.
 
@@ -169,6 +209,15 @@ def prepare_librimix(
         ``"train-100"`` or ``"train-360"``.
     skip_prep : bool
         If True, return the manifest paths without checking anything.
+    enrollment : bool
+        Add the ``enroll_wav`` column (see the module docstring).
+    aux_list : str, Path or sequence, optional
+        Published enrollment list(s) (files, or a folder of ``*_aux.lst``).
+    librispeech_folder : str or Path, optional
+        LibriSpeech root the lists point into (default: ``data_folder`` and
+        ``data_folder/LibriSpeech``).
+    enroll_seed : int
+        Seed of the enrollment draw for splits not covered by ``aux_list``.
 
     Returns
     -------
@@ -180,7 +229,9 @@ def prepare_librimix(
     data_prep.common.PrepError
         Invalid option, missing folder (including partial generations lacking
         what the task needs), mixtures without sources, wrong sample rate,
-        unreadable WAV file.
+        unreadable WAV file; with enrollment: missing or malformed aux list
+        (naming the line), listed utterance not found, of another speaker or
+        the mixed one itself.
 
     Example
     -------
@@ -206,7 +257,7 @@ def prepare_librimix(
     prefix = f"libri{n_spks}mix"
     manifests = librimix_manifest_paths(save_folder, n_spks, train_set)
     folders = task_folders(task, n_spks)
-    header = manifest_header(folders)
+    header = manifest_header(list(folders) + ([ENROLL_KEY] if enrollment else []))
     splits = librimix_splits(train_set)
     options = {
         "dataset": "librimix",
@@ -217,6 +268,17 @@ def prepare_librimix(
         "task": task,
         "train_set": train_set,
     }
+    extra = {}
+    aux_files = None
+    if enrollment and not skip_prep:
+        options["enrollment"] = True
+        options["enroll_seed"] = int(enroll_seed)
+        if aux_list is not None:
+            aux_files = aux_list_files(aux_list)
+            options["aux_list"] = {str(p.resolve()): file_digest(p) for p in aux_files}
+        if librispeech_folder is not None:
+            options["librispeech_folder"] = str(Path(librispeech_folder).resolve())
+        extra["enrollment"] = {}
 
     def scan():
         root_rel = find_librimix_root(data_folder, n_spks)
@@ -246,6 +308,17 @@ def prepare_librimix(
             _warn_partial(
                 data_folder, rel_prefix, name, folders["mix"], len(rows[split])
             )
+        if enrollment:
+            if librispeech_folder is not None and not Path(librispeech_folder).is_dir():
+                raise PrepError(f"LibriSpeech folder not found: {librispeech_folder}")
+            aux = {}
+            for path in aux_files or ():
+                aux.update(read_aux_list(path))
+            roots = search_roots(librispeech_folder or data_folder)
+            for split, name in splits.items():
+                rows[split], extra["enrollment"][split] = _add_enrollment(
+                    rows[split], data_folder, rel_prefix, name, n_spks, sample_rate, aux, roots, enroll_seed
+                )
         return rows
 
     return prepare_manifests(
@@ -257,7 +330,83 @@ def prepare_librimix(
         scan,
         f"Libri{n_spks}Mix",
         skip_prep=skip_prep,
+        extra_record=extra,
     )
+
+
+def librispeech_speaker(utt):
+    """Speaker of a LibriSpeech utterance id (``1089-134686-0000`` -> ``1089``).
+
+    Example
+    -------
+    >>> librispeech_speaker("1089-134686-0000")
+    '1089'
+    """
+    return utt.split("-")[0]
+
+
+def _add_enrollment(rows, data_folder, rel_prefix, split_name, n_spks, sample_rate, aux, roots, seed):
+    """Add ``enroll_wav`` to the rows of one split; returns ``(rows, record)``."""
+    data_folder = Path(data_folder)
+    listed = [r["ID"] for r in rows if r["ID"] in aux]
+    if listed:
+        missing = [r["ID"] for r in rows if r["ID"] not in aux]
+        if missing:
+            raise PrepError(
+                f"{len(missing)} mixtures of {split_name} are not in the aux list(s) that list {len(listed)} "
+                f"others (e.g. {', '.join(missing[:3])})"
+            )
+        enroll_dir = data_folder / rel_prefix.rsplit("/", 1)[0] / "enroll"
+        where = ", ".join(str(r) for r in roots) or str(data_folder)
+        for row in rows:
+            entry = aux[row["ID"]]
+            path = resolve_listed_path(entry.listed, roots)
+            if path is None:
+                raise list_error(
+                    entry.path,
+                    entry.lineno,
+                    f"enrollment utterance not found: {entry.listed} (searched under {where}; set librispeech_folder)",
+                )
+            utt, target = path.stem, row["ID"].split("_")[0]
+            if utt == target:
+                raise list_error(entry.path, entry.lineno, f"the enrollment is the mixed utterance {target}")
+            if librispeech_speaker(utt) != librispeech_speaker(target):
+                raise list_error(
+                    entry.path,
+                    entry.lineno,
+                    f"enrollment speaker {librispeech_speaker(utt)} is not the s1 speaker "
+                    f"{librispeech_speaker(target)}",
+                )
+            materialise_enrollment(path, enroll_dir / f"{utt}.wav", sample_rate)
+            add_enrollment_column(row, rel_to_root(enroll_dir / f"{utt}.wav", data_folder))
+        return rows, {"source": "aux_list", "dropped": 0}
+    split_dir = data_folder / rel_prefix / split_name
+    candidates = {}
+    for k in range(1, n_spks + 1):
+        folder = split_dir / f"s{k}"
+        if not folder.is_dir():
+            continue
+        for wav in sorted(folder.glob("*.wav")):
+            utts = wav.stem.split("_")
+            if len(utts) != n_spks:
+                continue
+            candidates.setdefault(librispeech_speaker(utts[k - 1]), []).append(
+                Candidate(utts[k - 1], rel_to_root(wav, data_folder))
+            )
+    targets = [(r["ID"], librispeech_speaker(r["ID"].split("_")[0]), set(r["ID"].split("_"))) for r in rows]
+    chosen, missing = choose_enrollment(targets, candidates, seed)
+    if missing:
+        logger.warning(
+            "%s %s: %d of %d mixtures left out, their s1 speaker has no other utterance in the split (e.g. %s); "
+            "give aux lists for all of them",
+            LABEL, split_name, len(missing), len(rows), ", ".join(missing[:3]),
+        )
+    kept = [add_enrollment_column(r, chosen[r["ID"]].ref) for r in rows if r["ID"] in chosen]
+    if not kept:
+        raise PrepError(
+            f"no enrollment utterance for any mixture of {split_name}: no s1 speaker appears twice; give aux lists"
+        )
+    return kept, {"source": "corpus", "dropped": len(missing)}
 
 
 def build_parser():
@@ -286,6 +435,10 @@ def build_parser():
     parser.add_argument("--task", default="sep_noisy", choices=tuple(TASKS))
     parser.add_argument("--train_set", default="train-100", choices=TRAIN_SETS)
     parser.add_argument("--skip_prep", action="store_true", help="only print the paths")
+    parser.add_argument("--enrollment", action="store_true", help="add the enroll_wav column (target = s1)")
+    parser.add_argument("--aux_list", nargs="+", default=None, help="enrollment list file(s) or folder")
+    parser.add_argument("--librispeech_folder", default=None, help="LibriSpeech root of the aux lists")
+    parser.add_argument("--enroll_seed", type=int, default=0)
     return parser
 
 

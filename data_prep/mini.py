@@ -10,15 +10,33 @@ seed. The real preparation scripts and recipes then run end to end on them.
   (float32 WAV).
 * :func:`make_mini_librimix` -> ``<out>/LibriMix/Libri{2,3}Mix/wav{8k,16k}/{min,max}/
   {train-100,dev,test}/{mix_clean,mix_both,mix_single,s1,s2[,s3],noise}/<ID>.wav``
-  (PCM_16) and ``.../{min,max}/metadata/mixture_{split}_{mix_type}.csv``.
+  (PCM_16) and ``.../{min,max}/metadata/mixture_{split}_{mix_type}.csv``; with
+  ``enrollment=True`` also a partial ``LibriMix/LibriSpeech`` (FLAC) and the
+  enrollment lists ``LibriMix/lists/libri{n}mix/{tr,cv,tt}_aux.lst``.
+* :func:`make_mini_vox2mix` -> ``<out>/Vox2Mix/DIP/{audio_clean,audio_mixture,lists}``
+  (VoxCeleb2 tree, mixtures and mixing lists of the DIP variant) and
+  ``<out>/Vox2Mix/VoxCeleb2-2Mix/{tr,cv,tt}/{mix,s1,s2}/<name>.wav`` (16 kHz PCM_16).
+* :func:`make_mini_lrs2mix` -> ``<out>/LRS2Mix/{tr,cv,tt}/{mix,s1,s2}/<name>.wav``
+  (16 kHz, 2 s, PCM_16).
+* :func:`make_mini_aishell2mix` -> the simulator's inputs:
+  ``<out>/Aishell2Mix/data_aishell/wav/{train,dev,test}/SXXXX/BAC009SXXXXWXXXX.wav``
+  (16 kHz, tonal speakers, a different room and channel) and
+  ``<out>/Aishell2Mix/lst/{tr,cv,tt}_{cfg,aux}.lst``.
+* :func:`make_mini_realm` -> ``<out>/REALM/{audio_files_converted_8000Hz/<session>,
+  transcriptions,separations}`` (8 kHz; early sessions with mp3 names).
 
 :data:`DATASETS` maps a name to its writer; all writers take the same keyword
-arguments (``seed, n_train, n_valid, n_test, sample_rates, modes``).
+arguments (``seed, n_train, n_valid, n_test, sample_rates, modes``). The
+corpora that exist at one rate only (Vox2Mix, LRS2-2Mix 16 kHz; Aishell2Mix,
+REAL-M 8 kHz) check but otherwise ignore ``sample_rates`` and ``modes``.
 
 Command line::
 
-    python -m data_prep.mini --dataset {wham,librimix,all} --out DIR [--seed 0]
-        [--n_train 48] [--n_valid 8] [--n_test 8] [--sample_rates 8000 16000] [--modes min max]
+    python -m data_prep.mini --dataset {wham,librimix,vox2mix,lrs2mix,aishell2mix,realm,all} --out DIR
+        [--seed 0] [--n_train 48] [--n_valid 8] [--n_test 8] [--sample_rates 8000 16000] [--modes min max]
+        [--enrollment]
+
+(``--enrollment`` adds the enrollment material of the mini LibriMix.)
 
 Speakers of the train, validation and test splits are disjoint. A writer
 replaces an earlier mini corpus at the same place (recognised by its marker
@@ -27,6 +45,7 @@ file ``.mini_corpus.json``) and refuses to touch any other existing folder.
 
 import argparse
 import csv
+import inspect
 import json
 import shutil
 import sys
@@ -36,15 +55,20 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy.fft import next_fast_len
 
 from data_prep.common import PrepError, run_cli
 from data_prep.synth import (
     active_level,
     ambient_noise,
     coloured_noise,
+    mains_hum,
     resample,
+    reverberate,
     rms,
+    room_response,
     sample_speaker,
+    sample_tonal_speaker,
     slow_modulation,
     synth_utterance,
 )
@@ -325,6 +349,7 @@ def make_mini_librimix(
     n_spks=(2, 3),
     train_set="train-100",
     mix_types=LIBRIMIX_MIX_TYPES,
+    enrollment=False,
 ):
     """Write a miniature LibriMix under ``<out_dir>/LibriMix``.
 
@@ -355,6 +380,14 @@ def make_mini_librimix(
         Name of the training split folder, ``"train-100"`` or ``"train-360"``.
     mix_types : sequence of str
         Subset of ("mix_clean", "mix_both", "mix_single").
+    enrollment : bool
+        Also write what target-speaker extraction needs: a partial LibriSpeech
+        ``LibriMix/LibriSpeech/{train-clean-100,dev-clean,test-clean}/<spk>/<chapter>/<utt>.flac``
+        (16 kHz FLAC) holding two further utterances of every ``s1`` speaker,
+        and the enrollment lists ``LibriMix/lists/libri{n}mix/{tr,cv,tt}_aux.lst``
+        in the format of jyhan03/icassp22-dataset
+        (``<mixture ID><TAB>../<subset>/<spk>/<chapter>/<utt>.flac``). The rest
+        of the corpus is byte-identical to ``enrollment=False``.
 
     Returns
     -------
@@ -393,7 +426,10 @@ def make_mini_librimix(
         "train_set": train_set,
         "mix_types": list(mix_types),
     }
+    if enrollment:
+        options["enrollment"] = True
     root = _fresh_root(Path(out_dir) / "LibriMix", options)
+    mix_ids = {}
     splits = (train_set, "dev", "test")
     counts = (n_train, n_valid, n_test)
     pool_sizes = [_n_speakers(n, max(n_spks)) for n in counts]
@@ -439,7 +475,63 @@ def make_mini_librimix(
                     )
                     writer.writeheader()
                     writer.writerows(rows)
+            mix_ids[(n, split)] = [r["mixture_ID"] for r in next(iter(metadata.values()))]
+    if enrollment:
+        _write_librimix_enrollment(root, seed, splits, pools, mix_ids)
     return root
+
+
+#: LibriMix split folder -> LibriSpeech subset it is made from.
+LIBRISPEECH_SUBSETS = {
+    "train-100": "train-clean-100",
+    "train-360": "train-clean-360",
+    "dev": "dev-clean",
+    "test": "test-clean",
+}
+#: LibriMix split folder -> split name of the published aux lists.
+AUX_SPLITS = {"train-100": "tr", "train-360": "tr", "dev": "cv", "test": "tt"}
+#: Enrollment utterances written per target speaker.
+ENROLL_PER_SPEAKER = 2
+
+
+def _write_librimix_enrollment(root, seed, splits, pools, mix_ids):
+    """Partial LibriSpeech (enrollment utterances) and the aux lists."""
+    used = {u for ids in mix_ids.values() for mix in ids for u in mix.split("_")}
+    for split in splits:
+        subset = LIBRISPEECH_SUBSETS[split]
+        speakers = {str(spk.name): (spk, chapters) for spk, chapters in pools[split]}
+        targets = sorted(
+            {mix.split("_")[0].split("-")[0] for (n, sp), ids in mix_ids.items() if sp == split for mix in ids}
+        )
+        enroll = {}
+        for name in targets:
+            spk, chapters = speakers[name]
+            rng = _rng(seed, "librimix", "enroll", split, name)
+            utts = []
+            while len(utts) < ENROLL_PER_SPEAKER:
+                chapter = chapters[rng.integers(2)]
+                utt = f"{name}-{chapter}-{150 + rng.integers(150):04d}"
+                if utt in used:
+                    continue
+                used.add(utt)
+                x = synth_utterance(spk, rng.uniform(2.0, 4.0), GEN_SR, rng)
+                x *= 10 ** (rng.uniform(*LIBRIMIX_SPEECH_DB) / 20) / rms(x)
+                path = root / "LibriSpeech" / subset / name / str(chapter) / f"{utt}.flac"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                sf.write(path, x, GEN_SR, subtype="PCM_16", format="FLAC")
+                utts.append((chapter, utt))
+            enroll[name] = utts
+        for (n, sp), ids in mix_ids.items():
+            if sp != split:
+                continue
+            lines = []
+            for mix in sorted(ids):
+                name = mix.split("_")[0].split("-")[0]
+                chapter, utt = enroll[name][_rng(seed, "librimix", "aux", n, mix).integers(ENROLL_PER_SPEAKER)]
+                lines.append(f"{mix}\t../{subset}/{name}/{chapter}/{utt}.flac\n")
+            lst = root / "lists" / f"libri{n}mix" / f"{AUX_SPLITS[split]}_aux.lst"
+            lst.parent.mkdir(parents=True, exist_ok=True)
+            lst.write_text("".join(lines), encoding="utf-8")
 
 
 def _librimix_folders(n_spks, mix_types):
@@ -522,11 +614,528 @@ def _write_librimix_mixture(
                 metadata.setdefault((sr, mode, mix_type), []).append(row)
 
 
+# --------------------------------------------------------------------------
+# Shared by the corpora below
+
+
+def _q16(x):
+    """What a PCM_16 file holds for ``x`` (so mixtures can be made from it)."""
+    return np.round(np.clip(x, -1.0, 1.0 - 1.0 / 32768) * 32768) / 32768
+
+
+def _unique(rng, make, used):
+    """Draw ``make(rng)`` until it is not in ``used``; add it and return it."""
+    value = make(rng)
+    while value in used:
+        value = make(rng)
+    used.add(value)
+    return value
+
+
+def _split_pools(rng, ids, counts):
+    """Cut a shuffled id list into consecutive pools of the given sizes."""
+    pools, start = [], 0
+    for count in counts:
+        pools.append(ids[start : start + count])
+        start += count
+    return pools
+
+
+def _wsj_mix(u1, u2, gain_db, peak=WHAM_PEAK):
+    """wsj0-2mix rule: equal RMS, s1 at +gain dB, s2 at -gain dB, shorter length, peak 0.9."""
+    n = min(len(u1), len(u2))
+    s1 = u1[:n] / rms(u1[:n]) * 10 ** (gain_db / 20)
+    s2 = u2[:n] / rms(u2[:n]) * 10 ** (-gain_db / 20)
+    mix = s1 + s2
+    scale = peak / max(np.max(np.abs(mix)), np.max(np.abs(s1)), np.max(np.abs(s2)))
+    return mix * scale, s1 * scale, s2 * scale
+
+
+def _write_triplet(base, name, signals, sample_rate):
+    """Write ``{mix,s1,s2}/<name>`` (PCM_16) from quantised sources, mix = s1 + s2."""
+    s1, s2 = _q16(signals[1]), _q16(signals[2])
+    for folder, x in (("s1", s1), ("s2", s2), ("mix", s1 + s2)):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+        write_wav(base / folder / name, x, sample_rate, "PCM_16")
+
+
+# --------------------------------------------------------------------------
+# Vox2Mix (both public variants)
+
+VOX_SPLITS = (("tr", "train", "train"), ("cv", "val", "train"), ("tt", "test", "test"))
+#: VoxCeleb2 utterances used by Vox2Mix are at least 4 s long.
+VOX_UTT_DURATION = (4.0, 6.0)
+#: DIP co-author variant: interferer gain relative to the target (dB).
+VOX_GAIN_DB = (-10.0, 10.0)
+#: VoxCeleb2-2Mix: wsj0-style per-source gain (dB).
+VOX_WSJ_GAIN_DB = (0.0, 5.0)
+_YT_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+
+
+def _yt_id(rng):
+    return "".join(_YT_CHARS[i] for i in rng.integers(len(_YT_CHARS), size=11))
+
+
+def _in_the_wild(x, rng, sample_rate=GEN_SR):
+    """VoxCeleb-like channel: a room, background noise at 10-30 dB SNR, a level."""
+    x = reverberate(x, room_response(sample_rate, rng, rt60=(0.15, 0.5)))
+    noise = coloured_noise(len(x), sample_rate, rng, exponent=rng.uniform(0.3, 1.5), f_min=40.0)
+    noise *= slow_modulation(len(x), sample_rate, rng, depth=rng.uniform(0.1, 0.5))
+    x = x / rms(x) + noise / rms(noise) * 10 ** (-rng.uniform(10.0, 30.0) / 20)
+    return x / rms(x) * 10 ** (rng.uniform(-30.0, -20.0) / 20)
+
+
+def make_mini_vox2mix(
+    out_dir,
+    seed=0,
+    n_train=48,
+    n_valid=8,
+    n_test=8,
+    sample_rates=(16000,),
+    modes=("min",),
+):
+    """Write a miniature Vox2Mix (both public variants) under ``<out_dir>/Vox2Mix``.
+
+    * ``Vox2Mix/DIP``: the DIP co-author variant. A VoxCeleb2-shaped tree
+      ``audio_clean/{train,test}/idXXXXX/<11-char video id>/<5-digit utt>.wav``
+      (16 kHz PCM_16, utterances of 4-6 s with a room, background noise and a
+      level of their own, like interview recordings), the mixing lists
+      ``lists/vox2mix_{train,val,test}.csv`` (rows
+      ``<set>,<subset>,<spk>,<video>/<utt>,0,<subset>,<spk>,<video>/<utt>,<gain>,<duration>``,
+      gain in U(-10, 10) dB, no header) and the mixtures
+      ``audio_mixture/2_mix_min_800/{train,val,test}/<row with , and / -> _>.wav``
+      made with :func:`data_prep.vox2mix.mix_sources` (the rule the prep's
+      simulator applies). ``train`` and ``val`` draw from ``audio_clean/train``
+      (disjoint speakers), ``test`` from ``audio_clean/test``.
+    * ``Vox2Mix/VoxCeleb2-2Mix``: ``{tr,cv,tt}/{mix,s1,s2}/<name>.wav`` with
+      wsj0-style names ``<spk>_<video>_<utt>_<g>_<spk>_<video>_<utt>_-<g>.wav``
+      (same utterance pairs; s1 at +g dB, s2 at -g dB after RMS matching, g in
+      [0, 5], shorter length, peak 0.9), 16 kHz PCM_16.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        Parent folder of ``Vox2Mix``.
+    seed : int
+        Random seed; the same seed gives identical files.
+    n_train, n_valid, n_test : int
+        Mixtures of ``tr``/``train``, ``cv``/``val``, ``tt``/``test``.
+    sample_rates, modes : sequence
+        Accepted for a uniform interface and checked, but Vox2Mix exists at
+        16 kHz only (and truncates to the shorter source): always written so.
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/Vox2Mix``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = make_mini_vox2mix(tempfile.mkdtemp(), n_train=1, n_valid=1, n_test=1)
+    >>> sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    ['DIP', 'VoxCeleb2-2Mix']
+    >>> sorted(p.name for p in (root / "DIP").iterdir())
+    ['audio_clean', 'audio_mixture', 'lists']
+    """
+    from data_prep.vox2mix import DIP_MIX_DIR, dip_mixture_name, mix_sources, parse_mixing_row
+
+    sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
+    _check_options(seed, sizes, tuple(sample_rates), tuple(modes))
+    root = _fresh_root(Path(out_dir) / "Vox2Mix", {"dataset": "vox2mix", "seed": int(seed), **sizes})
+    dip, two = root / "DIP", root / "VoxCeleb2-2Mix"
+    counts = (n_train, n_valid, n_test)
+    rng = _rng(seed, "vox2mix", "speakers")
+    pool_sizes = [_n_speakers(n, 2) for n in counts]
+    ids = [f"id{i:05d}" for i in rng.choice(np.arange(12, 9273), size=sum(pool_sizes), replace=False)]
+    used_utts = set()
+    (dip / "lists").mkdir(parents=True)
+    for (split, dip_set, subset), n_mix, spk_ids in zip(VOX_SPLITS, counts, _split_pools(rng, ids, pool_sizes)):
+        pool = [(sample_speaker(rng, s), [_yt_id(rng) for _ in range(2)]) for s in spk_ids]
+        lines = []
+        for i in range(n_mix):
+            mrng = _rng(seed, "vox2mix", split, i)
+            picks = mrng.choice(len(pool), 2, replace=False)
+            utts, audio = [], []
+            for k in picks:
+                spk, videos = pool[k]
+                utt = _unique(mrng, lambda r, v=videos: f"{v[r.integers(2)]}/{r.integers(1, 600):05d}", used_utts)
+                n = 16 * int(mrng.uniform(*VOX_UTT_DURATION) * GEN_SR / 16)  # whole milliseconds
+                x = _q16(_in_the_wild(synth_utterance(spk, n / GEN_SR, GEN_SR, mrng), mrng))
+                path = dip / "audio_clean" / subset / spk.name / f"{utt}.wav"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_wav(path, x, GEN_SR, "PCM_16")
+                utts.append((spk.name, utt))
+                audio.append(x)
+            n = min(len(x) for x in audio)
+            gain = f"{mrng.uniform(*VOX_GAIN_DB):.4f}"
+            fields = [dip_set, subset, *utts[0], "0", subset, *utts[1], gain, f"{n / GEN_SR:g}"]
+            lines.append(",".join(fields) + "\n")
+            row = parse_mixing_row(fields)
+            mix, _, _ = mix_sources(audio[0], audio[1], row.gain1, row.gain2, n)
+            path = dip / DIP_MIX_DIR / dip_set / dip_mixture_name(row)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_wav(path, _q16(mix), GEN_SR, "PCM_16")
+            g = f"{max(mrng.uniform(*VOX_WSJ_GAIN_DB), 1e-3):.6g}"
+            u1, u2 = (f"{s}_{u.replace('/', '_')}" for s, u in utts)
+            _write_triplet(two / split, f"{u1}_{g}_{u2}_-{g}.wav", _wsj_mix(audio[0], audio[1], float(g)), GEN_SR)
+        (dip / "lists" / f"vox2mix_{dip_set}.csv").write_text("".join(lines), encoding="utf-8")
+    return root
+
+
+# --------------------------------------------------------------------------
+# LRS2-2Mix
+
+LRS2_SPLITS = ("tr", "cv", "tt")
+#: TDANet's LRS2-2Mix: 2 s mixtures at 16 kHz, relative SNR in [-5, 5] dB.
+LRS2_SECONDS = 2.0
+LRS2_GAIN_DB = (-2.5, 2.5)
+
+
+def _broadcast(x, rng, sample_rate=GEN_SR):
+    """BBC-like channel: a studio room, a band limit, a faint noise bed."""
+    x = reverberate(x, room_response(sample_rate, rng, rt60=(0.1, 0.3), damping=(4000.0, 7000.0)))
+    n = len(x)
+    m = next_fast_len(n, real=True)
+    spec = np.fft.rfft(x, n=m)
+    f = np.fft.rfftfreq(m, 1.0 / sample_rate)
+    cut = rng.uniform(5500.0, 7500.0)
+    spec /= np.sqrt(1.0 + (f / cut) ** 8) * np.sqrt(1.0 + (rng.uniform(60.0, 120.0) / np.maximum(f, 1.0)) ** 4)
+    x = np.fft.irfft(spec, n=m)[:n]
+    bed = coloured_noise(n, sample_rate, rng, exponent=1.0, f_min=50.0)
+    return x / rms(x) + bed * 10 ** (-rng.uniform(25.0, 40.0) / 20)
+
+
+def make_mini_lrs2mix(
+    out_dir,
+    seed=0,
+    n_train=48,
+    n_valid=8,
+    n_test=8,
+    sample_rates=(16000,),
+    modes=("min",),
+):
+    """Write a miniature LRS2-2Mix under ``<out_dir>/LRS2Mix``.
+
+    ``{tr,cv,tt}/{mix,s1,s2}/<vid>_<utt>_<g>_<vid>_<utt>_<-g>.wav`` (TDANet's
+    layout and wsj0-style names with 19-digit video ids and 5-digit utterance
+    numbers), 16 kHz PCM_16, 2 s each: random 2 s segments of two
+    broadcast-like utterances, s1 at +g dB and s2 at -g dB after RMS
+    matching (g in [-2.5, 2.5], i.e. a relative SNR in [-5, 5] dB), peak 0.9.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        Parent folder of ``LRS2Mix``.
+    seed : int
+        Random seed; the same seed gives identical files.
+    n_train, n_valid, n_test : int
+        Mixtures of ``tr``, ``cv``, ``tt``.
+    sample_rates, modes : sequence
+        Accepted for a uniform interface and checked; LRS2-2Mix is 16 kHz only.
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/LRS2Mix``.
+
+    Example
+    -------
+    >>> import tempfile, soundfile
+    >>> root = make_mini_lrs2mix(tempfile.mkdtemp(), n_train=1, n_valid=1, n_test=1)
+    >>> wav = next((root / "tt" / "mix").iterdir())
+    >>> soundfile.info(wav).frames, soundfile.info(wav).samplerate
+    (32000, 16000)
+    """
+    sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
+    _check_options(seed, sizes, tuple(sample_rates), tuple(modes))
+    root = _fresh_root(Path(out_dir) / "LRS2Mix", {"dataset": "lrs2mix", "seed": int(seed), **sizes})
+    counts = (n_train, n_valid, n_test)
+    rng = _rng(seed, "lrs2mix", "speakers")
+    pool_sizes = [_n_speakers(n, 2) for n in counts]
+    n_seg = int(LRS2_SECONDS * GEN_SR)
+    used = set()
+    for split, n_mix, n_pool in zip(LRS2_SPLITS, counts, pool_sizes):
+        pool = [
+            (sample_speaker(rng, f"v{k}"), f"{rng.integers(1, 10):d}{rng.integers(10**17, 10**18):018d}")
+            for k in range(n_pool)
+        ]
+        for i in range(n_mix):
+            mrng = _rng(seed, "lrs2mix", split, i)
+            names, segs = [], []
+            for k in mrng.choice(n_pool, 2, replace=False):
+                spk, video = pool[k]
+                names.append(_unique(mrng, lambda r, v=video: f"{v}_{r.integers(1, 100):05d}", used))
+                x = _broadcast(synth_utterance(spk, mrng.uniform(2.5, 4.0), GEN_SR, mrng), mrng)
+                start = int(mrng.integers(0, len(x) - n_seg + 1))
+                segs.append(x[start : start + n_seg])
+            g = float(f"{mrng.uniform(*LRS2_GAIN_DB):.5f}")
+            name = f"{names[0]}_{g:.5f}_{names[1]}_{-g:.5f}.wav".replace("-0.00000", "0.00000")
+            _write_triplet(root / split, name, _wsj_mix(segs[0], segs[1], g), GEN_SR)
+    return root
+
+
+# --------------------------------------------------------------------------
+# Aishell2Mix (simulator inputs: Aishell-1 tree, cfg and aux lists)
+
+#: Aishell2Mix split -> Aishell-1 set, and the Aishell-1 speaker ids of each set.
+AISHELL_SETS = (("tr", "train", (2, 723)), ("cv", "dev", (724, 763)), ("tt", "test", (764, 916)))
+AISHELL_RATE = 16000
+#: Aishell2Mix: 4 s segments at 8 kHz, spk2 at 0-5 dB below spk1.
+AISHELL_SEGMENT = 32000
+AISHELL_SNR = (0.0, 5.0)
+AISHELL_UTT_DURATION = (4.3, 6.5)
+
+
+def _quiet_room(x, rng, sample_rate=AISHELL_RATE):
+    """Aishell-1-like channel: a small reverberant room, a bright microphone, mains hum."""
+    x = reverberate(x, room_response(sample_rate, rng, rt60=(0.25, 0.5), damping=(3000.0, 6000.0)))
+    n = len(x)
+    m = next_fast_len(n, real=True)
+    spec = np.fft.rfft(x, n=m)
+    f = np.fft.rfftfreq(m, 1.0 / sample_rate)
+    spec *= 1.0 + rng.uniform(0.4, 1.0) * (f / (f + 2500.0))  # high shelf: brighter than LibriMix
+    x = np.fft.irfft(spec, n=m)[:n]
+    x = x / rms(x) + mains_hum(len(x), sample_rate, rng) * 10 ** (-rng.uniform(35.0, 45.0) / 20)
+    return x / rms(x) * 10 ** (rng.uniform(-28.0, -20.0) / 20)
+
+
+def make_mini_aishell2mix(
+    out_dir,
+    seed=0,
+    n_train=48,
+    n_valid=8,
+    n_test=8,
+    sample_rates=(8000,),
+    modes=("min",),
+):
+    """Write the inputs of the Aishell2Mix simulator, in miniature, under ``<out_dir>/Aishell2Mix``.
+
+    * ``data_aishell/wav/{train,dev,test}/SXXXX/BAC009SXXXXWXXXX.wav``: an
+      Aishell-1-shaped tree (16 kHz PCM_16, 4.3-6.5 s) of tonal, Mandarin-like
+      speakers (:func:`data_prep.synth.sample_tonal_speaker`: lexical pitch
+      contours, higher and wider pitch, faster syllables) recorded in a small
+      reverberant room with a bright microphone and mains hum, unlike the dry
+      mini LibriMix with its coloured noise. Speaker ids follow Aishell-1
+      (train S0002-S0723, dev S0724-S0763, test S0764-S0916).
+    * ``lst/{tr,cv,tt}_cfg.lst``: one line per mixture,
+      ``/data_aishell/wav/<set>/<spk>/<utt>.wav <start> <end> <path2> <start> <end> <snr>``
+      with 8 kHz sample indices (``end - start = 32000``; the start drawn in
+      ``[0, len % 32000]`` as the published generator does) and an SNR in [0, 5].
+    * ``lst/{tr,cv,tt}_aux.lst``: ``<utt1>_<utt2>_<snr>.wav<TAB>../<set>/<spk>/<utt>.wav``,
+      another utterance of the first speaker.
+
+    Run :func:`data_prep.aishell2mix.prepare_aishell2mix` with
+    ``cfg_folder=<root>/lst`` to simulate the mixtures and write manifests.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        Parent folder of ``Aishell2Mix``.
+    seed : int
+        Random seed; the same seed gives identical files.
+    n_train, n_valid, n_test : int
+        Lines of ``tr_cfg.lst``, ``cv_cfg.lst``, ``tt_cfg.lst``.
+    sample_rates, modes : sequence
+        Accepted for a uniform interface and checked; Aishell2Mix is 8 kHz
+        (from 16 kHz sources) and has 4 s segments whatever they say.
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/Aishell2Mix``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = make_mini_aishell2mix(tempfile.mkdtemp(), n_train=1, n_valid=1, n_test=1)
+    >>> sorted(p.name for p in (root / "lst").iterdir())
+    ['cv_aux.lst', 'cv_cfg.lst', 'tr_aux.lst', 'tr_cfg.lst', 'tt_aux.lst', 'tt_cfg.lst']
+    >>> (root / "lst" / "tt_cfg.lst").read_text().split()[0]  # doctest: +ELLIPSIS
+    '/data_aishell/wav/test/S0.../BAC009S0...W0....wav'
+    """
+    from data_prep.aishell2mix import mixture_name
+
+    sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
+    _check_options(seed, sizes, tuple(sample_rates), tuple(modes))
+    root = _fresh_root(Path(out_dir) / "Aishell2Mix", {"dataset": "aishell2mix", "seed": int(seed), **sizes})
+    (root / "lst").mkdir()
+    for (split, aset, (lo, hi)), n_mix in zip(AISHELL_SETS, (n_train, n_valid, n_test)):
+        rng = _rng(seed, "aishell2mix", "speakers", split)
+        n_pool = min(max(4, int(np.ceil(2 * n_mix / 5))), hi - lo + 1)
+        per_spk = max(3, int(np.ceil(2 * n_mix / n_pool)) + 1)
+        utts = {}
+        for num in sorted(rng.choice(np.arange(lo, hi + 1), size=n_pool, replace=False)):
+            spk = f"S{num:04d}"
+            speaker = sample_tonal_speaker(rng, spk)
+            folder = root / "data_aishell" / "wav" / aset / spk
+            folder.mkdir(parents=True)
+            utts[spk] = []
+            for w in sorted(rng.choice(np.arange(121, 500), size=per_spk, replace=False)):
+                utt = f"BAC009{spk}W{w:04d}"
+                x = _quiet_room(synth_utterance(speaker, rng.uniform(*AISHELL_UTT_DURATION), AISHELL_RATE, rng), rng)
+                write_wav(folder / f"{utt}.wav", x, AISHELL_RATE, "PCM_16")
+                utts[spk].append((utt, -(-len(x) // 2)))  # length at 8 kHz
+        speakers = sorted(utts)
+        cfg, aux, pairs = [], [], set()
+        for i in range(n_mix):
+            mrng = _rng(seed, "aishell2mix", split, i)
+            while True:
+                a, b = mrng.choice(len(speakers), 2, replace=False)
+                (u1, n1), (u2, n2) = (utts[speakers[k]][mrng.integers(per_spk)] for k in (a, b))
+                if (u1, u2) not in pairs:
+                    break
+            pairs |= {(u1, u2), (u2, u1)}
+            st1, st2 = (int(mrng.integers(0, n % AISHELL_SEGMENT + 1)) for n in (n1, n2))
+            snr = float(mrng.uniform(*AISHELL_SNR))
+            p1, p2 = (f"/data_aishell/wav/{aset}/{u[6:11]}/{u}.wav" for u in (u1, u2))
+            cfg.append(f"{p1} {st1} {st1 + AISHELL_SEGMENT} {p2} {st2} {st2 + AISHELL_SEGMENT} {snr!r}\n")
+            others = [u for u, _ in utts[u1[6:11]] if u != u1]
+            enroll = others[mrng.integers(len(others))]
+            aux.append(f"{mixture_name(p1, p2, snr)}\t../{aset}/{enroll[6:11]}/{enroll}.wav\n")
+        (root / "lst" / f"{split}_cfg.lst").write_text("".join(cfg), encoding="utf-8")
+        (root / "lst" / f"{split}_aux.lst").write_text("".join(sorted(aux)), encoding="utf-8")
+    return root
+
+
+# --------------------------------------------------------------------------
+# REAL-M
+
+REALM_RATE = 8000
+REALM_EARLY = ("early_collection1", "early_collection2", "early_collection3")
+_SYLLABLES = ("ba", "di", "ko", "lu", "me", "na", "po", "ri", "sa", "te", "vo", "ze", "than", "ing", "er", "al")
+
+
+def _sentence(rng):
+    words = ["".join(rng.choice(_SYLLABLES, size=rng.integers(1, 4))) for _ in range(rng.integers(4, 10))]
+    if rng.random() < 0.3:
+        words[rng.integers(1, len(words))] += ","
+    text = " ".join(words)
+    return text[0].upper() + text[1:] + rng.choice([".", "?", "!"])
+
+
+def _worker_id(rng):
+    return "A" + "".join(rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"), size=13))
+
+
+def make_mini_realm(
+    out_dir,
+    seed=0,
+    n_train=48,
+    n_valid=8,
+    n_test=8,
+    sample_rates=(8000,),
+    modes=("min",),
+):
+    """Write a miniature REAL-M v0.1.0 under ``<out_dir>/REALM``.
+
+    * ``audio_files_converted_8000Hz/<session>/<id>.wav``: 8 kHz PCM_16
+      recordings of two people reading at once in a room (two procedural
+      talkers, each through its own room response, offset in time, with
+      background noise and hum), 3-7 s.
+    * ``transcriptions/<session>.csv``: the early sessions
+      ``early_collection{1,2,3}`` have the columns
+      ``sentence1,sentence2,WorkerId,filename`` and ``.mp3`` file names (the
+      recordings were collected as mp3 and converted); the newer sessions have
+      ``index,sentence1,sentence2,filename`` and ``.wav`` names.
+    * ``separations/<id>source{1,2}hat.wav``: stand-ins for the reference
+      SepFormer separations (each talker with some leakage of the other).
+
+    ``n_train`` mixtures go to the early sessions (the DIP pretraining part of
+    REAL-M), ``n_valid + n_test`` to the newer sessions (the test part);
+    sessions without any mixture are not written.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        Parent folder of ``REALM``.
+    seed : int
+        Random seed; the same seed gives identical files.
+    n_train, n_valid, n_test : int
+        See above.
+    sample_rates, modes : sequence
+        Accepted for a uniform interface and checked; REAL-M is 8 kHz only.
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/REALM``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = make_mini_realm(tempfile.mkdtemp(), n_train=2, n_valid=1, n_test=1)
+    >>> sorted(p.name for p in (root / "transcriptions").iterdir())
+    ['early_collection1.csv', 'early_collection2.csv', 'session01.csv', 'session02.csv']
+    >>> (root / "transcriptions" / "early_collection1.csv").read_text().splitlines()[0]
+    'sentence1,sentence2,WorkerId,filename'
+    """
+    sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
+    _check_options(seed, sizes, tuple(sample_rates), tuple(modes))
+    root = _fresh_root(Path(out_dir) / "REALM", {"dataset": "realm", "seed": int(seed), **sizes})
+    n_new = n_valid + n_test
+    newer = tuple(f"session{k:02d}" for k in range(1, 4))
+    plan = [(REALM_EARLY[i % 3], i) for i in range(n_train)]
+    plan += [(newer[i % 3], n_train + i) for i in range(n_new)]
+    rows, used = {}, set()
+    for folder in ("audio_files_converted_8000Hz", "transcriptions", "separations"):
+        (root / folder).mkdir()
+    for session, i in plan:
+        rng = _rng(seed, "realm", i)
+        stem = _unique(rng, lambda r: f"{r.integers(16**10):010x}", used)
+        n = int(rng.uniform(3.0, 7.0) * GEN_SR)
+        t60 = rng.uniform(0.3, 0.8)
+        images = []
+        for _ in range(2):
+            talker = synth_utterance(sample_speaker(rng), rng.uniform(2.5, n / GEN_SR - 0.3), GEN_SR, rng)
+            start = int(rng.integers(0, n - len(talker) + 1))
+            x = np.zeros(n)
+            x[start : start + len(talker)] = talker * 10 ** (rng.uniform(-4.0, 4.0) / 20)
+            images.append(reverberate(x, room_response(GEN_SR, rng, rt60=(t60, t60))))
+        noise = coloured_noise(n, GEN_SR, rng, exponent=rng.uniform(0.5, 2.0), f_min=40.0)
+        noise = noise + mains_hum(n, GEN_SR, rng, base=rng.choice([50.0, 60.0])) * 0.3
+        level = rms(images[0] + images[1])
+        noise *= level / rms(noise) * 10 ** (-rng.uniform(10.0, 30.0) / 20)
+        mix = images[0] + images[1] + noise
+        scale = rng.uniform(0.3, 0.9) / np.max(np.abs(mix))
+        at8k = {k: resample(v * scale, GEN_SR, REALM_RATE) for k, v in (("mix", mix), *enumerate(images))}
+        wav_dir = root / "audio_files_converted_8000Hz" / session
+        wav_dir.mkdir(exist_ok=True)
+        write_wav(wav_dir / f"{stem}.wav", at8k["mix"], REALM_RATE, "PCM_16")
+        for k in (0, 1):
+            est = at8k[k] + 0.1 * at8k[1 - k]
+            write_wav(root / "separations" / f"{stem}source{k + 1}hat.wav", est, REALM_RATE, "PCM_16")
+        early = session.startswith("early_collection")
+        rows.setdefault(session, []).append(
+            {
+                "sentence1": _sentence(rng),
+                "sentence2": _sentence(rng),
+                "WorkerId": _worker_id(rng),
+                "filename": f"{stem}.mp3" if early else f"{stem}.wav",
+            }
+        )
+    for session, items in rows.items():
+        early = session.startswith("early_collection")
+        columns = ["sentence1", "sentence2"] + (["WorkerId", "filename"] if early else ["filename"])
+        columns = columns if early else ["index", *columns]
+        with open(root / "transcriptions" / f"{session}.csv", "w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(columns)
+            for index, item in enumerate(items):
+                values = dict(item, index=index)
+                writer.writerow([values[c] for c in columns])
+    return root
+
+
 #: Mini corpus writers by name; each takes ``(out_dir, seed=..., n_train=...,
 #: n_valid=..., n_test=..., sample_rates=..., modes=...)`` and returns its root.
 DATASETS = {
     "wham": make_mini_wham,
     "librimix": make_mini_librimix,
+    "vox2mix": make_mini_vox2mix,
+    "lrs2mix": make_mini_lrs2mix,
+    "aishell2mix": make_mini_aishell2mix,
+    "realm": make_mini_realm,
 }
 
 
@@ -560,7 +1169,14 @@ def make_mini(dataset, out_dir, **kwargs):
             f"invalid dataset={dataset!r} (choose from {', '.join(DATASETS)}, all)"
         )
     names = list(DATASETS) if dataset == "all" else [dataset]
-    return {name: DATASETS[name](out_dir, **kwargs) for name in names}
+    out = {}
+    for name in names:
+        writer = DATASETS[name]
+        kw = dict(kwargs)
+        if "enrollment" in kw and "enrollment" not in inspect.signature(writer).parameters:
+            del kw["enrollment"]  # only the LibriMix writer has enrollment material to add
+        out[name] = writer(out_dir, **kw)
+    return out
 
 
 def build_parser():
@@ -590,6 +1206,11 @@ def build_parser():
         choices=SAMPLE_RATES,
     )
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument(
+        "--enrollment",
+        action="store_true",
+        help="LibriMix: also write a partial LibriSpeech and the enrollment (aux) lists",
+    )
     return parser
 
 

@@ -82,6 +82,9 @@ class Speaker:
         Extra spectral slope of the voice (dB per octave).
     open_quotient : float
         Open fraction of the glottal cycle.
+    tonal : bool
+        Lexical tones (Mandarin-like): each syllable carries one of five pitch
+        contours instead of phrase accents (see :func:`sample_tonal_speaker`).
     """
 
     name: str
@@ -96,6 +99,7 @@ class Speaker:
     breathiness: float
     tilt: float
     open_quotient: float
+    tonal: bool = False
 
 
 def sample_speaker(rng, name="spk", gender=None):
@@ -143,6 +147,62 @@ def sample_speaker(rng, name="spk", gender=None):
         breathiness=float(rng.uniform(0.02, 0.12)),
         tilt=float(rng.uniform(-3.0, 1.0)),
         open_quotient=float(rng.uniform(0.5, 0.75)),
+    )
+
+
+def sample_tonal_speaker(rng, name="spk", gender=None):
+    """Draw a speaker of a tonal language (a Mandarin-like stand-in).
+
+    Compared with :func:`sample_speaker`: lexical tones on every syllable
+    (``tonal=True``), higher and wider pitch (male f0 110-170 Hz, female
+    200-300 Hz, 6-10 semitone range), a faster syllable rate (4.5-7 per
+    second), brighter voices and a different spread of formant "accents".
+    Used by the mini Aishell2Mix so that it differs in domain from the mini
+    LibriMix.
+
+    Arguments
+    ---------
+    rng : numpy.random.Generator
+        Random source.
+    name : str
+        Identifier stored in the speaker.
+    gender : str, optional
+        ``"m"`` or ``"f"``; random (equal odds) when omitted.
+
+    Returns
+    -------
+    Speaker
+
+    Example
+    -------
+    >>> spk = sample_tonal_speaker(np.random.default_rng(0), "S0002", gender="m")
+    >>> spk.tonal, 110 <= spk.f0 <= 170, 4.5 <= spk.rate <= 7
+    (True, True, True)
+    """
+    if gender is None:
+        gender = "m" if rng.random() < 0.5 else "f"
+    if gender not in ("m", "f"):
+        raise ValueError(f"gender must be 'm' or 'f', got {gender!r}")
+    if gender == "m":
+        f0 = rng.uniform(110.0, 170.0)
+        scale = rng.uniform(0.97, 1.08)
+    else:
+        f0 = rng.uniform(200.0, 300.0)
+        scale = rng.uniform(1.15, 1.28)
+    return Speaker(
+        name=name,
+        gender=gender,
+        f0=float(f0),
+        f0_range=float(rng.uniform(6.0, 10.0)),
+        formant_scale=float(scale),
+        formant_offsets=tuple(float(v) for v in rng.uniform(0.9, 1.1, 5)),
+        bandwidth_scale=float(rng.uniform(0.7, 1.1)),
+        rate=float(rng.uniform(4.5, 7.0)),
+        jitter=float(rng.uniform(0.003, 0.012)),
+        breathiness=float(rng.uniform(0.01, 0.06)),
+        tilt=float(rng.uniform(-1.0, 2.0)),
+        open_quotient=float(rng.uniform(0.45, 0.65)),
+        tonal=True,
     )
 
 
@@ -327,11 +387,45 @@ def _controls(speaker, plan, times, duration, rng):
     formants = formants * speaker.formant_scale * np.array(speaker.formant_offsets)
     # intonation: declination + per-syllable accents + slow drift (semitones)
     decl = speaker.f0_range * 0.4 * (0.5 - times / max(duration, 1e-3))
-    acc = np.interp(times, centres, 0.35 * speaker.f0_range * np.array(accents))
+    if speaker.tonal:
+        decl = 0.3 * decl
+        acc = _tone_contours(speaker, plan, times, rng)
+    else:
+        acc = np.interp(times, centres, 0.35 * speaker.f0_range * np.array(accents))
     drift = np.cumsum(rng.normal(0.0, 1.0, n))
     drift = 0.3 * (drift - drift.mean()) / (np.std(drift) + 1e-9)
     f0 = speaker.f0 * 2.0 ** ((decl + acc + drift) / 12.0)
     return voiced, fric, fc, bw, formants, f0
+
+
+#: Pitch contours (semitones, in units of the speaker's range, over the
+#: voiced part u in [0, 1] of a syllable) of the four Mandarin tones and the
+#: neutral tone: high level, rising, dipping, falling, neutral.
+TONES = (
+    lambda u: 0.5 + 0.0 * u,
+    lambda u: -0.2 + 0.7 * u,
+    lambda u: -0.3 - 0.45 * np.sin(np.pi * np.minimum(u / 0.7, 1.0)) + 0.35 * np.maximum(u - 0.7, 0.0) / 0.3,
+    lambda u: 0.6 - 1.1 * u,
+    lambda u: -0.1 - 0.1 * u,
+)
+#: Relative frequency of the tones (the neutral tone is rarer).
+TONE_WEIGHTS = np.array([0.22, 0.24, 0.18, 0.3, 0.06])
+
+
+def _tone_contours(speaker, plan, times, rng):
+    """Per-frame pitch offsets (semitones) from one lexical tone per syllable."""
+    offset = np.full(len(times), np.nan)
+    tones = rng.choice(len(TONES), size=len(plan), p=TONE_WEIGHTS)
+    for (start, onset, end, *_), tone in zip(plan, tones):
+        i0, i2 = np.searchsorted(times, (start, end))
+        if i2 <= i0:
+            continue
+        u = np.clip((times[i0:i2] - onset) / max(end - onset, 1e-3), 0.0, 1.0)
+        offset[i0:i2] = speaker.f0_range * TONES[tone](u)
+    known = np.flatnonzero(~np.isnan(offset))
+    if known.size == 0:
+        return np.zeros(len(times))
+    return np.interp(np.arange(len(times)), known, offset[known])
 
 
 def _tract_power(freqs, formants, bandwidths):
@@ -570,15 +664,95 @@ def ambient_noise(n, sample_rate, rng):
     return mix / max(rms(mix), 1e-12)
 
 
+def room_response(sample_rate, rng, rt60=(0.2, 0.45), damping=(2000.0, 5000.0), length_s=None):
+    """Synthetic room impulse response: direct path plus a decaying noise tail.
+
+    The tail decays by 60 dB in ``rt60`` seconds and is low-passed (its
+    cut-off falls from ``damping[1]`` to ``damping[0]`` Hz along the tail, as
+    air and walls absorb high frequencies); the direct path has unit gain.
+
+    Arguments
+    ---------
+    sample_rate : int
+        Sample rate (Hz).
+    rng : numpy.random.Generator
+        Random source.
+    rt60 : tuple of float
+        Range of the reverberation time (seconds).
+    damping : tuple of float
+        Final and initial low-pass cut-off of the tail (Hz).
+    length_s : float, optional
+        Length of the response (default: the drawn RT60).
+
+    Returns
+    -------
+    numpy.ndarray
+
+    Example
+    -------
+    >>> h = room_response(8000, np.random.default_rng(0), rt60=(0.3, 0.3))
+    >>> h.shape, float(h[0])
+    ((2400,), 1.0)
+    """
+    t60 = rng.uniform(*rt60)
+    n = max(round((length_s or t60) * sample_rate), 2)
+    t = np.arange(n) / sample_rate
+    tail = rng.standard_normal(n) * 10 ** (-3.0 * t / t60)
+    m = next_fast_len(2 * n, real=True)
+    spec = np.fft.rfft(tail, n=m)
+    f = np.fft.rfftfreq(m, 1.0 / sample_rate)
+    spec /= np.sqrt(1.0 + (f / rng.uniform(*damping)) ** 4)
+    tail = np.fft.irfft(spec, n=m)[:n]
+    delay = int(rng.integers(int(0.003 * sample_rate), int(0.012 * sample_rate) + 1))
+    tail[: delay + 1] = 0.0
+    drr = 10 ** (rng.uniform(0.0, 8.0) / 20)  # direct-to-reverberant ratio
+    tail *= 1.0 / (drr * max(np.sqrt(np.sum(tail**2)), 1e-12))
+    tail[0] = 1.0
+    return tail
+
+
+def reverberate(x, h):
+    """Convolve with an impulse response, keeping the length of ``x``.
+
+    Example
+    -------
+    >>> reverberate(np.ones(100), np.array([1.0, 0.5])).shape
+    (100,)
+    """
+    return fftconvolve(np.asarray(x, dtype=float), h)[: len(x)]
+
+
+def mains_hum(n, sample_rate, rng, base=50.0):
+    """Mains hum: a 50 Hz (or ``base``) tone with decaying odd harmonics, unit RMS.
+
+    Example
+    -------
+    >>> x = mains_hum(8000, 8000, np.random.default_rng(0))
+    >>> x.shape, round(rms(x), 6)
+    ((8000,), 1.0)
+    """
+    t = np.arange(int(n)) / sample_rate
+    x = np.zeros(int(n))
+    for k in (1, 3, 5, 7):
+        if k * base < sample_rate / 2:
+            x += np.sin(2 * np.pi * k * base * t + rng.uniform(0, 2 * np.pi)) / k
+    return x / max(rms(x), 1e-12)
+
+
 __all__ = [
+    "TONES",
     "VOWEL_FORMANTS",
     "Speaker",
     "active_level",
     "ambient_noise",
     "coloured_noise",
+    "mains_hum",
     "resample",
+    "reverberate",
     "rms",
+    "room_response",
     "sample_speaker",
+    "sample_tonal_speaker",
     "slow_modulation",
     "synth_utterance",
 ]

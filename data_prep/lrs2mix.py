@@ -1,0 +1,154 @@
+"""CSV manifests for LRS2-2Mix (TDANet's two-speaker mixtures of LRS2).
+
+Reads the layout TDANet publishes::
+
+    <data_folder>/{tr,cv,tt}/{mix,s1,s2}/<name>.wav
+
+16 kHz, 2 s mixtures, wsj0-style names such as
+``6330311066473698535_00011_0.53084_6339356267468615354_00010_-0.53084.wav``,
+20000 / 5000 / 3000 mixtures. The papers use only its test set, as an unseen
+domain, so ``splits`` selects the folders to read (e.g. ``("tt",)``).
+
+Writes ``<save_folder>/lrs2mix_{tr,cv,tt}.csv`` (keys ``train``, ``valid``,
+``test``; columns ``ID, duration, mix_wav, s1_wav, s2_wav`` with their
+``_format``/``_opts``) and the sidecar ``lrs2mix_prep.json`` (which records
+``"supervised": {...: true}`` like the other corpora).
+
+Command line::
+
+    python -m data_prep.lrs2mix --data_folder /data/LRS2Mix --save_folder results/prep [--splits tt]
+"""
+
+import argparse
+import logging
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+from data_prep.common import (
+    SUPERVISED_KEY,
+    WSJ_SPLITS,
+    check_choice,
+    check_layout,
+    manifest_header,
+    prepare_manifests,
+    run_cli,
+    scan_split,
+    select_splits,
+)
+
+logger = logging.getLogger(__name__)
+
+LABEL = "LRS2-2Mix"
+PREFIX = "lrs2mix"
+SPLITS = tuple(WSJ_SPLITS.values())
+FOLDERS = OrderedDict([("mix", "mix"), ("s1", "s1"), ("s2", "s2")])
+SAMPLE_RATES = (16000, 8000)
+
+
+def lrs2mix_manifest_paths(save_folder, splits=SPLITS):
+    """Paths of the LRS2-2Mix manifests of the requested splits.
+
+    Example
+    -------
+    >>> {k: Path(v).name for k, v in lrs2mix_manifest_paths("/s", ("tt",)).items()}
+    {'test': 'lrs2mix_tt.csv'}
+    """
+    return OrderedDict(
+        (key, Path(save_folder) / f"{PREFIX}_{name}.csv") for key, name in WSJ_SPLITS.items() if name in splits
+    )
+
+
+def prepare_lrs2mix(data_folder, save_folder, splits=SPLITS, sample_rate=16000, skip_prep=False):
+    """Write the LRS2-2Mix manifests ``lrs2mix_{tr,cv,tt}.csv``.
+
+    Arguments
+    ---------
+    data_folder : str or Path
+        LRS2-2Mix root, the folder that contains ``tr/``, ``cv/``, ``tt/``.
+    save_folder : str or Path
+        Where the manifests and ``lrs2mix_prep.json`` are written.
+    splits : sequence of str
+        Subset of ``("tr", "cv", "tt")``.
+    sample_rate : int
+        Expected rate of the files: 16000 (the corpus), or 8000 for a copy
+        resampled by the user.
+    skip_prep : bool
+        If True, return the manifest paths without checking anything.
+
+    Returns
+    -------
+    dict
+        ``{"train": path, "valid": path, "test": path}`` (requested splits).
+
+    Raises
+    ------
+    data_prep.common.PrepError
+        Invalid option, missing folder, mixtures without sources, wrong sample
+        rate, unreadable WAV file.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from data_prep.mini import make_mini_lrs2mix
+    >>> tmp = tempfile.mkdtemp()
+    >>> root = make_mini_lrs2mix(tmp, n_train=1, n_valid=1, n_test=2)
+    >>> paths = prepare_lrs2mix(root, f"{tmp}/prep", splits=("tt",))
+    >>> list(paths), len(Path(paths["test"]).read_text().splitlines())
+    (['test'], 3)
+    """
+    splits = select_splits(splits, SPLITS)
+    sample_rate = check_choice("sample_rate", sample_rate, SAMPLE_RATES)
+    manifests = lrs2mix_manifest_paths(save_folder, splits)
+    split_of = {name: key for key, name in WSJ_SPLITS.items()}
+    options = {
+        "dataset": PREFIX,
+        "data_folder": str(Path(data_folder).resolve()),
+        "splits": list(splits),
+        "sample_rate": sample_rate,
+    }
+
+    def scan():
+        check_layout(data_folder, "", splits, tuple(FOLDERS.values()), LABEL)
+        return {
+            split_of[name]: scan_split(data_folder, name, FOLDERS, sample_rate, desc=f"{LABEL} {name}")
+            for name in splits
+        }
+
+    return prepare_manifests(
+        save_folder,
+        PREFIX,
+        options,
+        manifests,
+        manifest_header(FOLDERS),
+        scan,
+        LABEL,
+        skip_prep=skip_prep,
+        extra_record={SUPERVISED_KEY: {key: True for key in manifests}},
+    )
+
+
+def build_parser():
+    """Command-line parser of ``python -m data_prep.lrs2mix``.
+
+    Example
+    -------
+    >>> build_parser().parse_args(["--data_folder", "d", "--save_folder", "s", "--splits", "tt"]).splits
+    ['tt']
+    """
+    parser = argparse.ArgumentParser(prog="python -m data_prep.lrs2mix", description="Write LRS2-2Mix CSV manifests.")
+    parser.add_argument("--data_folder", required=True, help="LRS2-2Mix root (contains tr/, cv/, tt/)")
+    parser.add_argument("--save_folder", required=True, help="output folder of the manifests")
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser.add_argument("--sample_rate", type=int, default=16000, choices=SAMPLE_RATES)
+    parser.add_argument("--skip_prep", action="store_true", help="only print the paths")
+    return parser
+
+
+def main(argv=None):
+    """Entry point of ``python -m data_prep.lrs2mix``; returns the exit status."""
+    return run_cli(build_parser(), prepare_lrs2mix, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,677 @@
+"""CSV manifests for Vox2Mix (two-speaker mixtures of VoxCeleb2), with its simulator.
+
+Two incompatible public variants exist; both are read.
+
+**VoxCeleb2-2Mix** (``variant="2mix"``): ``<data_folder>/{tr,cv,tt}/{mix,s1,s2}/<name>.wav``,
+16 kHz, wsj0-style names such as ``id08696_ttUSQacqnRA_00472_2.73233_..._-2.73233.wav``.
+Scanned as it is.
+
+**DIP co-author variant** (``variant="dip"``): the VoxCeleb2 tree
+``<data_folder>/audio_clean/{train,test}/idXXXXX/<video>/<utt>.wav`` (16 kHz)
+and the mixtures ``<data_folder>/audio_mixture/2_mix_min_800/{train,val,test}/<name>.wav``,
+made from a mixing list CSV whose rows read (no header)::
+
+    train,train,id08108,RCODGWdfzdY/00197,0,train,id07077,oi72_HHDWY4/00288,0.8977,4.096
+
+Our reading of the ten fields, in order:
+
+1. the set the mixture belongs to (``train``, ``val`` or ``test``; the
+   ``audio_mixture/2_mix_min_800/<set>`` folder, manifest split ``tr``/``cv``/``tt``);
+2. the VoxCeleb2 subset of the target (``train`` or ``test``: ``audio_clean/<subset>``);
+3. the target speaker (``id08108``);
+4. the target utterance, ``<video>/<utt>`` (``RCODGWdfzdY/00197``);
+5. the target gain in dB (``0``: the target is the reference level);
+6. - 8. subset, speaker and utterance of the interferer;
+9. the interferer gain in dB relative to the target (``0.8977``, drawn in
+   U(-10, 10) by the authors);
+10. the mixture duration in seconds (``4.096``), i.e. the shorter source.
+
+The mixture file name is the row with ``,`` and ``/`` replaced by ``_``, plus
+``.wav``. The public variant ships mixtures only, so:
+
+* **without** ``mixing_list``, the manifests are mixture-only (unsupervised,
+  see below), read from ``audio_mixture/2_mix_min_800``;
+* **with** ``mixing_list``, the sources are simulated from ``audio_clean``
+  into ``sim_folder`` (default ``<data_folder>/Vox2Mix/wav16k``) in the
+  VoxCeleb2-2Mix layout ``{tr,cv,tt}/{mix,s1,s2}`` with wsj0-style names
+  ``<spk1>_<video1>_<utt1>_<gain1>_<spk2>_<video2>_<utt2>_<gain2>.wav``
+  (gains as listed), and the manifests have references.
+
+Simulation of one row (:func:`mix_sources`): both utterances are read (16 kHz;
+resampled first if ``sample_rate=8000``) and truncated to the shorter one
+(and to the listed duration when that is shorter; a listed duration more
+than 10 ms beyond the shorter source is an error); the interferer's RMS (over
+the truncated segment) is matched to the target's, then each source gets its
+listed gain, so that the interferer sits ``gain2 - gain1`` dB relative to the
+target; ``mix = s1 + s2``; the three signals are scaled by one factor so that
+the loudest of them (the mixture, unless the sources partly cancel) peaks at
+0.9 (peak normalisation, as wsj0-2mix), then written as 16-bit PCM.
+
+The simulation is resumable. Every file is written to a temporary name in
+its folder and renamed (``os.replace``), so a file with its final name is
+always complete; a mixture counts as done when its three files have the
+expected sample rate and length (read from the headers; libsndfile reports the
+frames actually present, so a truncated file is redone); temporary files left
+by an interrupted run are deleted. A rerun therefore redoes only what is
+missing or damaged, and leaves completed mixtures untouched.
+
+Manifests ``<save_folder>/vox2mix_{tr,cv,tt}.csv`` (keys ``train``, ``valid``,
+``test``), columns ``ID, duration, mix_wav(+_format, _opts), s1_wav, s2_wav``
+(the source triples only when supervised), sidecar ``vox2mix_prep.json``. Paths
+are ``$data_root/...`` relative to ``data_folder`` (a ``sim_folder`` outside it
+is reached through ``..``).
+
+**Unsupervised manifests.** A mixture-only manifest has no ``s1_wav``/``s2_wav``
+columns, and the sidecar records ``"supervised": {"train": false, ...}``; a
+recipe checks either (:func:`data_prep.common.is_supervised` reads the header).
+
+Command line::
+
+    python -m data_prep.vox2mix --data_folder /data/VoxCeleb2 --save_folder results/prep \\
+        [--variant auto|2mix|dip] [--mixing_list lists/*.csv] [--sim_folder DIR] \\
+        [--sample_rate 16000] [--splits tr cv tt]
+"""
+
+import argparse
+import csv
+import logging
+import math
+import sys
+from collections import OrderedDict, namedtuple
+from pathlib import Path
+
+import numpy as np
+
+from data_prep.common import (
+    SUPERVISED_KEY,
+    WSJ_SPLITS,
+    PrepError,
+    build_row,
+    check_choice,
+    check_layout,
+    file_digest,
+    list_error,
+    manifest_header,
+    prepare_manifests,
+    read_wav,
+    read_wav_info,
+    rel_to_root,
+    remove_stale_temps,
+    run_cli,
+    run_simulation,
+    scan_split,
+    select_splits,
+    wav_is_complete,
+    write_wav_atomic,
+)
+from data_prep.enrollment import resampled_length
+from data_prep.synth import resample
+
+logger = logging.getLogger(__name__)
+
+LABEL = "Vox2Mix"
+PREFIX = "vox2mix"
+VARIANTS = ("auto", "2mix", "dip")
+SAMPLE_RATES = (16000, 8000)
+SPLITS = tuple(WSJ_SPLITS.values())
+#: wsj0-style split folder -> set name of the DIP variant.
+DIP_SPLITS = OrderedDict([("tr", "train"), ("cv", "val"), ("tt", "test")])
+DIP_MIX_DIR = "audio_mixture/2_mix_min_800"
+DIP_SRC_DIR = "audio_clean"
+#: VoxCeleb2 subsets of ``audio_clean``.
+VOX_SUBSETS = ("train", "test")
+#: Sample rate of the VoxCeleb2 sources.
+SOURCE_RATE = 16000
+#: Peak of the loudest of mixture and sources after normalisation.
+PEAK = 0.9
+#: How far (seconds) a listed duration may exceed the shorter source.
+DURATION_TOLERANCE = 0.01
+SIM_FOLDERS = ("mix", "s1", "s2")
+
+#: One parsed mixing-list row.
+MixingRow = namedtuple(
+    "MixingRow",
+    [
+        "split",
+        "subset1",
+        "spk1",
+        "utt1",
+        "gain1",
+        "gain1_txt",
+        "subset2",
+        "spk2",
+        "utt2",
+        "gain2",
+        "gain2_txt",
+        "duration",
+        "text",
+        "path",
+        "lineno",
+    ],
+)
+
+_FIELDS = (
+    "mixture set, target subset, target speaker, target <video>/<utt>, target gain (dB), "
+    "interferer subset, interferer speaker, interferer <video>/<utt>, interferer gain (dB), duration (s)"
+)
+
+
+def _float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def parse_mixing_row(fields, path="<list>", lineno=1):
+    """Parse the fields of one mixing-list row (see the module docstring).
+
+    Arguments
+    ---------
+    fields : sequence of str
+        The comma-separated fields.
+    path : str
+        List file, for messages.
+    lineno : int
+        Line number, for messages.
+
+    Returns
+    -------
+    MixingRow
+
+    Raises
+    ------
+    PrepError
+        Naming ``<path>:<lineno>`` and what is wrong.
+
+    Example
+    -------
+    >>> row = parse_mixing_row(
+    ...     "train,train,id08108,RCODGWdfzdY/00197,0,train,id07077,oi72_HHDWY4/00288,0.8977,4.096".split(","))
+    >>> row.split, row.spk2, row.utt2, row.gain2, row.duration
+    ('train', 'id07077', 'oi72_HHDWY4/00288', 0.8977, 4.096)
+    >>> parse_mixing_row(["train", "train", "id1"], "l.csv", 7)
+    Traceback (most recent call last):
+    ...
+    data_prep.common.PrepError: l.csv:7: expected 10 comma-separated fields (mixture set, ...), found 3
+    """
+    fields = [f.strip() for f in fields]
+    if len(fields) != 10:
+        raise list_error(
+            path, lineno, f"expected 10 comma-separated fields ({_FIELDS.split(',')[0]}, ...), found {len(fields)}"
+        )
+    split, sub1, spk1, utt1, g1, sub2, spk2, utt2, g2, dur = fields
+    if split not in DIP_SPLITS.values():
+        raise list_error(path, lineno, f"unknown mixture set {split!r} (expected train, val or test)")
+    for sub in (sub1, sub2):
+        if sub not in VOX_SUBSETS:
+            raise list_error(path, lineno, f"unknown VoxCeleb2 subset {sub!r} (expected train or test)")
+    for spk in (spk1, spk2):
+        if not (spk.startswith("id") and spk[2:].isdigit()):
+            raise list_error(path, lineno, f"malformed speaker id {spk!r} (expected e.g. id08108)")
+    for utt in (utt1, utt2):
+        parts = utt.split("/")
+        if len(parts) != 2 or not all(parts):
+            raise list_error(path, lineno, f"malformed utterance {utt!r} (expected <video>/<utt>)")
+    try:
+        gain1, gain2 = _float(g1), _float(g2)
+    except ValueError:
+        raise list_error(path, lineno, f"malformed gain {g1!r} or {g2!r} (expected dB values)") from None
+    try:
+        duration = _float(dur)
+    except ValueError:
+        raise list_error(path, lineno, f"malformed duration {dur!r} (expected seconds)") from None
+    if duration <= 0:
+        raise list_error(path, lineno, f"non-positive duration {dur!r}")
+    if (spk1, utt1) == (spk2, utt2):
+        raise list_error(path, lineno, "the target and the interferer are the same utterance")
+    return MixingRow(
+        split, sub1, spk1, utt1, gain1, g1, sub2, spk2, utt2, gain2, g2, duration, ",".join(fields), str(path), lineno
+    )
+
+
+def read_mixing_lists(paths):
+    """Read mixing-list CSV files: ``{set: [MixingRow, ...]}`` (``train``/``val``/``test``).
+
+    A first line whose gain fields are not numbers is taken for a header.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "test.csv"
+    >>> _ = path.write_text("test,test,id1,v/00001,0,test,id2,w/00002,-3.5,4.5\\n")
+    >>> rows = read_mixing_lists([path])
+    >>> list(rows), rows["test"][0].gain2
+    (['test'], -3.5)
+    """
+    rows = OrderedDict()
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            raise PrepError(f"{LABEL} mixing list not found: {path}")
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                lines = list(csv.reader(fh))
+        except (OSError, csv.Error, UnicodeDecodeError) as err:
+            raise PrepError(f"cannot read {LABEL} mixing list {path} ({err})") from None
+        for lineno, fields in enumerate(lines, 1):
+            if not fields or not "".join(fields).strip():
+                continue
+            if lineno == 1 and len(fields) == 10:
+                try:
+                    _float(fields[4]), _float(fields[8])
+                except ValueError:
+                    continue  # header
+            row = parse_mixing_row(fields, path, lineno)
+            rows.setdefault(row.split, []).append(row)
+    return rows
+
+
+def dip_mixture_name(row):
+    """File name of a mixture in ``audio_mixture`` (the row, ``,`` and ``/`` -> ``_``).
+
+    Example
+    -------
+    >>> dip_mixture_name(parse_mixing_row(
+    ...     "train,train,id08108,RCODGWdfzdY/00197,0,train,id07077,oi72_HHDWY4/00288,0.8977,4.096".split(",")))
+    'train_train_id08108_RCODGWdfzdY_00197_0_train_id07077_oi72_HHDWY4_00288_0.8977_4.096.wav'
+    """
+    return row.text.replace(",", "_").replace("/", "_") + ".wav"
+
+
+def wsj_mixture_name(row):
+    """wsj0-style name of a simulated mixture: ``<utt1>_<gain1>_<utt2>_<gain2>.wav``.
+
+    Example
+    -------
+    >>> wsj_mixture_name(parse_mixing_row(
+    ...     "train,train,id08108,RCODGWdfzdY/00197,0,train,id07077,oi72_HHDWY4/00288,0.8977,4.096".split(",")))
+    'id08108_RCODGWdfzdY_00197_0_id07077_oi72_HHDWY4_00288_0.8977.wav'
+    """
+    u1 = f"{row.spk1}_{row.utt1.replace('/', '_')}"
+    u2 = f"{row.spk2}_{row.utt2.replace('/', '_')}"
+    return f"{u1}_{row.gain1_txt}_{u2}_{row.gain2_txt}.wav"
+
+
+def source_paths(row):
+    """Paths (relative to the data folder) of the two sources of a row.
+
+    Example
+    -------
+    >>> source_paths(parse_mixing_row(
+    ...     "val,train,id1,v/00001,0,train,id2,w/00002,1,4".split(",")))
+    ('audio_clean/train/id1/v/00001.wav', 'audio_clean/train/id2/w/00002.wav')
+    """
+    return (
+        f"{DIP_SRC_DIR}/{row.subset1}/{row.spk1}/{row.utt1}.wav",
+        f"{DIP_SRC_DIR}/{row.subset2}/{row.spk2}/{row.utt2}.wav",
+    )
+
+
+def mix_sources(x1, x2, gain1_db, gain2_db, length, peak=PEAK):
+    """Mix two utterances as the mixing list says.
+
+    Arguments
+    ---------
+    x1, x2 : numpy.ndarray
+        Target and interferer (at least ``length`` samples each).
+    gain1_db, gain2_db : float
+        Listed gains (dB); the interferer ends ``gain2_db - gain1_db`` dB
+        relative to the target (RMS over the mixed segment).
+    length : int
+        Mixture length (the shorter source, or the listed duration).
+    peak : float
+        Peak of the loudest of mixture and sources after normalisation.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(mix, s1, s2)`` with ``mix == s1 + s2``.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> mix, s1, s2 = mix_sources(rng.standard_normal(900), rng.standard_normal(800), 0, 6.0, 800)
+    >>> level = lambda x: np.sqrt(np.mean(x**2))
+    >>> len(mix), round(float(20 * np.log10(level(s2) / level(s1))), 6)
+    (800, 6.0)
+    >>> round(float(max(np.abs(mix).max(), np.abs(s1).max(), np.abs(s2).max())), 6)
+    0.9
+    """
+    s1 = np.asarray(x1, dtype=float)[:length]
+    s2 = np.asarray(x2, dtype=float)[:length]
+    r1, r2 = np.sqrt(np.mean(s1**2)), np.sqrt(np.mean(s2**2))
+    if r1 <= 0 or r2 <= 0:
+        raise PrepError("silent source: cannot set the interferer level relative to the target")
+    s1 = s1 * 10 ** (gain1_db / 20)
+    s2 = s2 * (r1 / r2) * 10 ** (gain2_db / 20)
+    mix = s1 + s2
+    loudest = max(np.max(np.abs(mix)), np.max(np.abs(s1)), np.max(np.abs(s2)))
+    scale = peak / loudest
+    return mix * scale, s1 * scale, s2 * scale
+
+
+def detect_variant(data_folder, splits=SPLITS):
+    """``"2mix"`` if ``<split>/mix`` exists, ``"dip"`` if ``audio_clean``/``audio_mixture`` does.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "audio_clean").mkdir()
+    >>> detect_variant(root)
+    'dip'
+    """
+    data_folder = Path(data_folder)
+    if any((data_folder / split / "mix").is_dir() for split in splits):
+        return "2mix"
+    if (data_folder / DIP_SRC_DIR).is_dir() or (data_folder / "audio_mixture").is_dir():
+        return "dip"
+    found = sorted(p.name for p in data_folder.iterdir() if not p.name.startswith("."))
+    raise PrepError(
+        f"{LABEL} layout not recognised in {data_folder}: expected <data_folder>/{{tr,cv,tt}}/{{mix,s1,s2}} "
+        f"(VoxCeleb2-2Mix) or <data_folder>/{DIP_SRC_DIR}/... and/or <data_folder>/{DIP_MIX_DIR}/... "
+        f"(DIP variant); it contains: {', '.join(found[:8]) or '(empty)'}"
+    )
+
+
+def _mixing_list_files(mixing_list):
+    if isinstance(mixing_list, (str, Path)):
+        mixing_list = [mixing_list]
+    files = []
+    for name in mixing_list:
+        item = Path(name)
+        if item.is_dir():
+            found = sorted(item.glob("*.csv"))
+            if not found:
+                raise PrepError(f"no .csv mixing list in {item}")
+            files += found
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise PrepError(f"{LABEL} mixing list not found: {item}")
+    if not files:
+        raise PrepError("mixing_list is empty")
+    return files
+
+
+def vox2mix_manifest_paths(save_folder, splits=SPLITS):
+    """Paths of the Vox2Mix manifests of the requested splits.
+
+    Example
+    -------
+    >>> {k: Path(v).name for k, v in vox2mix_manifest_paths("/s", ("tt",)).items()}
+    {'test': 'vox2mix_tt.csv'}
+    """
+    return OrderedDict(
+        (key, Path(save_folder) / f"{PREFIX}_{name}.csv") for key, name in WSJ_SPLITS.items() if name in splits
+    )
+
+
+class _Job(namedtuple("_Job", ["row", "name", "src", "frames"])):
+    """One mixture to simulate: its row, output name, source paths and length."""
+
+
+def _plan_jobs(data_folder, rows, sample_rate):
+    """Check every source of the rows (headers only) and compute the lengths."""
+    jobs, names = [], {}
+    for row in rows:
+        name = wsj_mixture_name(row)
+        if name in names:
+            logger.warning(
+                "%s: %s:%d repeats the mixture of line %d; kept once", LABEL, row.path, row.lineno, names[name]
+            )
+            continue
+        names[name] = row.lineno
+        src, frames = [], []
+        for rel in source_paths(row):
+            path = Path(data_folder) / rel
+            if not path.is_file():
+                raise list_error(row.path, row.lineno, f"source not found: {path}")
+            try:
+                info = read_wav_info(path, SOURCE_RATE)
+            except PrepError as err:
+                raise list_error(row.path, row.lineno, str(err)) from None
+            src.append(path)
+            frames.append(resampled_length(info.frames, info.samplerate, sample_rate))
+        shorter = min(frames)
+        listed = round(row.duration * sample_rate)
+        if listed > shorter + round(DURATION_TOLERANCE * sample_rate):
+            raise list_error(
+                row.path,
+                row.lineno,
+                f"listed duration {row.duration:g} s exceeds the shorter source ({shorter / sample_rate:g} s)",
+            )
+        jobs.append(_Job(row, name, tuple(src), min(shorter, listed)))
+    return jobs
+
+
+def simulate_split(data_folder, rows, out_dir, sample_rate=16000, desc=None):
+    """Simulate the mixtures of one split into ``out_dir/{mix,s1,s2}`` (resumable).
+
+    Arguments
+    ---------
+    data_folder : str or Path
+        Root of the VoxCeleb2 tree (contains ``audio_clean``).
+    rows : sequence of MixingRow
+        Rows of the split.
+    out_dir : str or Path
+        Split folder of the simulation (``<sim_folder>/<tr|cv|tt>``).
+    sample_rate : int
+        Output rate (16000, or 8000 after resampling the sources).
+    desc : str, optional
+        Progress bar label.
+
+    Returns
+    -------
+    list of tuple
+        ``(name, frames)`` of every mixture, in list order.
+    """
+    return _simulate_jobs(_plan_jobs(data_folder, rows, sample_rate), out_dir, sample_rate, desc)
+
+
+def _simulate_jobs(jobs, out_dir, sample_rate, desc=None):
+    """Write the mixtures of planned jobs that are not complete yet."""
+    out_dir = Path(out_dir)
+    folders = [out_dir / f for f in SIM_FOLDERS]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    removed = remove_stale_temps(folders)
+    if removed:
+        logger.info("%s: removed %d temporary files of an interrupted run in %s", LABEL, removed, out_dir)
+
+    def is_done(job):
+        return all(wav_is_complete(f / job.name, job.frames, sample_rate, "PCM_16") for f in folders)
+
+    def make(job):
+        signals = []
+        for path in job.src:
+            x, rate = read_wav(path, SOURCE_RATE)
+            signals.append(resample(x, rate, sample_rate) if rate != sample_rate else x)
+        mix, s1, s2 = mix_sources(signals[0], signals[1], job.row.gain1, job.row.gain2, job.frames)
+        # sources first, mixture last: the mixture's presence is the sign of a
+        # finished mixture for a human looking at the folder (headers decide).
+        for folder, signal in zip(("s1", "s2", "mix"), (s1, s2, mix)):
+            write_wav_atomic(out_dir / folder / job.name, signal, sample_rate, "PCM_16")
+
+    made, kept = run_simulation(jobs, is_done, make, desc or f"{LABEL} {out_dir.name}")
+    logger.info("%s %s: %d mixtures simulated, %d kept from an earlier run", LABEL, out_dir.name, made, kept)
+    return [(job.name, job.frames) for job in jobs]
+
+
+def prepare_vox2mix(
+    data_folder,
+    save_folder,
+    variant="auto",
+    mixing_list=None,
+    sim_folder=None,
+    sample_rate=16000,
+    splits=SPLITS,
+    skip_prep=False,
+):
+    """Write the Vox2Mix manifests ``vox2mix_{tr,cv,tt}.csv`` (simulating if asked).
+
+    Arguments
+    ---------
+    data_folder : str or Path
+        VoxCeleb2-2Mix root (``{tr,cv,tt}/{mix,s1,s2}``) or DIP root
+        (``audio_clean/``, ``audio_mixture/``); manifest paths are relative to it.
+    save_folder : str or Path
+        Where the manifests and ``vox2mix_prep.json`` are written.
+    variant : str
+        ``"auto"`` (detect), ``"2mix"`` or ``"dip"``.
+    mixing_list : str, Path or sequence, optional
+        DIP variant: mixing-list CSV file(s), or a folder of them; the
+        sources are then simulated and the manifests are supervised. Without
+        it the DIP manifests are mixture-only.
+    sim_folder : str or Path, optional
+        Where the simulation writes ``{tr,cv,tt}/{mix,s1,s2}`` (default
+        ``<data_folder>/Vox2Mix/wav16k``, or ``wav8k``).
+    sample_rate : int
+        16000 (the corpus rate) or 8000 (simulation only: sources resampled).
+    splits : sequence of str
+        Subset of ``("tr", "cv", "tt")``.
+    skip_prep : bool
+        If True, return the manifest paths without checking anything.
+
+    Returns
+    -------
+    dict
+        ``{"train": path, "valid": path, "test": path}`` (requested splits).
+
+    Raises
+    ------
+    data_prep.common.PrepError
+        Invalid option, missing folder or source, malformed mixing-list line
+        (with its line number), wrong sample rate, unreadable WAV file.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from data_prep.mini import make_mini_vox2mix
+    >>> tmp = tempfile.mkdtemp()
+    >>> root = make_mini_vox2mix(tmp, n_train=1, n_valid=1, n_test=1)
+    >>> paths = prepare_vox2mix(root / "DIP", f"{tmp}/prep", mixing_list=root / "DIP" / "lists")
+    >>> print(Path(paths["test"]).read_text().splitlines()[1][:60])  # doctest: +ELLIPSIS
+    id0..._0_id0...
+    """
+    splits = select_splits(splits, SPLITS)
+    variant = check_choice("variant", variant, VARIANTS)
+    sample_rate = check_choice("sample_rate", sample_rate, SAMPLE_RATES)
+    manifests = vox2mix_manifest_paths(save_folder, splits)
+    if skip_prep:
+        return {k: str(v) for k, v in manifests.items()}
+    data_folder = Path(data_folder)
+    if not data_folder.is_dir():
+        raise PrepError(f"{LABEL} data_folder not found: {data_folder}")
+    if variant == "auto":
+        variant = detect_variant(data_folder, splits)
+    list_files = _mixing_list_files(mixing_list) if mixing_list is not None else None
+    if variant == "2mix" and list_files:
+        raise PrepError("mixing_list is only used by the DIP variant (the 2mix variant has its sources on disk)")
+    supervised = variant == "2mix" or list_files is not None
+    sim_root = Path(sim_folder) if sim_folder else data_folder / LABEL / f"wav{sample_rate // 1000}k"
+    options = {
+        "dataset": PREFIX,
+        "data_folder": str(data_folder.resolve()),
+        "variant": variant,
+        "sample_rate": sample_rate,
+        "splits": list(splits),
+    }
+    if list_files:
+        options["mixing_list"] = {str(p.resolve()): file_digest(p) for p in list_files}
+        options["sim_folder"] = str(sim_root.resolve())
+    keys = ["mix", "s1", "s2"] if supervised else ["mix"]
+    header = manifest_header(keys)
+    extra = {SUPERVISED_KEY: {key: supervised for key in manifests}, "variant": variant}
+    split_of = {name: key for key, name in WSJ_SPLITS.items()}
+
+    def scan_2mix():
+        if sample_rate != 16000:
+            logger.info("%s: reading the 2mix variant at %d Hz", LABEL, sample_rate)
+        check_layout(data_folder, "", splits, SIM_FOLDERS, f"{LABEL} (VoxCeleb2-2Mix)")
+        return {
+            split_of[name]: scan_split(
+                data_folder, name, OrderedDict((k, k) for k in SIM_FOLDERS), sample_rate, desc=f"{LABEL} {name}"
+            )
+            for name in splits
+        }
+
+    def scan_dip_mixtures():
+        check_layout(data_folder, DIP_MIX_DIR, [DIP_SPLITS[s] for s in splits], ("",), f"{LABEL} (DIP)")
+        return {
+            split_of[name]: scan_split(
+                data_folder, f"{DIP_MIX_DIR}/{DIP_SPLITS[name]}", {"mix": ""}, sample_rate, desc=f"{LABEL} {name}"
+            )
+            for name in splits
+        }
+
+    def scan_dip_simulated():
+        rows_by_set = read_mixing_lists(list_files)
+        if not (data_folder / DIP_SRC_DIR).is_dir():
+            raise PrepError(
+                f"{LABEL} sources not found: {data_folder / DIP_SRC_DIR} (expected "
+                f"<data_folder>/{DIP_SRC_DIR}/{{train,test}}/idXXXXX/<video>/<utt>.wav, needed by the mixing list)"
+            )
+        for name in splits:
+            if not rows_by_set.get(DIP_SPLITS[name]):
+                raise PrepError(
+                    f"no mixing-list row for set '{DIP_SPLITS[name]}' (split {name}) in "
+                    f"{', '.join(str(p) for p in list_files)}; sets found: {', '.join(rows_by_set) or 'none'}"
+                )
+        # Check every source of every split before writing anything.
+        plans = {name: _plan_jobs(data_folder, rows_by_set[DIP_SPLITS[name]], sample_rate) for name in splits}
+        manifest_rows = {}
+        for name in splits:
+            done = _simulate_jobs(plans[name], sim_root / name, sample_rate, desc=f"{LABEL} simulate {name}")
+            out = []
+            for file_name, frames in done:
+                audio = OrderedDict(
+                    (k, rel_to_root(sim_root / name / k / file_name, data_folder)) for k in SIM_FOLDERS
+                )
+                out.append(build_row(file_name[:-4], frames / sample_rate, audio))
+            manifest_rows[split_of[name]] = sorted(out, key=lambda r: r["ID"])
+        return manifest_rows
+
+    if variant == "2mix":
+        scan = scan_2mix
+    elif list_files:
+        scan = scan_dip_simulated
+    else:
+        scan = scan_dip_mixtures
+    return prepare_manifests(
+        save_folder, PREFIX, options, manifests, header, scan, LABEL, skip_prep=False, extra_record=extra
+    )
+
+
+def build_parser():
+    """Command-line parser of ``python -m data_prep.vox2mix``.
+
+    Example
+    -------
+    >>> args = build_parser().parse_args(["--data_folder", "d", "--save_folder", "s"])
+    >>> args.variant, args.splits, args.mixing_list
+    ('auto', ['tr', 'cv', 'tt'], None)
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m data_prep.vox2mix",
+        description="Write Vox2Mix CSV manifests (simulating the DIP variant's sources from a mixing list).",
+    )
+    parser.add_argument("--data_folder", required=True, help="VoxCeleb2-2Mix root or DIP (VoxCeleb2) root")
+    parser.add_argument("--save_folder", required=True, help="output folder of the manifests")
+    parser.add_argument("--variant", default="auto", choices=VARIANTS)
+    parser.add_argument("--mixing_list", nargs="+", default=None, help="DIP mixing-list CSV file(s) or folder")
+    parser.add_argument("--sim_folder", default=None, help="output of the simulation (default <data_folder>/Vox2Mix)")
+    parser.add_argument("--sample_rate", type=int, default=16000, choices=SAMPLE_RATES)
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
+    parser.add_argument("--skip_prep", action="store_true", help="only print the paths")
+    return parser
+
+
+def main(argv=None):
+    """Entry point of ``python -m data_prep.vox2mix``; returns the exit status."""
+    return run_cli(build_parser(), prepare_vox2mix, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
