@@ -25,6 +25,8 @@ fixed slot the noise is the last output; with PIT slots it is picked by
 """
 
 import torch
+import torch.nn.functional as F
+from speechbrain.lobes.models.dual_path import Encoder as DualPathEncoder
 
 from modules.brain import SeparationBrain
 from modules.losses import nass_contrastive_loss, pairwise_si_snr, pit_si_snr_loss, sample_patch_positions
@@ -56,6 +58,52 @@ def frame_energy_db(signals, frame_length):
     """
     frames = signals.float().unfold(1, frame_length, frame_length)  # [B, F, n, frame]
     return 10 * torch.log10(frames.square().mean(-1) + 1e-10)
+
+
+def encode_frames(encoder, signals, positions):
+    """Encoder output of ``signals`` at the given frames only.
+
+    For SpeechBrain's dual-path ``Encoder`` (an unpadded strided ``Conv1d`` and a
+    ReLU), frame ``l`` depends on samples ``[l * stride, l * stride + kernel)``
+    only, so the ``M`` sampled frames are one matrix product of the conv weights
+    with ``M`` windows instead of a pass over the whole signals. Other encoders
+    are run in full and the frames gathered.
+
+    Arguments
+    ---------
+    encoder : torch.nn.Module
+        Maps ``[batch, time]`` to ``[batch, N, L]``.
+    signals : torch.Tensor
+        ``[batch, n_src, time]``.
+    positions : torch.Tensor
+        ``[batch, M]`` frame indices.
+
+    Returns
+    -------
+    torch.Tensor
+        ``[batch, n_src, N, M]``.
+
+    Example
+    -------
+    >>> from speechbrain.lobes.models.dual_path import Encoder
+    >>> enc = Encoder(kernel_size=16, out_channels=8)
+    >>> x, pos = torch.randn(2, 3, 800), torch.tensor([[0, 5, 98], [7, 7, 1]])
+    >>> full = enc(x.flatten(0, 1)).reshape(2, 3, 8, -1)
+    >>> expected = full.gather(-1, pos[:, None, None, :].expand(-1, 3, 8, -1))
+    >>> torch.allclose(encode_frames(enc, x, pos), expected, atol=1e-6)
+    True
+    """
+    batch, n_src, _ = signals.shape
+    if isinstance(encoder, DualPathEncoder) and encoder.conv1d.in_channels == 1:
+        conv = encoder.conv1d  # Conv1d(1, N, kernel, stride=kernel // 2, no padding) then ReLU
+        kernel, stride = conv.kernel_size[0], conv.stride[0]
+        windows = signals.unfold(-1, kernel, stride)  # [B, n_src, L, kernel]
+        picked = windows.gather(2, positions[:, None, :, None].expand(-1, n_src, -1, kernel))
+        frames = torch.relu(F.linear(picked, conv.weight[:, 0], conv.bias))  # [B, n_src, M, N]
+        return frames.transpose(2, 3)
+    feats = encoder(signals.flatten(0, 1))
+    feats = feats.reshape(batch, n_src, *feats.shape[1:])
+    return feats.gather(-1, positions[:, None, None, :].expand(-1, n_src, feats.shape[2], -1))
 
 
 def pick_noise_output(estimates, sample_rate, frame_ms=20.0, top_db=60.0):
@@ -177,9 +225,7 @@ class NASSBrain(SeparationBrain):
         est_feats = (masks_at * mix_w.gather(-1, index).unsqueeze(0)).transpose(0, 1)
         sources = self.training_targets(outputs)  # [B, T, C+1]
         with torch.no_grad():  # the ground truth through the same encoder, detached
-            true_feats = self.modules.encoder(sources.transpose(1, 2).flatten(0, 1))  # [B*(C+1), N, L]
-            true_feats = true_feats.reshape(batch, sources.shape[2], n_feats, -1)
-            true_feats = true_feats.gather(-1, index.unsqueeze(1).expand(-1, sources.shape[2], -1, -1))
+            true_feats = encode_frames(self.modules.encoder, sources.transpose(1, 2), positions)  # [B, C+1, N, M]
         every_frame = torch.arange(positions.shape[1], device=mix_w.device).expand(batch, -1)
         pcl = nass_contrastive_loss(
             est_feats,

@@ -212,3 +212,15 @@ def test_nass_recipe_runs(mini_root, tmp_path, dataset, hparams, extra):
     assert f"{first}_spectrograms.png" in audio
     n_spks = 3 if "--num_spks=3" in extra else 2
     assert {f"{first}_s{i}_hat.wav" for i in range(1, n_spks + 1)} <= audio
+
+
+def test_separate_file_writes_speakers_and_noise(tmp_path):
+    brain = nass_brain(noise_slot="fixed", pcl_direction="none")
+    path = tmp_path / "mixture.wav"
+    soundfile.write(path, torch.randn(1600).numpy() * 0.1, 8000)
+    written = brain.separate_file(str(path), str(tmp_path / "out"))
+    assert [p.split("/")[-1] for p in written] == ["mixture_s1.wav", "mixture_s2.wav", "mixture_noise.wav"]
+    data, rate = soundfile.read(written[-1])
+    _, noise = brain.separate_speakers(torch.tensor(soundfile.read(path, dtype="float32")[0])[None])
+    assert rate == 8000 and data.shape == (1600,)
+    assert abs(data - noise[0].numpy()).max() < 1e-3  # the fixed slot's noise, as written
