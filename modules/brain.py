@@ -36,6 +36,7 @@ import logging
 import math
 import os
 
+import soundfile
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
@@ -139,9 +140,12 @@ class SeparationBrain(sb.Brain):
         list of str
             The files written.
         """
+        info = soundfile.info(path)
+        if info.samplerate != self.hparams.sample_rate:
+            raise ValueError(f"sample rate {info.samplerate} Hz, the model expects {self.hparams.sample_rate} Hz")
+        if info.channels != 1:
+            raise ValueError(f"expected a mono file, got {info.channels} channels")
         mix = sb.dataio.dataio.read_audio(path)
-        if mix.dim() > 1:
-            raise ValueError(f"{path}: expected a mono file, got {mix.shape[-1]} channels")
         self.modules.eval()
         speakers, noise = self.separate_speakers(mix[None].to(self.device))
         signals = {f"s{i + 1}": speakers[0, :, i] for i in range(speakers.shape[-1])}

@@ -11,7 +11,11 @@ additions:
   recipes/WHAM/baseline && python train.py hparams/sepformer.yaml`` work;
 * ``--overrides_file=FILE`` (repeatable) applies a yaml file of overrides before
   the ``--key=value`` ones. ``hparams/tiny.yaml`` shrinks any recipe to a model
-  and a run that fit a CPU in a few minutes.
+  and a run that fit a CPU in a few minutes;
+* ``--separate FILE [FILE ...]`` does not train: it loads the best checkpoint of
+  the run in ``output_folder`` and separates the given mixtures into
+  ``<output_folder>/separated/`` (no references needed; ``--data_folder`` may be
+  left out).
 """
 
 import logging
@@ -30,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES_FLAG = "--overrides_file"
+SEPARATE_FLAG = "--separate"
 
 
 def find_file(path, search_dirs):
@@ -109,8 +114,46 @@ def parse_arguments(argv, recipe_dir):
     return hparams_file, run_opts, overrides
 
 
-def load_recipe(argv, recipe_file):
+def split_separate_arguments(argv):
+    """Takes ``--separate FILE [FILE ...]`` (or ``--separate=FILE``) out of ``argv``.
+
+    Returns
+    -------
+    files : list of str
+        Empty when the flag is absent.
+    rest : list of str
+
+    Example
+    -------
+    >>> split_separate_arguments(["h.yaml", "--separate", "a.wav", "b.wav", "--device=cpu"])
+    (['a.wav', 'b.wav'], ['h.yaml', '--device=cpu'])
+    """
+    files, rest, taking = [], [], False
+    for arg in argv:
+        if arg == SEPARATE_FLAG:
+            taking = True
+        elif arg.startswith(SEPARATE_FLAG + "="):
+            files.append(arg.split("=", 1)[1])
+        elif taking and not arg.startswith("--"):
+            files.append(arg)
+        else:
+            taking = False
+            rest.append(arg)
+    if SEPARATE_FLAG in argv and not files:
+        raise SystemExit(f"error: {SEPARATE_FLAG} needs at least one audio file")
+    return files, rest
+
+
+def load_recipe(argv, recipe_file, experiment_directory=True):
     """Parses arguments, initialises DDP, loads hparams, creates the output folder.
+
+    Arguments
+    ---------
+    argv : list of str
+    recipe_file : str
+    experiment_directory : bool
+        Whether to create the output folder and its logs (not when separating
+        files with an already trained run).
 
     Returns
     -------
@@ -121,9 +164,10 @@ def load_recipe(argv, recipe_file):
     ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
         hparams = load_hyperpyyaml(fin, overrides)
-    sb.create_experiment_directory(
-        experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
-    )
+    if experiment_directory:
+        sb.create_experiment_directory(
+            experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
+        )
     _adapt_precision(hparams, run_opts)
     return hparams, run_opts
 
@@ -169,7 +213,10 @@ def run_recipe(brain_class, recipe_file, argv=None):
     Brain
         The trained brain (``brain.test_rows`` holds the per-item test metrics).
     """
-    hparams, run_opts = load_recipe(sys.argv[1:] if argv is None else argv, recipe_file)
+    to_separate, argv = split_separate_arguments(sys.argv[1:] if argv is None else argv)
+    if to_separate:
+        return separate_files(brain_class, recipe_file, argv, to_separate)
+    hparams, run_opts = load_recipe(argv, recipe_file)
     prepare_data(hparams)
     train_data, valid_data, test_data = build_datasets(hparams)
     brain = brain_class(
@@ -192,4 +239,41 @@ def run_recipe(brain_class, recipe_file, argv=None):
         print(
             f"Test results: {os.path.join(out, 'test_results.csv')} (summary: {os.path.join(out, 'test_summary.md')})"
         )
+    return brain
+
+
+def separate_files(brain_class, recipe_file, argv, paths):
+    """Separates audio files with the best checkpoint of a trained run.
+
+    Arguments
+    ---------
+    brain_class : type
+        The recipe's brain (its ``separate_speakers`` decides, e.g., which
+        output is the noise).
+    recipe_file : str
+    argv : list of str
+        The recipe's arguments (hparams file, ``--output_folder`` of the trained run, ...).
+    paths : list of str
+        Mixtures to separate, at the recipe's sample rate.
+
+    Returns
+    -------
+    Brain
+    """
+    if not any(a.startswith("--data_folder") for a in argv):
+        argv = [*argv, "--data_folder=."]  # the data is not read when separating
+    hparams, run_opts = load_recipe(argv, recipe_file, experiment_directory=False)
+    checkpointer = hparams["checkpointer"]
+    if checkpointer.find_checkpoint(max_key="si-snr") is None:
+        sys.exit(f"error: no trained checkpoint in {checkpointer.checkpoints_dir}: train first, or pass the "
+                 "--output_folder of a trained run")  # fmt: skip
+    brain = brain_class(modules=hparams["modules"], hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
+    brain.on_evaluate_start(max_key="si-snr")
+    out = os.path.join(hparams["output_folder"], "separated")
+    for path in paths:
+        try:
+            written = brain.separate_file(path, out)
+        except (OSError, RuntimeError, ValueError) as err:
+            sys.exit(f"error: {path}: {err}")
+        print(f"{path} -> {', '.join(written)}")
     return brain

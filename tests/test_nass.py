@@ -224,3 +224,34 @@ def test_separate_file_writes_speakers_and_noise(tmp_path):
     _, noise = brain.separate_speakers(torch.tensor(soundfile.read(path, dtype="float32")[0])[None])
     assert rate == 8000 and data.shape == (1600,)
     assert abs(data - noise[0].numpy()).max() < 1e-3  # the fixed slot's noise, as written
+
+
+def test_separate_command_uses_the_trained_run(mini_root, tmp_path):
+    """`train.py <yaml> --separate FILE`: best checkpoint of the run, no references, noise from its slot."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, TINY
+
+    out = tmp_path / "out"
+    common = ["hparams/convtasnet_nass.yaml", f"--output_folder={out}", f"--overrides_file={TINY}", "--device=cpu"]
+    run_recipe_cmd("WHAM", "nass", common[0], mini_root["wham"], out, "--noise_slot=fixed", "--N_epochs=1")
+    mixture = next((mini_root["wham"] / "wav8k" / "min" / "tt" / "mix_both").glob("*.wav"))
+    cmd = [sys.executable, "recipes/WHAM/nass/train.py", *common, "--noise_slot=fixed", "--separate", str(mixture)]
+    proc = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    written = sorted(p.name for p in (out / "separated").iterdir())
+    assert written == sorted(f"{mixture.stem}_{n}.wav" for n in ("s1", "s2", "noise"))
+
+    untrained = [sys.executable, "recipes/WHAM/nass/train.py", *common[:1], f"--output_folder={tmp_path / 'none'}",
+                 "--device=cpu", "--separate", str(mixture)]  # fmt: skip
+    proc = subprocess.run(untrained, check=False, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith("error: no trained checkpoint")
+
+
+def test_separate_file_rejects_another_sample_rate(tmp_path):
+    brain = nass_brain(noise_slot="fixed", pcl_direction="none")
+    path = tmp_path / "wideband.wav"
+    soundfile.write(path, torch.zeros(3200).numpy(), 16000)
+    with pytest.raises(ValueError, match="16000 Hz, the model expects 8000 Hz"):
+        brain.separate_file(str(path), str(tmp_path / "out"))
