@@ -124,30 +124,7 @@ def sample_speaker(rng, name="spk", gender=None):
     >>> spk.name, spk.gender, 170 <= spk.f0 <= 260, 3 <= spk.rate <= 6
     ('011', 'f', True, True)
     """
-    if gender is None:
-        gender = "m" if rng.random() < 0.5 else "f"
-    if gender not in ("m", "f"):
-        raise ValueError(f"gender must be 'm' or 'f', got {gender!r}")
-    if gender == "m":
-        f0 = rng.uniform(90.0, 150.0)
-        scale = rng.uniform(0.94, 1.05)
-    else:
-        f0 = rng.uniform(170.0, 260.0)
-        scale = rng.uniform(1.12, 1.24)
-    return Speaker(
-        name=name,
-        gender=gender,
-        f0=float(f0),
-        f0_range=float(rng.uniform(2.0, 6.0)),
-        formant_scale=float(scale),
-        formant_offsets=tuple(float(v) for v in rng.uniform(0.94, 1.06, 5)),
-        bandwidth_scale=float(rng.uniform(0.8, 1.3)),
-        rate=float(rng.uniform(3.0, 6.0)),
-        jitter=float(rng.uniform(0.004, 0.02)),
-        breathiness=float(rng.uniform(0.02, 0.12)),
-        tilt=float(rng.uniform(-3.0, 1.0)),
-        open_quotient=float(rng.uniform(0.5, 0.75)),
-    )
+    return _draw_speaker(rng, name, gender, NON_TONAL)
 
 
 def sample_tonal_speaker(rng, name="spk", gender=None):
@@ -179,30 +156,50 @@ def sample_tonal_speaker(rng, name="spk", gender=None):
     >>> spk.tonal, 110 <= spk.f0 <= 170, 4.5 <= spk.rate <= 7
     (True, True, True)
     """
+    return _draw_speaker(rng, name, gender, TONAL, tonal=True)
+
+
+# Ranges of the speaker parameters: (low, high) of a uniform draw.
+NON_TONAL = {
+    "f0": {"m": (90.0, 150.0), "f": (170.0, 260.0)},
+    "formant_scale": {"m": (0.94, 1.05), "f": (1.12, 1.24)},
+    "f0_range": (2.0, 6.0),
+    "formant_offsets": (0.94, 1.06),
+    "bandwidth_scale": (0.8, 1.3),
+    "rate": (3.0, 6.0),
+    "jitter": (0.004, 0.02),
+    "breathiness": (0.02, 0.12),
+    "tilt": (-3.0, 1.0),
+    "open_quotient": (0.5, 0.75),
+}
+TONAL = {
+    "f0": {"m": (110.0, 170.0), "f": (200.0, 300.0)},
+    "formant_scale": {"m": (0.97, 1.08), "f": (1.15, 1.28)},
+    "f0_range": (6.0, 10.0),
+    "formant_offsets": (0.9, 1.1),
+    "bandwidth_scale": (0.7, 1.1),
+    "rate": (4.5, 7.0),
+    "jitter": (0.003, 0.012),
+    "breathiness": (0.01, 0.06),
+    "tilt": (-1.0, 2.0),
+    "open_quotient": (0.45, 0.65),
+}
+
+
+def _draw_speaker(rng, name, gender, ranges, tonal=False):
+    """A :class:`Speaker` with every parameter drawn uniformly from ``ranges``."""
     if gender is None:
         gender = "m" if rng.random() < 0.5 else "f"
     if gender not in ("m", "f"):
         raise ValueError(f"gender must be 'm' or 'f', got {gender!r}")
-    if gender == "m":
-        f0 = rng.uniform(110.0, 170.0)
-        scale = rng.uniform(0.97, 1.08)
-    else:
-        f0 = rng.uniform(200.0, 300.0)
-        scale = rng.uniform(1.15, 1.28)
+    f0 = rng.uniform(*ranges["f0"][gender])
+    scale = rng.uniform(*ranges["formant_scale"][gender])
+    draw = {k: float(rng.uniform(*ranges[k])) for k in ("f0_range",)}
+    offsets = tuple(float(v) for v in rng.uniform(*ranges["formant_offsets"], 5))
+    for key in ("bandwidth_scale", "rate", "jitter", "breathiness", "tilt", "open_quotient"):
+        draw[key] = float(rng.uniform(*ranges[key]))
     return Speaker(
-        name=name,
-        gender=gender,
-        f0=float(f0),
-        f0_range=float(rng.uniform(6.0, 10.0)),
-        formant_scale=float(scale),
-        formant_offsets=tuple(float(v) for v in rng.uniform(0.9, 1.1, 5)),
-        bandwidth_scale=float(rng.uniform(0.7, 1.1)),
-        rate=float(rng.uniform(4.5, 7.0)),
-        jitter=float(rng.uniform(0.003, 0.012)),
-        breathiness=float(rng.uniform(0.01, 0.06)),
-        tilt=float(rng.uniform(-1.0, 2.0)),
-        open_quotient=float(rng.uniform(0.45, 0.65)),
-        tonal=True,
+        name=name, gender=gender, f0=float(f0), formant_scale=float(scale), formant_offsets=offsets, tonal=tonal, **draw
     )
 
 
