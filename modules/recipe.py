@@ -24,9 +24,10 @@ import sys
 
 import ruamel.yaml
 import speechbrain as sb
+import torch
 from hyperpyyaml import load_hyperpyyaml
 from hyperpyyaml.core import recursive_update
-from speechbrain.utils.distributed import ddp_init_group, if_main_process, infer_device, run_on_main
+from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, if_main_process, infer_device, run_on_main
 
 from modules.data import build_datasets
 
@@ -239,7 +240,19 @@ def run_recipe(brain_class, recipe_file, argv=None):
         print(
             f"Test results: {os.path.join(out, 'test_results.csv')} (summary: {os.path.join(out, 'test_summary.md')})"
         )
+    finish_distributed()
     return brain
+
+
+def finish_distributed():
+    """Waits for every process, then closes the process group (DDP runs only).
+
+    Without it a rank that finishes first can exit while gloo's threads still
+    run, and abort ("terminate called without an active exception").
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        ddp_barrier()
+        torch.distributed.destroy_process_group()
 
 
 def separate_files(brain_class, recipe_file, argv, paths):
