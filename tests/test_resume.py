@@ -11,14 +11,23 @@ from conftest import REPO, TINY
 
 
 def latest_checkpoint(save):
-    """(intra_epoch, epoch, step) of the newest complete checkpoint, or None."""
+    """(intra_epoch, epoch, step) of the newest complete checkpoint, or None.
+
+    Complete as ``CrashSafeCheckpointer`` defines it: published (its meta lists its
+    files) and with all of those files present.
+    """
     best = None
     for meta_file in save.glob("CKPT+*/CKPT.yaml"):
-        meta = yaml.safe_load(meta_file.read_text())
-        if "paramfiles" not in meta:  # not published yet
+        try:  # while the run is alive, a checkpoint may be deleted under our feet
+            meta = yaml.safe_load(meta_file.read_text())
+            if "paramfiles" not in meta:  # not published yet
+                continue
+            if not all((meta_file.parent / f).exists() for f in meta["paramfiles"]):
+                continue  # the kill hit its deletion: CrashSafeCheckpointer ignores it, and so do we
+            epoch = int((meta_file.parent / "counter.ckpt").read_text())
+            step = yaml.safe_load((meta_file.parent / "brain.ckpt").read_text())["step"]
+        except FileNotFoundError:
             continue
-        epoch = int((meta_file.parent / "counter.ckpt").read_text())
-        step = yaml.safe_load((meta_file.parent / "brain.ckpt").read_text())["step"]
         entry = (meta["unixtime"], bool(meta.get("brain_intra_epoch_ckpt")), epoch, step)
         best = max(best, entry) if best else entry
     return best[1:] if best else None
