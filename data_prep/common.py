@@ -32,6 +32,7 @@ so that ``DynamicItemDataset.from_csv(csv, replacements={"data_root": data_folde
 resolves them wherever the data lives.
 """
 
+import contextlib
 import csv
 import json
 import logging
@@ -487,6 +488,36 @@ def _format_row(row, header):
     return [row.get(col, "") for col in header]
 
 
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary file beside ``path``, renamed onto ``path`` when the block succeeds.
+
+    The temporary file is ``.<name>.<random>.tmp`` in the same folder (so the
+    rename is atomic, and :func:`remove_stale_temps` recognises leftovers); on
+    any exception it is removed and ``path`` is left as it was.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.txt"
+    >>> with atomic_path(path) as tmp:
+    ...     _ = Path(tmp).write_text("done")
+    >>> path.read_text(), [p.name for p in path.parent.iterdir()]
+    ('done', ['a.txt'])
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_text_atomic(path, text):
     """Write a text file through a temporary file and ``os.replace``.
 
@@ -498,17 +529,8 @@ def write_text_atomic(path, text):
     >>> path.read_text()
     '{}\\n'
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def write_csv_atomic(path, header, rows):
@@ -541,26 +563,15 @@ def write_csv_atomic(path, header, rows):
     ID,duration
     a,1.0
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     n_rows = 0
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow(_format_row(row, header))
-                n_rows += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow(_format_row(row, header))
+            n_rows += 1
+        fh.flush()
+        os.fsync(fh.fileno())
     return n_rows
 
 
@@ -979,22 +990,11 @@ def write_wav_atomic(path, data, sample_rate, subtype="PCM_16"):
     """
     import numpy as np
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = np.asarray(data, dtype=np.float64)
     if subtype.startswith("PCM"):
         data = np.clip(data, -1.0, 1.0 - 1.0 / 32768)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         sf.write(tmp, data, int(sample_rate), subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def wav_is_complete(path, frames, sample_rate, subtype=None):

@@ -129,14 +129,27 @@ def _fresh_root(root, options):
         if (root / MARKER).is_file():
             shutil.rmtree(root)
         elif not root.is_dir() or any(root.iterdir()):
-            raise PrepError(
-                f"refusing to overwrite {root}: it exists and is not a mini corpus (no {MARKER})"
-            )
+            raise PrepError(f"refusing to overwrite {root}: it exists and is not a mini corpus (no {MARKER})")
     root.mkdir(parents=True, exist_ok=True)
     with open(root / MARKER, "w", encoding="utf-8") as fh:
         json.dump(options, fh, indent=2, sort_keys=True)
         fh.write("\n")
     return root
+
+
+def _start(out_dir, folder, dataset, seed, sizes, sample_rates, modes):
+    """Checks the options and returns a fresh ``<out_dir>/<folder>`` for a generator."""
+    _check_options(seed, sizes, tuple(sample_rates), tuple(modes))
+    return _fresh_root(Path(out_dir) / folder, {"dataset": dataset, "seed": int(seed), **sizes})
+
+
+def _shaped(x, sample_rate, gain):
+    """``x`` filtered by the real frequency response ``gain(f)`` (f in Hz), via one FFT."""
+    n = len(x)
+    m = next_fast_len(n, real=True)
+    spec = np.fft.rfft(x, n=m)
+    spec *= gain(np.fft.rfftfreq(m, 1.0 / sample_rate))
+    return np.fft.irfft(spec, n=m)[:n]
 
 
 def write_wav(path, data, sample_rate, subtype):
@@ -177,10 +190,7 @@ def _n_speakers(n_mixtures, per_mixture):
 
 def _at_rates(signals, sample_rates):
     """Resample a dict of 16 kHz signals to every requested rate."""
-    return {
-        sr: {k: resample(v, GEN_SR, sr) for k, v in signals.items()}
-        for sr in sample_rates
-    }
+    return {sr: {k: resample(v, GEN_SR, sr) for k, v in signals.items()} for sr in sample_rates}
 
 
 # --------------------------------------------------------------------------
@@ -273,9 +283,7 @@ def make_mini_wham(
         for sr in sample_rates:
             for mode in modes:
                 for folder in WHAM_FOLDERS:
-                    (root / f"wav{sr // 1000}k" / mode / split / folder).mkdir(
-                        parents=True
-                    )
+                    (root / f"wav{sr // 1000}k" / mode / split / folder).mkdir(parents=True)
         for i in range(n_mix):
             _write_wham_mixture(
                 root,
@@ -312,13 +320,9 @@ def _write_wham_mixture(root, split, pool, rng, used_utts, sample_rates, modes):
         nz = noise[:length]
         loudest = max(active_level(s1, GEN_SR), active_level(s2, GEN_SR))
         nz = nz * loudest / rms(nz) * 10 ** (-noise_snr / 20)
-        peak = max(
-            np.max(np.abs(x)) for x in (s1, s2, nz, s1 + s2, s1 + nz, s1 + s2 + nz)
-        )
+        peak = max(np.max(np.abs(x)) for x in (s1, s2, nz, s1 + s2, s1 + nz, s1 + s2 + nz))
         gain = WHAM_PEAK / peak
-        for sr, at_rate in _at_rates(
-            {"s1": s1 * gain, "s2": s2 * gain, "noise": nz * gain}, sample_rates
-        ).items():
+        for sr, at_rate in _at_rates({"s1": s1 * gain, "s2": s2 * gain, "noise": nz * gain}, sample_rates).items():
             sig = {k: v.astype(np.float32) for k, v in at_rate.items()}
             sig["mix_clean"] = sig["s1"] + sig["s2"]
             sig["mix_single"] = sig["s1"] + sig["noise"]
@@ -409,13 +413,9 @@ def make_mini_librimix(
     if not n_spks or any(n not in (2, 3) for n in n_spks):
         raise PrepError(f"invalid n_spks={n_spks!r} (a subset of 2, 3)")
     if train_set not in LIBRIMIX_TRAIN_SETS:
-        raise PrepError(
-            f"invalid train_set={train_set!r} (choose from 'train-100', 'train-360')"
-        )
+        raise PrepError(f"invalid train_set={train_set!r} (choose from 'train-100', 'train-360')")
     if not mix_types or any(t not in LIBRIMIX_MIX_TYPES for t in mix_types):
-        raise PrepError(
-            f"invalid mix_types={mix_types!r} (a subset of {LIBRIMIX_MIX_TYPES})"
-        )
+        raise PrepError(f"invalid mix_types={mix_types!r} (a subset of {LIBRIMIX_MIX_TYPES})")
     options = {
         "dataset": "librimix",
         "seed": int(seed),
@@ -437,10 +437,7 @@ def make_mini_librimix(
     ids = _libri_speakers(rng, sum(pool_sizes))
     pools, start = {}, 0
     for split, n_pool in zip(splits, pool_sizes):
-        pools[split] = [
-            (sample_speaker(rng, str(spk)), chapters)
-            for spk, chapters in ids[start : start + n_pool]
-        ]
+        pools[split] = [(sample_speaker(rng, str(spk)), chapters) for spk, chapters in ids[start : start + n_pool]]
         start += n_pool
     for n in n_spks:
         used_utts = set()
@@ -460,9 +457,7 @@ def make_mini_librimix(
                     metadata,
                 )
             for (sr, mode, mix_type), rows in metadata.items():
-                meta_dir = (
-                    root / f"Libri{n}Mix" / f"wav{sr // 1000}k" / mode / "metadata"
-                )
+                meta_dir = root / f"Libri{n}Mix" / f"wav{sr // 1000}k" / mode / "metadata"
                 meta_dir.mkdir(parents=True, exist_ok=True)
                 with open(
                     meta_dir / f"mixture_{split}_{mix_type}.csv",
@@ -470,9 +465,7 @@ def make_mini_librimix(
                     newline="",
                     encoding="utf-8",
                 ) as fh:
-                    writer = csv.DictWriter(
-                        fh, fieldnames=list(rows[0]), lineterminator="\n"
-                    )
+                    writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
                     writer.writeheader()
                     writer.writerows(rows)
             mix_ids[(n, split)] = [r["mixture_ID"] for r in next(iter(metadata.values()))]
@@ -565,9 +558,7 @@ def _write_librimix_mixture(
         u = synth_utterance(spk, rng.uniform(*UTT_DURATION), GEN_SR, rng)
         sources.append(u * 10 ** (rng.uniform(*LIBRIMIX_SPEECH_DB) / 20) / rms(u))
     longest = max(len(u) for u in sources)
-    noise = coloured_noise(
-        longest, GEN_SR, rng, exponent=rng.uniform(0.5, 2.0), f_min=30.0
-    )
+    noise = coloured_noise(longest, GEN_SR, rng, exponent=rng.uniform(0.5, 2.0), f_min=30.0)
     noise *= slow_modulation(longest, GEN_SR, rng, depth=rng.uniform(0.1, 0.5))
     noise *= 10 ** (rng.uniform(*LIBRIMIX_NOISE_DB) / 20) / rms(noise)
     mix_id = "_".join(utt_ids)
@@ -603,13 +594,9 @@ def _write_librimix_mixture(
                 }
                 keys = ["s1"] if mix_type == "mix_single" else src_keys
                 for key in keys:
-                    row[f"source_{key[1:]}_path"] = str(
-                        (base / key / f"{mix_id}.wav").absolute()
-                    )
+                    row[f"source_{key[1:]}_path"] = str((base / key / f"{mix_id}.wav").absolute())
                 if mix_type != "mix_clean":
-                    row["noise_path"] = str(
-                        (base / "noise" / f"{mix_id}.wav").absolute()
-                    )
+                    row["noise_path"] = str((base / "noise" / f"{mix_id}.wav").absolute())
                 row["length"] = len(out[mix_type])
                 metadata.setdefault((sr, mode, mix_type), []).append(row)
 
@@ -741,8 +728,7 @@ def make_mini_vox2mix(
     from data_prep.vox2mix import DIP_MIX_DIR, dip_mixture_name, mix_sources, parse_mixing_row
 
     sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
-    _check_options(seed, sizes, tuple(sample_rates), tuple(modes))
-    root = _fresh_root(Path(out_dir) / "Vox2Mix", {"dataset": "vox2mix", "seed": int(seed), **sizes})
+    root = _start(out_dir, "Vox2Mix", "vox2mix", seed, sizes, sample_rates, modes)
     dip, two = root / "DIP", root / "VoxCeleb2-2Mix"
     counts = (n_train, n_valid, n_test)
     rng = _rng(seed, "vox2mix", "speakers")
@@ -795,14 +781,11 @@ LRS2_GAIN_DB = (-2.5, 2.5)
 def _broadcast(x, rng, sample_rate=GEN_SR):
     """BBC-like channel: a studio room, a band limit, a faint noise bed."""
     x = reverberate(x, room_response(sample_rate, rng, rt60=(0.1, 0.3), damping=(4000.0, 7000.0)))
-    n = len(x)
-    m = next_fast_len(n, real=True)
-    spec = np.fft.rfft(x, n=m)
-    f = np.fft.rfftfreq(m, 1.0 / sample_rate)
-    cut = rng.uniform(5500.0, 7500.0)
-    spec /= np.sqrt(1.0 + (f / cut) ** 8) * np.sqrt(1.0 + (rng.uniform(60.0, 120.0) / np.maximum(f, 1.0)) ** 4)
-    x = np.fft.irfft(spec, n=m)[:n]
-    bed = coloured_noise(n, sample_rate, rng, exponent=1.0, f_min=50.0)
+    cut, low = rng.uniform(5500.0, 7500.0), rng.uniform(60.0, 120.0)  # band limits (Hz)
+    x = _shaped(
+        x, sample_rate, lambda f: 1 / (np.sqrt(1.0 + (f / cut) ** 8) * np.sqrt(1.0 + (low / np.maximum(f, 1.0)) ** 4))
+    )
+    bed = coloured_noise(len(x), sample_rate, rng, exponent=1.0, f_min=50.0)
     return x / rms(x) + bed * 10 ** (-rng.uniform(25.0, 40.0) / 20)
 
 
@@ -848,8 +831,7 @@ def make_mini_lrs2mix(
     (32000, 16000)
     """
     sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
-    _check_options(seed, sizes, tuple(sample_rates), tuple(modes))
-    root = _fresh_root(Path(out_dir) / "LRS2Mix", {"dataset": "lrs2mix", "seed": int(seed), **sizes})
+    root = _start(out_dir, "LRS2Mix", "lrs2mix", seed, sizes, sample_rates, modes)
     counts = (n_train, n_valid, n_test)
     rng = _rng(seed, "lrs2mix", "speakers")
     pool_sizes = [_n_speakers(n, 2) for n in counts]
@@ -890,12 +872,8 @@ AISHELL_UTT_DURATION = (4.3, 6.5)
 def _quiet_room(x, rng, sample_rate=AISHELL_RATE):
     """Aishell-1-like channel: a small reverberant room, a bright microphone, mains hum."""
     x = reverberate(x, room_response(sample_rate, rng, rt60=(0.25, 0.5), damping=(3000.0, 6000.0)))
-    n = len(x)
-    m = next_fast_len(n, real=True)
-    spec = np.fft.rfft(x, n=m)
-    f = np.fft.rfftfreq(m, 1.0 / sample_rate)
-    spec *= 1.0 + rng.uniform(0.4, 1.0) * (f / (f + 2500.0))  # high shelf: brighter than LibriMix
-    x = np.fft.irfft(spec, n=m)[:n]
+    shelf = rng.uniform(0.4, 1.0)
+    x = _shaped(x, sample_rate, lambda f: 1.0 + shelf * (f / (f + 2500.0)))  # high shelf: brighter than LibriMix
     x = x / rms(x) + mains_hum(len(x), sample_rate, rng) * 10 ** (-rng.uniform(35.0, 45.0) / 20)
     return x / rms(x) * 10 ** (rng.uniform(-28.0, -20.0) / 20)
 
@@ -957,8 +935,7 @@ def make_mini_aishell2mix(
     from data_prep.aishell2mix import mixture_name
 
     sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
-    _check_options(seed, sizes, tuple(sample_rates), tuple(modes))
-    root = _fresh_root(Path(out_dir) / "Aishell2Mix", {"dataset": "aishell2mix", "seed": int(seed), **sizes})
+    root = _start(out_dir, "Aishell2Mix", "aishell2mix", seed, sizes, sample_rates, modes)
     (root / "lst").mkdir()
     for (split, aset, (lo, hi)), n_mix in zip(AISHELL_SETS, (n_train, n_valid, n_test)):
         rng = _rng(seed, "aishell2mix", "speakers", split)
@@ -1071,8 +1048,7 @@ def make_mini_realm(
     'sentence1,sentence2,WorkerId,filename'
     """
     sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
-    _check_options(seed, sizes, tuple(sample_rates), tuple(modes))
-    root = _fresh_root(Path(out_dir) / "REALM", {"dataset": "realm", "seed": int(seed), **sizes})
+    root = _start(out_dir, "REALM", "realm", seed, sizes, sample_rates, modes)
     n_new = n_valid + n_test
     newer = tuple(f"session{k:02d}" for k in range(1, 4))
     plan = [(REALM_EARLY[i % 3], i) for i in range(n_train)]
@@ -1165,9 +1141,7 @@ def make_mini(dataset, out_dir, **kwargs):
     'WHAM'
     """
     if dataset != "all" and dataset not in DATASETS:
-        raise PrepError(
-            f"invalid dataset={dataset!r} (choose from {', '.join(DATASETS)}, all)"
-        )
+        raise PrepError(f"invalid dataset={dataset!r} (choose from {', '.join(DATASETS)}, all)")
     names = list(DATASETS) if dataset == "all" else [dataset]
     out = {}
     for name in names:
@@ -1195,9 +1169,7 @@ def build_parser():
     parser.add_argument("--out", required=True, help="parent folder of the corpora")
     parser.add_argument("--seed", type=int, default=0)
     for name, value in DEFAULT_SIZES.items():
-        parser.add_argument(
-            f"--{name}", type=int, default=value, help=f"default {value}"
-        )
+        parser.add_argument(f"--{name}", type=int, default=value, help=f"default {value}")
     parser.add_argument(
         "--sample_rates",
         type=int,
@@ -1220,10 +1192,7 @@ def _cli(dataset, out, **kwargs):
     elapsed = time.perf_counter() - start
     sizes = "/".join(str(kwargs[k]) for k in DEFAULT_SIZES)
     for name, root in roots.items():
-        print(
-            f"{name}: mini corpus at {Path(root).absolute()} "
-            f"({sizes} train/valid/test mixtures)"
-        )
+        print(f"{name}: mini corpus at {Path(root).absolute()} ({sizes} train/valid/test mixtures)")
     print(f"done in {elapsed:.1f} s")
 
 

@@ -446,32 +446,11 @@ def _plan_jobs(data_folder, rows, sample_rate):
     return jobs
 
 
-def simulate_split(data_folder, rows, out_dir, sample_rate=16000, desc=None):
-    """Simulate the mixtures of one split into ``out_dir/{mix,s1,s2}`` (resumable).
-
-    Arguments
-    ---------
-    data_folder : str or Path
-        Root of the VoxCeleb2 tree (contains ``audio_clean``).
-    rows : sequence of MixingRow
-        Rows of the split.
-    out_dir : str or Path
-        Split folder of the simulation (``<sim_folder>/<tr|cv|tt>``).
-    sample_rate : int
-        Output rate (16000, or 8000 after resampling the sources).
-    desc : str, optional
-        Progress bar label.
-
-    Returns
-    -------
-    list of tuple
-        ``(name, frames)`` of every mixture, in list order.
-    """
-    return _simulate_jobs(_plan_jobs(data_folder, rows, sample_rate), out_dir, sample_rate, desc)
-
-
 def _simulate_jobs(jobs, out_dir, sample_rate, desc=None):
-    """Write the mixtures of planned jobs that are not complete yet."""
+    """Simulate planned mixtures into ``out_dir/{mix,s1,s2}``, skipping complete ones (resumable).
+
+    Returns the ``(name, frames)`` of every job, in list order.
+    """
     out_dir = Path(out_dir)
     folders = [out_dir / f for f in SIM_FOLDERS]
     for folder in folders:
@@ -626,9 +605,7 @@ def prepare_vox2mix(
             done = _simulate_jobs(plans[name], sim_root / name, sample_rate, desc=f"{LABEL} simulate {name}")
             out = []
             for file_name, frames in done:
-                audio = OrderedDict(
-                    (k, rel_to_root(sim_root / name / k / file_name, data_folder)) for k in SIM_FOLDERS
-                )
+                audio = OrderedDict((k, rel_to_root(sim_root / name / k / file_name, data_folder)) for k in SIM_FOLDERS)
                 out.append(build_row(file_name[:-4], frames / sample_rate, audio))
             manifest_rows[split_of[name]] = sorted(out, key=lambda r: r["ID"])
         return manifest_rows

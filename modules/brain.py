@@ -307,7 +307,8 @@ class SeparationBrain(sb.Brain):
         ``n_figures_to_save`` items a spectrogram figure of the mixture and the
         estimates, ``<id>_spectrograms.png``.
         """
-        if not getattr(self.hparams, "save_audio", False) or not if_main_process():
+        n_to_save = getattr(self.hparams, "n_audio_to_save", math.inf)
+        if not getattr(self.hparams, "save_audio", False) or not if_main_process() or self.n_saved >= n_to_save:
             return
         folder = os.path.join(self.hparams.output_folder, "audio")
         os.makedirs(folder, exist_ok=True)
@@ -315,7 +316,7 @@ class SeparationBrain(sb.Brain):
         ref = outputs["targets"].float().cpu()
         mix = outputs["mix"].float().cpu()
         for i, item_id in enumerate(batch.id):
-            if self.n_saved >= getattr(self.hparams, "n_audio_to_save", math.inf):
+            if self.n_saved >= n_to_save:
                 return
             signals = {"mix": mix[i]}
             for s in range(est.shape[-1]):
