@@ -106,7 +106,7 @@ from data_prep.enrollment import (
     resolve_listed_path,
     search_roots,
 )
-from data_prep.synth import resample
+from modules.audio import resample
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def parse_cfg_line(line, path="<cfg>", lineno=1):
     >>> parse_cfg_line("/a.wav 0 10 /b.wav 0 x 1.0", "tt_cfg.lst", 12)
     Traceback (most recent call last):
     ...
-    data_prep.common.PrepError: tt_cfg.lst:12: malformed start/end '0', 'x' of /b.wav (expected sample ...)
+    modules.files.PrepError: tt_cfg.lst:12: malformed start/end '0', 'x' of /b.wav (expected sample ...)
     """
     fields = line.split()
     if len(fields) != 7:

@@ -32,18 +32,18 @@ so that ``DynamicItemDataset.from_csv(csv, replacements={"data_root": data_folde
 resolves them wherever the data lives.
 """
 
-import contextlib
 import csv
 import json
 import logging
 import os
 import sys
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
 import soundfile as sf
 from tqdm import tqdm
+
+from modules.files import PrepError, atomic_path, write_csv_atomic, write_text_atomic, write_wav_atomic  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +65,6 @@ TASKS = OrderedDict(
 
 #: How many listed items (ids, folder entries) an error message shows.
 MAX_LISTED = 5
-
-
-class PrepError(ValueError):
-    """Bad input to a data preparation function (one-line message).
-
-    Example
-    -------
-    >>> try:
-    ...     raise PrepError("WHAM! folder not found: /x")
-    ... except ValueError as err:
-    ...     print(err)
-    WHAM! folder not found: /x
-    """
 
 
 def _one_line(text):
@@ -109,7 +96,7 @@ def check_choice(name, value, choices):
     >>> check_choice("mode", "avg", ("min", "max"))
     Traceback (most recent call last):
     ...
-    data_prep.common.PrepError: invalid mode='avg' (choose from 'min', 'max')
+    modules.files.PrepError: invalid mode='avg' (choose from 'min', 'max')
     """
     for choice in choices:
         if type(value) is not bool and value == choice:
@@ -261,7 +248,7 @@ def read_wav_info(path, sample_rate=None):
     >>> read_wav_info(f"{tmp}/a.wav", 16000)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    data_prep.common.PrepError: wrong sample rate in .../a.wav: found 8000 Hz, expected 16000 Hz
+    modules.files.PrepError: wrong sample rate in .../a.wav: found 8000 Hz, expected 16000 Hz
     """
     try:
         info = sf.info(str(path))
@@ -338,7 +325,7 @@ def check_layout(
     >>> check_layout(root, "wav8k", ("tr", "cv"), ("s2",), "X")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    data_prep.common.PrepError: X folder not found: .../wav8k/tr/s2 (expected <data_folder>/wav8k/{tr,cv}/s2); ...
+    modules.files.PrepError: X folder not found: .../wav8k/tr/s2 (expected <data_folder>/wav8k/{tr,cv}/s2); ...
     """
     data_folder = Path(data_folder)
     if not data_folder.is_dir():
@@ -481,98 +468,6 @@ def scan_split(data_folder, rel_split, folders, sample_rate, desc=None, extra=No
     finally:
         bar.close()
     return rows
-
-
-def _format_row(row, header):
-    """Values of a row in header order (hook point for the writer)."""
-    return [row.get(col, "") for col in header]
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """A temporary file beside ``path``, renamed onto ``path`` when the block succeeds.
-
-    The temporary file is ``.<name>.<random>.tmp`` in the same folder (so the
-    rename is atomic, and :func:`remove_stale_temps` recognises leftovers); on
-    any exception it is removed and ``path`` is left as it was.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "a.txt"
-    >>> with atomic_path(path) as tmp:
-    ...     _ = Path(tmp).write_text("done")
-    >>> path.read_text(), [p.name for p in path.parent.iterdir()]
-    ('done', ['a.txt'])
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_text_atomic(path, text):
-    """Write a text file through a temporary file and ``os.replace``.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "a.json"
-    >>> write_text_atomic(path, "{}\\n")
-    >>> path.read_text()
-    '{}\\n'
-    """
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-
-
-def write_csv_atomic(path, header, rows):
-    """Write a CSV through a temporary file and ``os.replace``.
-
-    A crash midway leaves any previous file at ``path`` untouched and no
-    partial file behind.
-
-    Arguments
-    ---------
-    path : str or Path
-        Destination.
-    header : sequence of str
-        Column names.
-    rows : iterable of dict
-        Rows, keyed by column name (missing keys are written empty).
-
-    Returns
-    -------
-    int
-        Number of rows written.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "m.csv"
-    >>> write_csv_atomic(path, ["ID", "duration"], [{"ID": "a", "duration": 1.0}])
-    1
-    >>> print(path.read_text(), end="")
-    ID,duration
-    a,1.0
-    """
-    n_rows = 0
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow(_format_row(row, header))
-            n_rows += 1
-        fh.flush()
-        os.fsync(fh.fileno())
-    return n_rows
 
 
 def sidecar_path(save_folder, prefix):
@@ -853,7 +748,7 @@ def select_splits(splits, allowed, name="splits"):
     >>> select_splits(["dev"], ("tr", "cv", "tt"))
     Traceback (most recent call last):
     ...
-    data_prep.common.PrepError: invalid splits=['dev'] (choose from 'tr', 'cv', 'tt')
+    modules.files.PrepError: invalid splits=['dev'] (choose from 'tr', 'cv', 'tt')
     """
     if isinstance(splits, str):
         splits = [splits]
@@ -958,43 +853,6 @@ def read_wav(path, sample_rate=None):
     if len(data) != info.frames or len(data) == 0:
         raise PrepError(f"unreadable WAV file: {path} (truncated audio data)")
     return data, rate
-
-
-def write_wav_atomic(path, data, sample_rate, subtype="PCM_16"):
-    """Write a WAV file through a temporary file in the same folder and ``os.replace``.
-
-    A file at ``path`` is therefore always complete: a crash leaves at most a
-    temporary ``.<name>.<random>.tmp`` (see :data:`TEMP_WAV_GLOB` and
-    :func:`remove_stale_temps`). Values are clipped to [-1, 1) before integer
-    conversion.
-
-    Arguments
-    ---------
-    path : str or Path
-        Destination (``.wav``).
-    data : numpy.ndarray
-        Mono signal.
-    sample_rate : int
-        Sample rate (Hz).
-    subtype : str
-        libsndfile subtype, ``"PCM_16"`` by default.
-
-    Example
-    -------
-    >>> import tempfile, numpy as np
-    >>> path = Path(tempfile.mkdtemp()) / "a.wav"
-    >>> write_wav_atomic(path, np.full(160, 2.0), 16000)
-    >>> info = sf.info(path)
-    >>> info.frames, info.subtype, [p.name for p in path.parent.iterdir()]
-    (160, 'PCM_16', ['a.wav'])
-    """
-    import numpy as np
-
-    data = np.asarray(data, dtype=np.float64)
-    if subtype.startswith("PCM"):
-        data = np.clip(data, -1.0, 1.0 - 1.0 / 32768)
-    with atomic_path(path) as tmp:
-        sf.write(tmp, data, int(sample_rate), subtype=subtype, format="WAV")
 
 
 def wav_is_complete(path, frames, sample_rate, subtype=None):

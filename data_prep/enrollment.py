@@ -91,7 +91,7 @@ def read_aux_list(path):
     >>> read_aux_list(lst)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    data_prep.common.PrepError: .../tt_aux.lst:1: expected '<mixture><TAB><enrollment path>', found 3 fields
+    modules.files.PrepError: .../tt_aux.lst:1: expected '<mixture><TAB><enrollment path>', found 3 fields
     """
     path = Path(path)
     if not path.is_file():
@@ -298,7 +298,7 @@ def materialise_enrollment(src, dst, sample_rate):
     >>> materialise_enrollment(tmp / "a.flac", tmp / "enroll" / "a.wav", 8000)
     800
     """
-    from data_prep.synth import resample
+    from modules.audio import resample
 
     info = read_wav_info(src)
     frames = resampled_length(info.frames, info.samplerate, sample_rate)

@@ -6,7 +6,13 @@ Reads the layout written by the official generator (JorisCos/LibriMix)::
         {mix_clean,mix_both,mix_single,s1,s2[,s3],noise}/<mixture_ID>.wav
     Libri{2,3}Mix/wav{8k,16k}/{min,max}/metadata/mixture_{split}_{mix_type}.csv
 
-and writes ``<save_folder>/libri{n}mix_{train-100|train-360,dev,test}.csv`` plus
+``data_folder`` may be the folder holding ``Libri{n}Mix`` (the generator's storage
+folder), ``Libri{n}Mix`` itself, or one of its ``wav{8,16}k`` or ``wav{8,16}k/{min,max}``
+folders (as Asteroid recipes are pointed); a folder name that contradicts
+``n_spks``, ``sample_rate`` or ``mode`` is an error (:func:`find_librimix_prefix`).
+Manifest paths are relative to ``data_folder``.
+
+The module writes ``<save_folder>/libri{n}mix_{train-100|train-360,dev,test}.csv`` plus
 the sidecar ``libri{n}mix_prep.json``. The wav folders are the truth: the
 metadata CSVs (absolute paths from the generating machine) are only used to
 warn about partial generations.
@@ -19,8 +25,9 @@ another utterance of the target speaker, never the mixed one (see
 * With ``aux_list`` (the published Libri2Mix lists of jyhan03/icassp22-dataset,
   ``<mixture ID><TAB>../<subset>/<spk>/<chapter>/<utt>.flac``; a file, several,
   or a folder of ``*_aux.lst``), the listed LibriSpeech utterances are found
-  under ``librispeech_folder`` (default: ``<data_folder>`` and
-  ``<data_folder>/LibriSpeech``, where the LibriMix generator puts it) and
+  under ``librispeech_folder`` (default: ``<data_folder>``, the folder holding
+  ``Libri{n}Mix``, and their ``LibriSpeech`` subfolders, where the LibriMix
+  generator puts it) and
   copied at the corpus rate to ``Libri{n}Mix/wav{8k,16k}/enroll/<utt>.wav``.
   A split none of whose mixtures is listed falls back to the rule below; a
   split only partly listed is an error.
@@ -101,10 +108,7 @@ def librimix_manifest_paths(save_folder, n_spks=2, train_set="train-100"):
     {'train': 'libri3mix_train-100.csv', 'valid': 'libri3mix_dev.csv', 'test': 'libri3mix_test.csv'}
     """
     prefix = f"libri{n_spks}mix"
-    return {
-        split: Path(save_folder) / f"{prefix}_{name}.csv"
-        for split, name in librimix_splits(train_set).items()
-    }
+    return {split: Path(save_folder) / f"{prefix}_{name}.csv" for split, name in librimix_splits(train_set).items()}
 
 
 def find_librimix_root(data_folder, n_spks):
@@ -140,28 +144,108 @@ def find_librimix_root(data_folder, n_spks):
     match = re.fullmatch(r"Libri(\d)Mix", folder.name)
     if match and int(match.group(1)) != n_spks:
         raise PrepError(
-            f"data_folder {folder} is a {folder.name} folder but n_spks={n_spks} "
-            f"(expected {folder.parent / name})"
+            f"data_folder {folder} is a {folder.name} folder but n_spks={n_spks} (expected {folder.parent / name})"
         )
     if match or any((folder / f"wav{k}k").is_dir() for k in (8, 16)):
         return ""
-    found = sorted(
-        p.name for p in folder.iterdir() if re.fullmatch(r"Libri\dMix", p.name)
-    )
+    found = sorted(p.name for p in folder.iterdir() if re.fullmatch(r"Libri\dMix", p.name))
     raise PrepError(
         f"{LABEL} folder not found: {folder / name} (expected <data_folder>/{name}/wav8k/... "
         f"or data_folder=<...>/{name}); {folder} contains: {', '.join(found) or 'no Libri*Mix folder'}"
     )
 
 
+#: Folders of one LibriMix mode (``min``/``max``): the splits and the metadata.
+SPLIT_FOLDERS = ("train-100", "train-360", "dev", "test", "metadata")
+
+
+def _librimix_level(folder):
+    """``"mode"`` for a ``min``/``max`` folder, ``"rate"`` for a ``wav{8,16}k`` one, else ``None``."""
+    if folder.name in MODES or any((folder / name).is_dir() for name in SPLIT_FOLDERS):
+        return "mode"
+    if re.fullmatch(r"wav\d+k", folder.name) or any((folder / mode).is_dir() for mode in MODES):
+        return "rate"
+    return None
+
+
+def find_librimix_prefix(data_folder, n_spks, sample_rate, mode):
+    """Path from ``data_folder`` to the split folders of ``Libri{n}Mix/wav{8,16}k/{min,max}``.
+
+    ``data_folder`` may be the folder holding ``Libri{n}Mix`` (the generator's
+    storage folder), ``Libri{n}Mix`` itself, ``Libri{n}Mix/wav8k`` or
+    ``Libri{n}Mix/wav8k/min`` (the Asteroid habit); the folder names it passes
+    (``Libri{n}Mix``, ``wav{8,16}k``, ``min``/``max``) must agree with the options.
+
+    Arguments
+    ---------
+    data_folder : str or Path
+        Where the user points.
+    n_spks, sample_rate, mode
+        The options asked for.
+
+    Returns
+    -------
+    str
+        The relative path (``""`` when ``data_folder`` holds the split folders).
+
+    Raises
+    ------
+    PrepError
+        ``data_folder`` missing, not a LibriMix folder, or a level whose name
+        contradicts ``n_spks``, ``sample_rate`` or ``mode`` (naming the folder
+        to point at instead).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> (tmp / "Libri2Mix" / "wav8k" / "min" / "dev").mkdir(parents=True)
+    >>> [find_librimix_prefix(tmp / p, 2, 8000, "min") for p in ("", "Libri2Mix", "Libri2Mix/wav8k")]
+    ['Libri2Mix/wav8k/min', 'wav8k/min', 'min']
+    >>> find_librimix_prefix(tmp / "Libri2Mix/wav8k/min", 2, 8000, "min")
+    ''
+    >>> find_librimix_prefix(tmp / "Libri2Mix/wav8k/min", 2, 16000, "min")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    modules.files.PrepError: LibriMix data_folder .../Libri2Mix/wav8k/min is in a wav8k folder but sample_rate=16000 \
+(point at .../Libri2Mix/wav16k/min or set sample_rate=8000)
+    """
+    folder = Path(data_folder)
+    if not folder.is_dir():
+        raise PrepError(f"{LABEL} data_folder not found: {folder}")
+    level = _librimix_level(folder)
+    if level is None:
+        root_rel = find_librimix_root(folder, n_spks)
+        return "/".join(p for p in (root_rel, f"wav{sample_rate // 1000}k", mode) if p)
+    mode_dir = folder if level == "mode" else None
+    rate_dir = folder.parent if level == "mode" else folder
+    top_dir = rate_dir.parent
+    wanted = {"mode": mode, "sample_rate": sample_rate, "n_spks": n_spks}
+    found = {}
+    if mode_dir is not None and mode_dir.name in MODES:
+        found["mode"] = (mode_dir.name, "a LibriMix {} folder")
+    match = re.fullmatch(r"wav(\d+)k", rate_dir.name)
+    if match:
+        found["sample_rate"] = (int(match.group(1)) * 1000, f"{'in ' if mode_dir else ''}a {rate_dir.name} folder")
+    match = re.fullmatch(r"Libri(\d)Mix", top_dir.name)
+    if match:
+        found["n_spks"] = (int(match.group(1)), f"in a {top_dir.name} folder")
+    for option, (value, what) in found.items():
+        if value != wanted[option]:
+            expected = top_dir.parent / f"Libri{n_spks}Mix" if "n_spks" in found else top_dir
+            expected = expected / f"wav{sample_rate // 1000}k"
+            if mode_dir is not None:
+                expected = expected / mode
+            raise PrepError(
+                f"{LABEL} data_folder {folder} is {what.format(value)} but {option}={wanted[option]!r} "
+                f"(point at {expected} or set {option}={value!r})"
+            )
+    return "" if level == "mode" else mode
+
+
 def _warn_partial(data_folder, rel_prefix, split, mix_folder, n_found):
     """Log a warning when the metadata lists more mixtures than were found."""
-    meta = (
-        Path(data_folder)
-        / rel_prefix
-        / "metadata"
-        / f"mixture_{split}_{mix_folder}.csv"
-    )
+    meta = Path(data_folder) / rel_prefix / "metadata" / f"mixture_{split}_{mix_folder}.csv"
     ids = read_metadata_ids(meta)
     if ids is not None and len(ids) > n_found:
         logger.warning(
@@ -193,7 +277,8 @@ def prepare_librimix(
     Arguments
     ---------
     data_folder : str or Path
-        Folder containing ``Libri2Mix/`` / ``Libri3Mix/``, or that folder itself.
+        Folder containing ``Libri2Mix/`` / ``Libri3Mix/``, that folder itself, or
+        its ``wav{8,16}k`` or ``wav{8,16}k/{min,max}`` folder (matching the options).
     save_folder : str or Path
         Where the manifests and ``libri{n}mix_prep.json`` are written.
     n_spks : int
@@ -214,8 +299,8 @@ def prepare_librimix(
     aux_list : str, Path or sequence, optional
         Published enrollment list(s) (files, or a folder of ``*_aux.lst``).
     librispeech_folder : str or Path, optional
-        LibriSpeech root the lists point into (default: ``data_folder`` and
-        ``data_folder/LibriSpeech``).
+        LibriSpeech root the lists point into (default: ``data_folder``, the
+        folder holding ``Libri{n}Mix``, and their ``LibriSpeech`` subfolders).
     enroll_seed : int
         Seed of the enrollment draw for splits not covered by ``aux_list``.
 
@@ -281,10 +366,7 @@ def prepare_librimix(
         extra["enrollment"] = {}
 
     def scan():
-        root_rel = find_librimix_root(data_folder, n_spks)
-        rel_prefix = "/".join(
-            p for p in (root_rel, f"wav{sample_rate // 1000}k", mode) if p
-        )
+        rel_prefix = find_librimix_prefix(data_folder, n_spks, sample_rate, mode)
         label = f"{LABEL} (Libri{n_spks}Mix)"
         short = f"Libri{n_spks}Mix wav{sample_rate // 1000}k/{mode}"
         check_layout(
@@ -305,16 +387,16 @@ def prepare_librimix(
                 sample_rate,
                 desc=f"{short}/{name}",
             )
-            _warn_partial(
-                data_folder, rel_prefix, name, folders["mix"], len(rows[split])
-            )
+            _warn_partial(data_folder, rel_prefix, name, folders["mix"], len(rows[split]))
         if enrollment:
             if librispeech_folder is not None and not Path(librispeech_folder).is_dir():
                 raise PrepError(f"LibriSpeech folder not found: {librispeech_folder}")
             aux = {}
             for path in aux_files or ():
                 aux.update(read_aux_list(path))
-            roots = search_roots(librispeech_folder or data_folder)
+            # LibriSpeech sits beside Libri{n}Mix in the generator's storage folder
+            storage = (Path(data_folder).resolve() / rel_prefix).parents[2]
+            roots = search_roots(librispeech_folder) if librispeech_folder else search_roots(data_folder, storage)
             for split, name in splits.items():
                 rows[split], extra["enrollment"][split] = _add_enrollment(
                     rows[split], data_folder, rel_prefix, name, n_spks, sample_rate, aux, roots, enroll_seed
@@ -356,7 +438,7 @@ def _add_enrollment(rows, data_folder, rel_prefix, split_name, n_spks, sample_ra
                 f"{len(missing)} mixtures of {split_name} are not in the aux list(s) that list {len(listed)} "
                 f"others (e.g. {', '.join(missing[:3])})"
             )
-        enroll_dir = data_folder / rel_prefix.rsplit("/", 1)[0] / "enroll"
+        enroll_dir = (data_folder.resolve() / rel_prefix).parent / "enroll"  # Libri{n}Mix/wav{8,16}k/enroll
         where = ", ".join(str(r) for r in roots) or str(data_folder)
         for row in rows:
             entry = aux[row["ID"]]
@@ -399,7 +481,11 @@ def _add_enrollment(rows, data_folder, rel_prefix, split_name, n_spks, sample_ra
         logger.warning(
             "%s %s: %d of %d mixtures left out, their s1 speaker has no other utterance in the split (e.g. %s); "
             "give aux lists for all of them",
-            LABEL, split_name, len(missing), len(rows), ", ".join(missing[:3]),
+            LABEL,
+            split_name,
+            len(missing),
+            len(rows),
+            ", ".join(missing[:3]),
         )
     kept = [add_enrollment_column(r, chosen[r["ID"]].ref) for r in rows if r["ID"] in chosen]
     if not kept:
@@ -418,17 +504,13 @@ def build_parser():
     >>> args.n_spks, args.train_set
     (2, 'train-100')
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m data_prep.librimix", description="Write LibriMix CSV manifests."
-    )
+    parser = argparse.ArgumentParser(prog="python -m data_prep.librimix", description="Write LibriMix CSV manifests.")
     parser.add_argument(
         "--data_folder",
         required=True,
-        help="folder containing Libri2Mix/Libri3Mix (or one of them)",
+        help="folder containing Libri2Mix/Libri3Mix, one of them, or its wav8k[/min] level",
     )
-    parser.add_argument(
-        "--save_folder", required=True, help="output folder of the manifests"
-    )
+    parser.add_argument("--save_folder", required=True, help="output folder of the manifests")
     parser.add_argument("--n_spks", type=int, default=2, choices=N_SPKS)
     parser.add_argument("--sample_rate", type=int, default=8000, choices=SAMPLE_RATES)
     parser.add_argument("--mode", default="min", choices=MODES)

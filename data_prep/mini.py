@@ -16,8 +16,9 @@ seed. The real preparation scripts and recipes then run end to end on them.
 * :func:`make_mini_vox2mix` -> ``<out>/Vox2Mix/DIP/{audio_clean,audio_mixture,lists}``
   (VoxCeleb2 tree, mixtures and mixing lists of the DIP variant) and
   ``<out>/Vox2Mix/VoxCeleb2-2Mix/{tr,cv,tt}/{mix,s1,s2}/<name>.wav`` (16 kHz PCM_16).
-* :func:`make_mini_lrs2mix` -> ``<out>/LRS2Mix/{tr,cv,tt}/{mix,s1,s2}/<name>.wav``
-  (16 kHz, 2 s, PCM_16).
+* :func:`make_mini_lrs2mix` -> ``<out>/LRS2Mix/lrs2_rebuild/audio/wav16k/min/{tr,cv,tt}/
+  {mix,s1,s2}/<name>.wav`` (16 kHz, 2 s, PCM_16) beside an empty ``lrs2_rebuild/mouths/``,
+  as the LRS2-2Mix download unzips.
 * :func:`make_mini_aishell2mix` -> the simulator's inputs:
   ``<out>/Aishell2Mix/data_aishell/wav/{train,dev,test}/SXXXX/BAC009SXXXXWXXXX.wav``
   (16 kHz, tonal speakers, a different room and channel) and
@@ -63,7 +64,6 @@ from data_prep.synth import (
     ambient_noise,
     coloured_noise,
     mains_hum,
-    resample,
     reverberate,
     rms,
     room_response,
@@ -72,6 +72,7 @@ from data_prep.synth import (
     slow_modulation,
     synth_utterance,
 )
+from modules.audio import resample
 
 #: Rate at which every signal is generated; other rates are resampled from it.
 GEN_SR = 16000
@@ -691,8 +692,9 @@ def make_mini_vox2mix(
       ``<set>,<subset>,<spk>,<video>/<utt>,0,<subset>,<spk>,<video>/<utt>,<gain>,<duration>``,
       gain in U(-10, 10) dB, no header) and the mixtures
       ``audio_mixture/2_mix_min_800/{train,val,test}/<row with , and / -> _>.wav``
-      made with :func:`data_prep.vox2mix.mix_sources` (the rule the prep's
-      simulator applies). ``train`` and ``val`` draw from ``audio_clean/train``
+      made by the official mixing rule (:func:`data_prep.vox2mix.mix_sources`,
+      peak 1.0, int16 by :func:`data_prep.vox2mix.official_pcm16`), which the
+      prep's simulator also applies. ``train`` and ``val`` draw from ``audio_clean/train``
       (disjoint speakers), ``test`` from ``audio_clean/test``.
     * ``Vox2Mix/VoxCeleb2-2Mix``: ``{tr,cv,tt}/{mix,s1,s2}/<name>.wav`` with
       wsj0-style names ``<spk>_<video>_<utt>_<g>_<spk>_<video>_<utt>_-<g>.wav``
@@ -725,7 +727,7 @@ def make_mini_vox2mix(
     >>> sorted(p.name for p in (root / "DIP").iterdir())
     ['audio_clean', 'audio_mixture', 'lists']
     """
-    from data_prep.vox2mix import DIP_MIX_DIR, dip_mixture_name, mix_sources, parse_mixing_row
+    from data_prep.vox2mix import DIP_MIX_DIR, dip_mixture_name, mix_sources, official_pcm16, parse_mixing_row
 
     sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
     root = _start(out_dir, "Vox2Mix", "vox2mix", seed, sizes, sample_rates, modes)
@@ -758,10 +760,10 @@ def make_mini_vox2mix(
             fields = [dip_set, subset, *utts[0], "0", subset, *utts[1], gain, f"{n / GEN_SR:g}"]
             lines.append(",".join(fields) + "\n")
             row = parse_mixing_row(fields)
-            mix, _, _ = mix_sources(audio[0], audio[1], row.gain1, row.gain2, n)
+            mix, _, _ = mix_sources(audio[0], audio[1], row.gain2)
             path = dip / DIP_MIX_DIR / dip_set / dip_mixture_name(row)
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_wav(path, _q16(mix), GEN_SR, "PCM_16")
+            write_wav(path, official_pcm16(mix), GEN_SR, "PCM_16")
             g = f"{max(mrng.uniform(*VOX_WSJ_GAIN_DB), 1e-3):.6g}"
             u1, u2 = (f"{s}_{u.replace('/', '_')}" for s, u in utts)
             _write_triplet(two / split, f"{u1}_{g}_{u2}_-{g}.wav", _wsj_mix(audio[0], audio[1], float(g)), GEN_SR)
@@ -773,7 +775,11 @@ def make_mini_vox2mix(
 # LRS2-2Mix
 
 LRS2_SPLITS = ("tr", "cv", "tt")
-#: TDANet's LRS2-2Mix: 2 s mixtures at 16 kHz, relative SNR in [-5, 5] dB.
+#: Where the LRS2-2Mix download keeps its split folders, below ``lrs2_rebuild``.
+LRS2_AUDIO_DIR = "audio/wav16k/min"
+#: LRS2-2Mix (as TDANet's README describes the download): 2 s mixtures at 16 kHz,
+#: relative SNR in [-5, 5] dB. Its mixing script is not published; the mini
+#: corpus mixes by the wsj0-2mix rule.
 LRS2_SECONDS = 2.0
 LRS2_GAIN_DB = (-2.5, 2.5)
 
@@ -800,11 +806,14 @@ def make_mini_lrs2mix(
 ):
     """Write a miniature LRS2-2Mix under ``<out_dir>/LRS2Mix``.
 
-    ``{tr,cv,tt}/{mix,s1,s2}/<vid>_<utt>_<g>_<vid>_<utt>_<-g>.wav`` (TDANet's
-    layout and wsj0-style names with 19-digit video ids and 5-digit utterance
-    numbers), 16 kHz PCM_16, 2 s each: random 2 s segments of two
-    broadcast-like utterances, s1 at +g dB and s2 at -g dB after RMS
-    matching (g in [-2.5, 2.5], i.e. a relative SNR in [-5, 5] dB), peak 0.9.
+    ``lrs2_rebuild/audio/wav16k/min/{tr,cv,tt}/{mix,s1,s2}/<vid>_<utt>_<g>_<vid>_<utt>_<-g>.wav``
+    beside an empty ``lrs2_rebuild/mouths/`` (the layout of the LRS2-2Mix
+    download, without its lip videos; wsj0-style names with 19-digit video ids
+    and 5-digit utterance numbers), 16 kHz PCM_16, 2 s each: random 2 s
+    segments of two broadcast-like utterances, s1 at +g dB and s2 at -g dB
+    after RMS matching (g in [-2.5, 2.5], i.e. a relative SNR in [-5, 5] dB),
+    peak 0.9. The download's own mixing rule is not published (TDANet ships no
+    mixing script); the wsj0-2mix rule stands in for it.
 
     Arguments
     ---------
@@ -820,13 +829,15 @@ def make_mini_lrs2mix(
     Returns
     -------
     Path
-        ``<out_dir>/LRS2Mix``.
+        ``<out_dir>/LRS2Mix`` (the folder holding ``lrs2_rebuild``).
 
     Example
     -------
     >>> import tempfile, soundfile
     >>> root = make_mini_lrs2mix(tempfile.mkdtemp(), n_train=1, n_valid=1, n_test=1)
-    >>> wav = next((root / "tt" / "mix").iterdir())
+    >>> sorted(p.name for p in (root / "lrs2_rebuild").iterdir())
+    ['audio', 'mouths']
+    >>> wav = next((root / "lrs2_rebuild" / LRS2_AUDIO_DIR / "tt" / "mix").iterdir())
     >>> soundfile.info(wav).frames, soundfile.info(wav).samplerate
     (32000, 16000)
     """
@@ -837,6 +848,8 @@ def make_mini_lrs2mix(
     pool_sizes = [_n_speakers(n, 2) for n in counts]
     n_seg = int(LRS2_SECONDS * GEN_SR)
     used = set()
+    audio = root / "lrs2_rebuild" / LRS2_AUDIO_DIR
+    (root / "lrs2_rebuild" / "mouths").mkdir(parents=True)
     for split, n_mix, n_pool in zip(LRS2_SPLITS, counts, pool_sizes):
         pool = [
             (sample_speaker(rng, f"v{k}"), f"{rng.integers(1, 10):d}{rng.integers(10**17, 10**18):018d}")
@@ -853,7 +866,7 @@ def make_mini_lrs2mix(
                 segs.append(x[start : start + n_seg])
             g = float(f"{mrng.uniform(*LRS2_GAIN_DB):.5f}")
             name = f"{names[0]}_{g:.5f}_{names[1]}_{-g:.5f}.wav".replace("-0.00000", "0.00000")
-            _write_triplet(root / split, name, _wsj_mix(segs[0], segs[1], g), GEN_SR)
+            _write_triplet(audio / split, name, _wsj_mix(segs[0], segs[1], g), GEN_SR)
     return root
 
 

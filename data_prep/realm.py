@@ -6,6 +6,9 @@ Reads the layout of the REAL-M release::
     <data_folder>/transcriptions/<session>.csv
     <data_folder>/separations/<name>source{1,2}hat.wav                (SepFormer separations)
 
+The separations are also found under the name one public reader builds,
+``<name>.wavsource{1,2}hat.wav`` (the mixture's file name, extension included).
+
 Transcription CSVs come in two shapes: the newer sessions have the columns
 ``index, sentence1, sentence2, filename`` with ``.wav`` names; the early sessions
 ``early_collection{1,2,3}`` have ``sentence1, sentence2, WorkerId, filename``
@@ -17,10 +20,20 @@ the name of the converted file in ``audio_files_converted_8000Hz/<session>/``.
 **Split (the DIP paper's protocol).** A session whose name starts with
 ``early_collection`` goes to the *pretrain* manifest, every other session to
 the *test* manifest (:func:`is_pretrain_session`): the rule depends only on
-session names, so it applies to any subset of the corpus. In the full corpus
-this gives the paper's 600 pretraining and 837 test mixtures; the counts are
-compared with those numbers only when the input looks complete (at least
-1436 mixtures), and a difference is reported as a warning.
+session names, so it applies to any subset of the corpus.
+
+**Counts.** The REAL-M release v0.1.0 holds 1436 mixtures (the number given for
+the corpus by the REAL-M paper, Subakan et al., "REAL-M: Towards Speech
+Separation on Real Mixtures", ICASSP 2022; SpeechBrain's REAL-M recipe,
+``recipes/REAL-M/sisnr-estimation``, trains its SI-SNR estimator on LibriMix and
+WHAMR!, only links the release and states no count). The DIP paper splits it
+into 600 pretraining and 837 test mixtures, i.e. 1437, one more than the
+release holds: with its 600 ``early_collection`` mixtures, the release leaves
+836 for the test manifest, and that is what this module yields (every
+recording that has a transcription row, split by session name; no count is
+imposed). The manifests of a complete copy (1436 mixtures or more) are
+checked against 600 / 836 and a difference is reported as a warning; a
+smaller copy is reported as partial.
 
 Writes ``<save_folder>/realm_pretrain.csv`` and ``realm_test.csv`` (keys
 ``pretrain``, ``test``) with the columns ``ID, duration, mix_wav, mix_wav_format,
@@ -71,10 +84,15 @@ TRANSCRIPT_DIR = "transcriptions"
 SEPARATION_DIR = "separations"
 SAMPLE_RATE = 8000
 EARLY_PREFIX = "early_collection"
-#: Mixtures in the DIP paper's pretraining and test parts of the full corpus.
-FULL_COUNTS = OrderedDict([("pretrain", 600), ("test", 837)])
-#: Mixtures in the release; fewer means a partial (or miniature) copy.
+#: Mixtures in the release (REAL-M paper); fewer means a partial (or miniature) copy.
 FULL_TOTAL = 1436
+#: The manifests of the full release: the DIP paper's 600 ``early_collection``
+#: mixtures, and the rest of the 1436 (the DIP paper writes 837: see the module docstring).
+FULL_COUNTS = OrderedDict([("pretrain", 600), ("test", FULL_TOTAL - 600)])
+#: The split as the DIP paper reports it (600 + 837 = 1437).
+DIP_PAPER_COUNTS = OrderedDict([("pretrain", 600), ("test", 837)])
+#: Names of a mixture's reference separation ``k`` (1 or 2), tried in this order.
+SEPARATION_NAMES = ("{stem}source{k}hat.wav", "{stem}.wavsource{k}hat.wav")
 TEXT_COLUMNS = ("sentence1", "sentence2", "session")
 
 
@@ -154,6 +172,28 @@ def read_transcriptions(path):
     return out
 
 
+def find_separation(data_folder, stem, k):
+    """Path (relative to ``data_folder``) of separation ``k`` of mixture ``stem``, or ``None``.
+
+    Both public names are accepted: ``<stem>source<k>hat.wav`` and
+    ``<stem>.wavsource<k>hat.wav``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / SEPARATION_DIR).mkdir()
+    >>> _ = (root / SEPARATION_DIR / "ab12.wavsource2hat.wav").write_bytes(b"")
+    >>> find_separation(root, "ab12", 2), find_separation(root, "ab12", 1)
+    ('separations/ab12.wavsource2hat.wav', None)
+    """
+    for pattern in SEPARATION_NAMES:
+        rel = f"{SEPARATION_DIR}/{pattern.format(stem=stem, k=k)}"
+        if (Path(data_folder) / rel).is_file():
+            return rel
+    return None
+
+
 def realm_manifest_paths(save_folder):
     """Paths of the two REAL-M manifests.
 
@@ -175,7 +215,8 @@ def prepare_realm(data_folder, save_folder, with_separations=False, skip_prep=Fa
     save_folder : str or Path
         Where the manifests and ``realm_prep.json`` are written.
     with_separations : bool
-        Add the reference SepFormer separations as ``sep1_wav``, ``sep2_wav``.
+        Add the reference SepFormer separations as ``sep1_wav``, ``sep2_wav``
+        (``separations/<name>source{1,2}hat.wav`` or ``<name>.wavsource{1,2}hat.wav``).
     skip_prep : bool
         If True, return the manifest paths without checking anything.
 
@@ -240,14 +281,22 @@ def prepare_realm(data_folder, save_folder, with_separations=False, skip_prep=Fa
             if unlisted:
                 logger.warning(
                     "%s: %d recordings of %s have no row in %s and are left out (e.g. %s)",
-                    LABEL, len(unlisted), session, csv_path, ", ".join(unlisted[:3]),
+                    LABEL,
+                    len(unlisted),
+                    session,
+                    csv_path,
+                    ", ".join(unlisted[:3]),
                 )
                 dropped += [f"{session}/{w}" for w in unlisted]
             absent = [n for n in texts if n not in set(wavs)]
             if absent:
                 logger.warning(
                     "%s: %d rows of %s name no file of %s (e.g. %s)",
-                    LABEL, len(absent), csv_path, audio_dir / session, ", ".join(absent[:3]),
+                    LABEL,
+                    len(absent),
+                    csv_path,
+                    audio_dir / session,
+                    ", ".join(absent[:3]),
                 )
             for wav in wavs:
                 if wav in texts:
@@ -265,9 +314,9 @@ def prepare_realm(data_folder, save_folder, with_separations=False, skip_prep=Fa
             audio = OrderedDict(mix=rel)
             if with_separations:
                 for k in (1, 2):
-                    sep = f"{SEPARATION_DIR}/{stem}source{k}hat.wav"
-                    if not (root / sep).is_file():
-                        missing_sep.append(sep)
+                    sep = find_separation(root, stem, k)
+                    if sep is None:
+                        missing_sep.append(f"{SEPARATION_DIR}/{SEPARATION_NAMES[0].format(stem=stem, k=k)}")
                     audio[f"sep{k}"] = sep
             key = "pretrain" if is_pretrain_session(session) else "test"
             utt_id = f"{session}_{stem}" if prefixed else stem
@@ -276,7 +325,8 @@ def prepare_realm(data_folder, save_folder, with_separations=False, skip_prep=Fa
         if missing_sep:
             raise PrepError(
                 f"{len(missing_sep)} separations not found under {root / SEPARATION_DIR} "
-                f"(e.g. {', '.join(missing_sep[:3])}); prepare without with_separations or complete the download"
+                f"(e.g. {', '.join(missing_sep[:3])}, or <name>.wavsource<k>hat.wav); "
+                "prepare without with_separations or complete the download"
             )
         for key, found in rows.items():
             if not found:
@@ -284,16 +334,26 @@ def prepare_realm(data_folder, save_folder, with_separations=False, skip_prep=Fa
                 raise PrepError(f"{LABEL}: {what} in {audio_dir} (the {key} manifest would be empty)")
         counts = {key: len(found) for key, found in rows.items()}
         total = sum(counts.values())
-        paper = " / ".join(str(v) for v in FULL_COUNTS.values())
+        full = " / ".join(str(v) for v in FULL_COUNTS.values())
         if total >= FULL_TOTAL:
             if counts != dict(FULL_COUNTS):
                 logger.warning(
-                    "%s: %d pretrain / %d test mixtures, the DIP paper reports %s", LABEL, *counts.values(), paper
+                    "%s: %d pretrain / %d test mixtures, expected %s for the %d of the full release "
+                    "(the DIP paper writes %s)",
+                    LABEL,
+                    *counts.values(),
+                    full,
+                    FULL_TOTAL,
+                    " / ".join(str(v) for v in DIP_PAPER_COUNTS.values()),
                 )
         else:
             logger.info(
-                "%s: partial corpus (%d of %d mixtures): %d pretrain / %d test (full corpus: %s)",
-                LABEL, total, FULL_TOTAL, *counts.values(), paper,
+                "%s: partial corpus (%d of %d mixtures): %d pretrain / %d test (full release: %s)",
+                LABEL,
+                total,
+                FULL_TOTAL,
+                *counts.values(),
+                full,
             )
         extra["left_out"] = len(dropped)
         return rows

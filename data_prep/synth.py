@@ -16,18 +16,18 @@ that data preparation and recipes can be run end to end without any dataset.
 * :func:`coloured_noise` and :func:`ambient_noise` make stationary coloured
   noise and WHAM!-like ambient noise (far babble, brown-ish bed, slow level
   modulation, clatter).
-* :func:`active_level`, :func:`rms` and :func:`resample` are small helpers.
+* :func:`active_level` and :func:`rms` are small helpers (resampling is
+  :func:`modules.audio.resample`).
 
 All functions take a :class:`numpy.random.Generator`, so a seed fixes every
 sample.
 """
 
 from dataclasses import dataclass
-from math import gcd
 
 import numpy as np
 from scipy.fft import next_fast_len
-from scipy.signal import fftconvolve, resample_poly
+from scipy.signal import fftconvolve
 
 #: Formant frequencies (F1-F4, Hz) of ten vowels of an adult male voice
 #: (approximate textbook values for American English monophthongs).
@@ -257,21 +257,6 @@ def active_level(x, sample_rate, threshold_db=-35.0, frame_s=0.02):
     return float(np.sqrt(active.mean()))
 
 
-def resample(x, orig_sr, target_sr):
-    """Polyphase resampling (``scipy.signal.resample_poly``).
-
-    Example
-    -------
-    >>> resample(np.ones(1600), 16000, 8000).shape
-    (800,)
-    """
-    orig_sr, target_sr = int(orig_sr), int(target_sr)
-    if orig_sr == target_sr:
-        return np.asarray(x, dtype=float).copy()
-    g = gcd(orig_sr, target_sr)
-    return resample_poly(np.asarray(x, dtype=float), target_sr // g, orig_sr // g)
-
-
 # --------------------------------------------------------------------------
 # STFT helpers (Hann window, 75 % overlap; exact overlap-add inversion)
 
@@ -449,7 +434,7 @@ def synth_utterance(speaker, duration, sample_rate, rng, floor_db=-60.0):
         Length in seconds.
     sample_rate : int
         Sample rate (Hz); 16 kHz is what the corpora generate, lower rates are
-        obtained with :func:`resample` for content consistent across rates.
+        obtained with :func:`modules.audio.resample` for content consistent across rates.
     rng : numpy.random.Generator
         Random source (syllables, intonation, noise excitation).
     floor_db : float
@@ -744,7 +729,6 @@ __all__ = [
     "ambient_noise",
     "coloured_noise",
     "mains_hum",
-    "resample",
     "reverberate",
     "rms",
     "room_response",

@@ -8,49 +8,91 @@ Scanned as it is.
 
 **DIP co-author variant** (``variant="dip"``): the VoxCeleb2 tree
 ``<data_folder>/audio_clean/{train,test}/idXXXXX/<video>/<utt>.wav`` (16 kHz)
-and the mixtures ``<data_folder>/audio_mixture/2_mix_min_800/{train,val,test}/<name>.wav``,
-made from a mixing list CSV whose rows read (no header)::
+and the mixtures below ``<data_folder>/audio_mixture``, in one of the public layouts:
+
+* ``audio_mixture/<mix_folder>/{train,val,test}/<name>.wav``, mixtures only, as the
+  official mixing script writes them; ``<mix_folder>`` is a variable of that script:
+  ``2_mix_min_800`` (zexupan/reentry), ``2_mix_min_pretrain`` (zexupan/USEV's README);
+* ``audio_mixture[/<mix_folder>]/{train,val,test}/{mix,s1,s2}/<name>.wav``, mixtures with
+  their sources (mrjunjieli/ActiveExtract, which mixes by its own rule); the manifests
+  then have references.
+
+``mix_folder`` (``--mix_folder``) names the folder below ``audio_mixture`` (``"."``:
+``audio_mixture`` itself); by default the single ``2_mix_*`` folder is used, or
+``audio_mixture`` itself when it holds the set folders (several candidates are an
+error naming them). The mixtures are made from a mixing list CSV whose rows read
+(no header)::
 
     train,train,id08108,RCODGWdfzdY/00197,0,train,id07077,oi72_HHDWY4/00288,0.8977,4.096
 
-Our reading of the ten fields, in order:
+The ten fields, in order (as the authors' list script ``1_create_mixture_list.py`` writes them):
 
-1. the set the mixture belongs to (``train``, ``val`` or ``test``; the
-   ``audio_mixture/2_mix_min_800/<set>`` folder, manifest split ``tr``/``cv``/``tt``);
+1. the set the mixture belongs to (``train``, ``val`` or ``test``; the folder
+   ``audio_mixture/<mix_folder>/<set>``, manifest split ``tr``/``cv``/``tt``);
 2. the VoxCeleb2 subset of the target (``train`` or ``test``: ``audio_clean/<subset>``);
 3. the target speaker (``id08108``);
 4. the target utterance, ``<video>/<utt>`` (``RCODGWdfzdY/00197``);
-5. the target gain in dB (``0``: the target is the reference level);
+5. the target gain in dB (always ``0`` in the authors' lists; the mixing script does not read it);
 6. - 8. subset, speaker and utterance of the interferer;
-9. the interferer gain in dB relative to the target (``0.8977``, drawn in
-   U(-10, 10) by the authors);
-10. the mixture duration in seconds (``4.096``), i.e. the shorter source.
+9. the interferer gain in dB (``0.8977``, drawn in U(-10, 10) by the authors);
+10. the duration in seconds of the shorter utterance (``4.096``; not read by the mixing script).
 
 The mixture file name is the row with ``,`` and ``/`` replaced by ``_``, plus
-``.wav``. The public variant ships mixtures only, so:
+``.wav``. The official variant ships mixtures only, so:
 
-* **without** ``mixing_list``, the manifests are mixture-only (unsupervised,
-  see below), read from ``audio_mixture/2_mix_min_800``;
-* **with** ``mixing_list``, the sources are simulated from ``audio_clean``
-  into ``sim_folder`` (default ``<data_folder>/Vox2Mix/wav16k``) in the
+* **without** ``mixing_list``, the manifests are read from ``audio_mixture`` as
+  found (mixture-only in the first layout, see below);
+* **with** ``mixing_list``, the mixtures and their sources are simulated from
+  ``audio_clean`` into ``sim_folder`` (default ``<data_folder>/Vox2Mix/wav16k``) in the
   VoxCeleb2-2Mix layout ``{tr,cv,tt}/{mix,s1,s2}`` with wsj0-style names
   ``<spk1>_<video1>_<utt1>_<gain1>_<spk2>_<video2>_<utt2>_<gain2>.wav``
   (gains as listed), and the manifests have references.
 
-Simulation of one row (:func:`mix_sources`): both utterances are read (16 kHz;
-resampled first if ``sample_rate=8000``) and truncated to the shorter one
-(and to the listed duration when that is shorter; a listed duration more
-than 10 ms beyond the shorter source is an error); the interferer's RMS (over
-the truncated segment) is matched to the target's, then each source gets its
-listed gain, so that the interferer sits ``gain2 - gain1`` dB relative to the
-target; ``mix = s1 + s2``; the three signals are scaled by one factor so that
-the loudest of them (the mixture, unless the sources partly cancel) peaks at
-0.9 (peak normalisation, as wsj0-2mix), then written as 16-bit PCM.
+**Mixing rule** (:func:`mix_sources`), that of the official script
+``data/voxceleb2/2_create_mixture.py`` (zexupan/USEV; the same file is
+``data/speaker_extraction/2_create_mixture.py`` in zexupan/reentry):
+
+1. the power (mean square) of the target and of the interferer is computed over
+   each **whole** utterance, before anything is cut;
+2. the interferer is multiplied by ``10 ** (g / 20) * sqrt(P_target / P_interferer)``
+   with ``g`` its listed gain (field 9); the target is not scaled (field 5 is not read);
+3. both are cut to the shorter one and added;
+4. the mixture is divided by its peak ``max |mix|``, so that it peaks at exactly 1.0
+   (also when it was below 1); the sources are not normalised with it;
+5. the mixture is written as 16-bit PCM: ``x * 32767`` truncated toward zero
+   (:func:`official_pcm16`), so the peak sample is ±32767.
+
+The simulated ``mix`` file holds the same samples as the published mixture made
+from the same ``audio_clean`` files (up to floating-point rounding at exact
+truncation ties). Our ``s1`` and ``s2`` are the two terms of that sum, the target
+and the scaled interferer cut to the mixture length and divided by the same
+mixture peak, times 32767/32768 so that they are on the scale of the mixture file
+as read back (libsndfile reads an int16 ``k`` as ``k / 32768``): read back,
+``s1 + s2`` equals ``mix`` to within one int16 step (the truncation of step 5).
+They are 32-bit float WAVs because either can exceed 1.0 where the two voices
+partly cancel at the mixture's peak.
+
+Where we depart from the official script, and why:
+
+* file names and layout: wsj0-style names in ``{tr,cv,tt}/{mix,s1,s2}`` instead of
+  ``<set>/<row name>.wav`` (manifests with references need the sources);
+* the sources are written (the official script writes only the mixtures);
+* ``sample_rate=8000``: both utterances are resampled (polyphase) before step 1;
+  the official data exist at 16 kHz only;
+* the listed duration (field 10) is only checked: a row whose duration differs
+  from the shorter utterance on disk by more than 10 ms is reported in a warning
+  (the ``audio_clean`` files are then not those the list was made from, and the
+  mixtures will not match the published ones); the mixture is cut to the shorter
+  utterance as the official script does;
+* a silent utterance (zero power) is an error naming the list line, where the
+  official script would divide by zero;
+* resumption: a mixture counts as done only when its three files are complete
+  (the official script skips any existing mixture file, even a truncated one).
 
 The simulation is resumable. Every file is written to a temporary name in
 its folder and renamed (``os.replace``), so a file with its final name is
 always complete; a mixture counts as done when its three files have the
-expected sample rate and length (read from the headers; libsndfile reports the
+expected sample rate, length and subtype (read from the headers; libsndfile reports the
 frames actually present, so a truncated file is redone); temporary files left
 by an interrupted run are deleted. A rerun therefore redoes only what is
 missing or damaged, and leaves completed mixtures untouched.
@@ -68,8 +110,8 @@ recipe checks either (:func:`data_prep.common.is_supervised` reads the header).
 Command line::
 
     python -m data_prep.vox2mix --data_folder /data/VoxCeleb2 --save_folder results/prep \\
-        [--variant auto|2mix|dip] [--mixing_list lists/*.csv] [--sim_folder DIR] \\
-        [--sample_rate 16000] [--splits tr cv tt]
+        [--variant auto|2mix|dip] [--mix_folder 2_mix_min_800] [--mixing_list lists/*.csv] \\
+        [--sim_folder DIR] [--sample_rate 16000] [--splits tr cv tt]
 """
 
 import argparse
@@ -105,7 +147,7 @@ from data_prep.common import (
     write_wav_atomic,
 )
 from data_prep.enrollment import resampled_length
-from data_prep.synth import resample
+from modules.audio import resample
 
 logger = logging.getLogger(__name__)
 
@@ -116,17 +158,30 @@ SAMPLE_RATES = (16000, 8000)
 SPLITS = tuple(WSJ_SPLITS.values())
 #: wsj0-style split folder -> set name of the DIP variant.
 DIP_SPLITS = OrderedDict([("tr", "train"), ("cv", "val"), ("tt", "test")])
-DIP_MIX_DIR = "audio_mixture/2_mix_min_800"
+DIP_SETS = tuple(DIP_SPLITS.values())
+#: Folder of the DIP variant's mixtures, below the data folder.
+DIP_MIX_ROOT = "audio_mixture"
+#: Mixture folder name of zexupan/reentry (zexupan/USEV's README says ``2_mix_min_pretrain``).
+DIP_MIX_FOLDER = "2_mix_min_800"
+#: Where the mini corpus writes its DIP mixtures.
+DIP_MIX_DIR = f"{DIP_MIX_ROOT}/{DIP_MIX_FOLDER}"
+#: Names of the mixture folders looked for when ``mix_folder`` is not given.
+MIX_FOLDER_GLOB = "2_mix_*"
 DIP_SRC_DIR = "audio_clean"
 #: VoxCeleb2 subsets of ``audio_clean``.
 VOX_SUBSETS = ("train", "test")
 #: Sample rate of the VoxCeleb2 sources.
 SOURCE_RATE = 16000
-#: Peak of the loudest of mixture and sources after normalisation.
-PEAK = 0.9
-#: How far (seconds) a listed duration may exceed the shorter source.
+#: Full scale of the official int16 conversion (``x * 32767``, truncated).
+OFFICIAL_FULL_SCALE = 32767
+#: How far (seconds) a listed duration may be from the shorter source without a warning.
 DURATION_TOLERANCE = 0.01
 SIM_FOLDERS = ("mix", "s1", "s2")
+#: WAV subtype of each simulated folder: the mixture as the official int16, the
+#: sources as float (they may exceed 1.0, see the module docstring).
+SIM_SUBTYPES = OrderedDict([("mix", "PCM_16"), ("s1", "FLOAT"), ("s2", "FLOAT")])
+#: Recorded in the sidecar, so that manifests of an earlier rule are not reused.
+MIXING_RULE = "zexupan/USEV 2_create_mixture.py"
 
 #: One parsed mixing-list row.
 MixingRow = namedtuple(
@@ -193,7 +248,7 @@ def parse_mixing_row(fields, path="<list>", lineno=1):
     >>> parse_mixing_row(["train", "train", "id1"], "l.csv", 7)
     Traceback (most recent call last):
     ...
-    data_prep.common.PrepError: l.csv:7: expected 10 comma-separated fields (mixture set, ...), found 3
+    modules.files.PrepError: l.csv:7: expected 10 comma-separated fields (mixture set, ...), found 3
     """
     fields = [f.strip() for f in fields]
     if len(fields) != 10:
@@ -308,47 +363,74 @@ def source_paths(row):
     )
 
 
-def mix_sources(x1, x2, gain1_db, gain2_db, length, peak=PEAK):
-    """Mix two utterances as the mixing list says.
+def _power(x):
+    """Mean square of a whole signal."""
+    return float(np.linalg.norm(x) ** 2 / len(x))
+
+
+def mix_sources(target, interferer, gain_db):
+    """Mix two utterances by the rule of the official mixing script (see the module docstring).
 
     Arguments
     ---------
-    x1, x2 : numpy.ndarray
-        Target and interferer (at least ``length`` samples each).
-    gain1_db, gain2_db : float
-        Listed gains (dB); the interferer ends ``gain2_db - gain1_db`` dB
-        relative to the target (RMS over the mixed segment).
-    length : int
-        Mixture length (the shorter source, or the listed duration).
-    peak : float
-        Peak of the loudest of mixture and sources after normalisation.
+    target, interferer : numpy.ndarray
+        The two whole utterances (not cut: their powers are computed over all of them).
+    gain_db : float
+        The interferer's listed gain (dB; field 9 of a mixing-list row). The
+        target's listed gain is not an argument: the official script ignores it.
 
     Returns
     -------
     tuple of numpy.ndarray
-        ``(mix, s1, s2)`` with ``mix == s1 + s2``.
+        ``(mix, s1, s2)``, float64, as long as the shorter utterance: ``mix``
+        peaks at exactly 1.0 and is what :func:`official_pcm16` quantises;
+        ``s1`` and ``s2`` are its two terms (target, scaled interferer), divided
+        by the same peak, so ``mix == s1 + s2`` (to rounding) and they may
+        exceed 1.0.
+
+    Raises
+    ------
+    PrepError
+        When either utterance is silent (zero power) or the mixture is.
 
     Example
     -------
-    >>> rng = np.random.default_rng(0)
-    >>> mix, s1, s2 = mix_sources(rng.standard_normal(900), rng.standard_normal(800), 0, 6.0, 800)
-    >>> level = lambda x: np.sqrt(np.mean(x**2))
-    >>> len(mix), round(float(20 * np.log10(level(s2) / level(s1))), 6)
-    (800, 6.0)
-    >>> round(float(max(np.abs(mix).max(), np.abs(s1).max(), np.abs(s2).max())), 6)
-    0.9
+    >>> t = np.array([0.1, -0.1, 0.3, -0.3])  # power 0.05 over all 4 samples
+    >>> i = np.array([0.2, 0.2])  # power 0.04
+    >>> mix, s1, s2 = mix_sources(t, i, 0.0)  # interferer x sqrt(0.05 / 0.04), then cut to 2 samples
+    >>> mix.round(4).tolist(), s1.round(4).tolist()
+    ([1.0, 0.382], [0.309, -0.309])
     """
-    s1 = np.asarray(x1, dtype=float)[:length]
-    s2 = np.asarray(x2, dtype=float)[:length]
-    r1, r2 = np.sqrt(np.mean(s1**2)), np.sqrt(np.mean(s2**2))
-    if r1 <= 0 or r2 <= 0:
-        raise PrepError("silent source: cannot set the interferer level relative to the target")
-    s1 = s1 * 10 ** (gain1_db / 20)
-    s2 = s2 * (r1 / r2) * 10 ** (gain2_db / 20)
-    mix = s1 + s2
-    loudest = max(np.max(np.abs(mix)), np.max(np.abs(s1)), np.max(np.abs(s2)))
-    scale = peak / loudest
-    return mix * scale, s1 * scale, s2 * scale
+    t = np.asarray(target, dtype=np.float64)
+    i = np.asarray(interferer, dtype=np.float64)
+    if len(t) == 0 or len(i) == 0:
+        raise PrepError("empty utterance: cannot mix")
+    p_t, p_i = _power(t), _power(i)
+    if p_t <= 0 or p_i <= 0:
+        raise PrepError("silent utterance: cannot set the interferer level relative to the target")
+    i = i * (10 ** (float(gain_db) / 20) * np.sqrt(p_t / p_i))
+    n = min(len(t), len(i))
+    t, i = t[:n], i[:n]
+    peak = np.max(np.abs(t + i))
+    if not peak > 0:
+        raise PrepError("the two utterances cancel out: the mixture is silent")
+    return np.divide(t + i, peak), t / peak, i / peak
+
+
+def official_pcm16(x):
+    """What a reader gets from the official script's int16 file of ``x``.
+
+    The official script writes ``x * 32767`` truncated toward zero as int16;
+    libsndfile reads an int16 ``k`` back as ``k / 32768``. Writing the returned
+    values as PCM_16 stores exactly those integers.
+
+    Example
+    -------
+    >>> (official_pcm16(np.array([1.0, -1.0, 0.5, 1e-5])) * 32768).tolist()
+    [32767.0, -32767.0, 16383.0, 0.0]
+    """
+    x = np.asarray(x, dtype=np.float64)
+    return np.trunc(x * OFFICIAL_FULL_SCALE) / 32768
 
 
 def detect_variant(data_folder, splits=SPLITS):
@@ -367,12 +449,99 @@ def detect_variant(data_folder, splits=SPLITS):
         return "2mix"
     if (data_folder / DIP_SRC_DIR).is_dir() or (data_folder / "audio_mixture").is_dir():
         return "dip"
-    found = sorted(p.name for p in data_folder.iterdir() if not p.name.startswith("."))
     raise PrepError(
         f"{LABEL} layout not recognised in {data_folder}: expected <data_folder>/{{tr,cv,tt}}/{{mix,s1,s2}} "
-        f"(VoxCeleb2-2Mix) or <data_folder>/{DIP_SRC_DIR}/... and/or <data_folder>/{DIP_MIX_DIR}/... "
-        f"(DIP variant); it contains: {', '.join(found[:8]) or '(empty)'}"
+        f"(VoxCeleb2-2Mix) or <data_folder>/{DIP_SRC_DIR}/... and/or <data_folder>/{DIP_MIX_ROOT}/... "
+        f"(DIP variant); it contains: {_listing(data_folder)}"
     )
+
+
+def _listing(folder, limit=8):
+    """Short listing of a folder's entries, for messages."""
+    names = sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith("."))
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more if names else "(empty)"
+
+
+def find_dip_mixtures(data_folder, mix_folder=None, sets=DIP_SETS):
+    """Locate the DIP variant's mixtures below ``<data_folder>/audio_mixture``.
+
+    Arguments
+    ---------
+    data_folder : str or Path
+        The DIP root (contains ``audio_mixture/``).
+    mix_folder : str, optional
+        Folder below ``audio_mixture`` that holds the set folders (``"."`` or
+        ``""``: ``audio_mixture`` itself). Default: the single ``2_mix_*``
+        folder, or ``audio_mixture`` itself when it holds set folders.
+    sets : sequence of str
+        The sets needed (``train``, ``val``, ``test``), to tell the layouts apart.
+
+    Returns
+    -------
+    tuple
+        ``(rel, with_sources)``: the path of the folder holding the set folders,
+        relative to ``data_folder``, and whether the sets have
+        ``{mix,s1,s2}`` folders (ActiveExtract layout) rather than the
+        mixtures themselves (official layout).
+
+    Raises
+    ------
+    PrepError
+        No ``audio_mixture``, no candidate or several (named), or the given
+        ``mix_folder`` missing (with what ``audio_mixture`` contains).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "audio_mixture" / "2_mix_min_pretrain" / "test").mkdir(parents=True)
+    >>> find_dip_mixtures(root)
+    ('audio_mixture/2_mix_min_pretrain', False)
+    >>> (root / "audio_mixture" / "2_mix_min_800").mkdir()
+    >>> find_dip_mixtures(root)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    modules.files.PrepError: several Vox2Mix mixture folders in .../audio_mixture: 2_mix_min_800, \
+2_mix_min_pretrain; choose one with mix_folder (--mix_folder)
+    >>> find_dip_mixtures(root, "2_mix_min_800")
+    ('audio_mixture/2_mix_min_800', False)
+    """
+    data_folder = Path(data_folder)
+    root = data_folder / DIP_MIX_ROOT
+    layouts = (
+        f"<data_folder>/{DIP_MIX_ROOT}/{MIX_FOLDER_GLOB}/{{train,val,test}}/*.wav or "
+        f"<data_folder>/{DIP_MIX_ROOT}/{{train,val,test}}/{{mix,s1,s2}}/*.wav"
+    )
+    if not root.is_dir():
+        raise PrepError(
+            f"{LABEL} mixtures not found: {root} (expected {layouts}, or give mixing_list to simulate them "
+            f"from {DIP_SRC_DIR}); {data_folder} contains: {_listing(data_folder)}"
+        )
+    if mix_folder is None:
+        candidates = sorted(p.name for p in root.glob(MIX_FOLDER_GLOB) if p.is_dir())
+        if any((root / s).is_dir() for s in DIP_SETS):
+            candidates.insert(0, ".")
+        if not candidates:
+            raise PrepError(
+                f"no {LABEL} mixture folder in {root} (expected {layouts}; "
+                f"or name it with mix_folder); it contains: {_listing(root)}"
+            )
+        if len(candidates) > 1:
+            raise PrepError(
+                f"several {LABEL} mixture folders in {root}: {', '.join(candidates)}; "
+                "choose one with mix_folder (--mix_folder)"
+            )
+        mix_folder = candidates[0]
+    name = str(mix_folder).strip().strip("/")
+    name = "" if name in ("", ".") else name
+    folder = root / name if name else root
+    if not folder.is_dir():
+        raise PrepError(
+            f"{LABEL} mix_folder not found: {folder} (mix_folder={mix_folder!r}); {root} contains: {_listing(root)}"
+        )
+    rel = f"{DIP_MIX_ROOT}/{name}" if name else DIP_MIX_ROOT
+    return rel, any((folder / s / "mix").is_dir() for s in sets)
 
 
 def _mixing_list_files(mixing_list):
@@ -413,8 +582,8 @@ class _Job(namedtuple("_Job", ["row", "name", "src", "frames"])):
 
 
 def _plan_jobs(data_folder, rows, sample_rate):
-    """Check every source of the rows (headers only) and compute the lengths."""
-    jobs, names = [], {}
+    """Check every source of the rows (headers only) and compute the lengths (the shorter source)."""
+    jobs, names, off = [], {}, []
     for row in rows:
         name = wsj_mixture_name(row)
         if name in names:
@@ -435,14 +604,20 @@ def _plan_jobs(data_folder, rows, sample_rate):
             src.append(path)
             frames.append(resampled_length(info.frames, info.samplerate, sample_rate))
         shorter = min(frames)
-        listed = round(row.duration * sample_rate)
-        if listed > shorter + round(DURATION_TOLERANCE * sample_rate):
-            raise list_error(
-                row.path,
-                row.lineno,
-                f"listed duration {row.duration:g} s exceeds the shorter source ({shorter / sample_rate:g} s)",
+        if abs(row.duration * sample_rate - shorter) > DURATION_TOLERANCE * sample_rate:
+            off.append(
+                f"{row.path}:{row.lineno} lists {row.duration:g} s, the shorter source has {shorter / sample_rate:g} s"
             )
-        jobs.append(_Job(row, name, tuple(src), min(shorter, listed)))
+        jobs.append(_Job(row, name, tuple(src), shorter))
+    if off:
+        logger.warning(
+            "%s: %d mixing-list rows give a duration that is not that of the shorter source on disk (e.g. %s); "
+            "the mixtures are cut to the shorter source as the official script does, but these audio_clean files "
+            "differ from those the list was made from",
+            LABEL,
+            len(off),
+            off[0],
+        )
     return jobs
 
 
@@ -460,18 +635,27 @@ def _simulate_jobs(jobs, out_dir, sample_rate, desc=None):
         logger.info("%s: removed %d temporary files of an interrupted run in %s", LABEL, removed, out_dir)
 
     def is_done(job):
-        return all(wav_is_complete(f / job.name, job.frames, sample_rate, "PCM_16") for f in folders)
+        return all(
+            wav_is_complete(out_dir / key / job.name, job.frames, sample_rate, subtype)
+            for key, subtype in SIM_SUBTYPES.items()
+        )
 
     def make(job):
         signals = []
         for path in job.src:
             x, rate = read_wav(path, SOURCE_RATE)
             signals.append(resample(x, rate, sample_rate) if rate != sample_rate else x)
-        mix, s1, s2 = mix_sources(signals[0], signals[1], job.row.gain1, job.row.gain2, job.frames)
+        try:
+            mix, s1, s2 = mix_sources(signals[0], signals[1], job.row.gain2)
+        except PrepError as err:
+            raise list_error(job.row.path, job.row.lineno, str(err)) from None
+        # the sources on the scale of the mixture file as read back (int16 k -> k / 32768)
+        to_file = OFFICIAL_FULL_SCALE / 32768
+        out = {"mix": official_pcm16(mix), "s1": s1 * to_file, "s2": s2 * to_file}
         # sources first, mixture last: the mixture's presence is the sign of a
         # finished mixture for a human looking at the folder (headers decide).
-        for folder, signal in zip(("s1", "s2", "mix"), (s1, s2, mix)):
-            write_wav_atomic(out_dir / folder / job.name, signal, sample_rate, "PCM_16")
+        for key in ("s1", "s2", "mix"):
+            write_wav_atomic(out_dir / key / job.name, out[key], sample_rate, SIM_SUBTYPES[key])
 
     made, kept = run_simulation(jobs, is_done, make, desc or f"{LABEL} {out_dir.name}")
     logger.info("%s %s: %d mixtures simulated, %d kept from an earlier run", LABEL, out_dir.name, made, kept)
@@ -487,6 +671,7 @@ def prepare_vox2mix(
     sample_rate=16000,
     splits=SPLITS,
     skip_prep=False,
+    mix_folder=None,
 ):
     """Write the Vox2Mix manifests ``vox2mix_{tr,cv,tt}.csv`` (simulating if asked).
 
@@ -501,8 +686,8 @@ def prepare_vox2mix(
         ``"auto"`` (detect), ``"2mix"`` or ``"dip"``.
     mixing_list : str, Path or sequence, optional
         DIP variant: mixing-list CSV file(s), or a folder of them; the
-        sources are then simulated and the manifests are supervised. Without
-        it the DIP manifests are mixture-only.
+        mixtures and sources are then simulated and the manifests are
+        supervised. Without it the DIP manifests are read from ``audio_mixture``.
     sim_folder : str or Path, optional
         Where the simulation writes ``{tr,cv,tt}/{mix,s1,s2}`` (default
         ``<data_folder>/Vox2Mix/wav16k``, or ``wav8k``).
@@ -512,6 +697,11 @@ def prepare_vox2mix(
         Subset of ``("tr", "cv", "tt")``.
     skip_prep : bool
         If True, return the manifest paths without checking anything.
+    mix_folder : str, optional
+        DIP variant without ``mixing_list``: the folder below ``audio_mixture``
+        holding ``{train,val,test}`` (e.g. ``2_mix_min_800``,
+        ``2_mix_min_pretrain``; ``"."`` for ``audio_mixture`` itself). Default:
+        detected (see :func:`find_dip_mixtures`).
 
     Returns
     -------
@@ -521,8 +711,9 @@ def prepare_vox2mix(
     Raises
     ------
     data_prep.common.PrepError
-        Invalid option, missing folder or source, malformed mixing-list line
-        (with its line number), wrong sample rate, unreadable WAV file.
+        Invalid option, missing folder or source, several or no mixture
+        folder, malformed mixing-list line (with its line number), silent
+        source, wrong sample rate, unreadable WAV file.
 
     Example
     -------
@@ -548,7 +739,11 @@ def prepare_vox2mix(
     list_files = _mixing_list_files(mixing_list) if mixing_list is not None else None
     if variant == "2mix" and list_files:
         raise PrepError("mixing_list is only used by the DIP variant (the 2mix variant has its sources on disk)")
-    supervised = variant == "2mix" or list_files is not None
+    sets = [DIP_SPLITS[name] for name in splits]
+    mix_rel, with_sources = None, False
+    if variant == "dip" and not list_files:
+        mix_rel, with_sources = find_dip_mixtures(data_folder, mix_folder, sets)
+    supervised = variant == "2mix" or list_files is not None or with_sources
     sim_root = Path(sim_folder) if sim_folder else data_folder / LABEL / f"wav{sample_rate // 1000}k"
     options = {
         "dataset": PREFIX,
@@ -557,9 +752,12 @@ def prepare_vox2mix(
         "sample_rate": sample_rate,
         "splits": list(splits),
     }
+    if mix_rel is not None:
+        options["mix_folder"] = mix_rel
     if list_files:
         options["mixing_list"] = {str(p.resolve()): file_digest(p) for p in list_files}
         options["sim_folder"] = str(sim_root.resolve())
+        options["mixing_rule"] = MIXING_RULE
     keys = ["mix", "s1", "s2"] if supervised else ["mix"]
     header = manifest_header(keys)
     extra = {SUPERVISED_KEY: {key: supervised for key in manifests}, "variant": variant}
@@ -577,10 +775,11 @@ def prepare_vox2mix(
         }
 
     def scan_dip_mixtures():
-        check_layout(data_folder, DIP_MIX_DIR, [DIP_SPLITS[s] for s in splits], ("",), f"{LABEL} (DIP)")
+        folders = OrderedDict((k, k) for k in SIM_FOLDERS) if with_sources else OrderedDict(mix="")
+        check_layout(data_folder, mix_rel, sets, tuple(folders.values()), f"{LABEL} (DIP)")
         return {
             split_of[name]: scan_split(
-                data_folder, f"{DIP_MIX_DIR}/{DIP_SPLITS[name]}", {"mix": ""}, sample_rate, desc=f"{LABEL} {name}"
+                data_folder, f"{mix_rel}/{DIP_SPLITS[name]}", folders, sample_rate, desc=f"{LABEL} {name}"
             )
             for name in splits
         }
@@ -627,8 +826,8 @@ def build_parser():
     Example
     -------
     >>> args = build_parser().parse_args(["--data_folder", "d", "--save_folder", "s"])
-    >>> args.variant, args.splits, args.mixing_list
-    ('auto', ['tr', 'cv', 'tt'], None)
+    >>> args.variant, args.splits, args.mixing_list, args.mix_folder
+    ('auto', ['tr', 'cv', 'tt'], None, None)
     """
     parser = argparse.ArgumentParser(
         prog="python -m data_prep.vox2mix",
@@ -637,6 +836,12 @@ def build_parser():
     parser.add_argument("--data_folder", required=True, help="VoxCeleb2-2Mix root or DIP (VoxCeleb2) root")
     parser.add_argument("--save_folder", required=True, help="output folder of the manifests")
     parser.add_argument("--variant", default="auto", choices=VARIANTS)
+    parser.add_argument(
+        "--mix_folder",
+        default=None,
+        help="DIP variant: folder below audio_mixture holding {train,val,test} (e.g. 2_mix_min_800; "
+        "default: the single 2_mix_* folder, or audio_mixture itself)",
+    )
     parser.add_argument("--mixing_list", nargs="+", default=None, help="DIP mixing-list CSV file(s) or folder")
     parser.add_argument("--sim_folder", default=None, help="output of the simulation (default <data_folder>/Vox2Mix)")
     parser.add_argument("--sample_rate", type=int, default=16000, choices=SAMPLE_RATES)

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_prep import common
 from data_prep.common import PrepError, manifest_header
 from data_prep.librimix import prepare_librimix
 from data_prep.mini import make_mini_librimix, make_mini_wham
-from data_prep.synth import resample
 from data_prep.wham import prepare_wham
+from modules import files
+from modules.audio import resample
 
 REPO = Path(__file__).resolve().parents[1]
 WHAM_SIZES = {"train": 4, "valid": 2, "test": 2}
@@ -278,7 +278,7 @@ def test_skip_prep_flag(tmp_path):
 
 def _crash_after(monkeypatch, n_rows):
     calls = {"n": 0}
-    original = common._format_row
+    original = files._row_values
 
     def crashing(row, header):
         calls["n"] += 1
@@ -286,7 +286,7 @@ def _crash_after(monkeypatch, n_rows):
             raise RuntimeError("simulated crash")
         return original(row, header)
 
-    monkeypatch.setattr(common, "_format_row", crashing)
+    monkeypatch.setattr(files, "_row_values", crashing)
 
 
 def test_atomic_write_fresh(tmp_path, wham_root, monkeypatch):
@@ -503,3 +503,89 @@ def test_cli_success(tmp_path, wham_root, libri_root):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "libri3mix_train-100.csv").is_file()
     assert (tmp_path / "libri3mix_prep.json").is_file()
+
+
+# ------------------------------------------- LibriMix: data_folder at each level
+
+#: One hand-made mixture per split: (split folder, mixture ID, LibriSpeech enrollment of the s1 speaker).
+LIBRI_HAND = [
+    ("train-100", "103-1240-0000_1034-121119-0001", "train-clean-100/103/1240/103-1240-0005.flac"),
+    ("dev", "1272-128104-0000_1462-170138-0001", "dev-clean/1272/128104/1272-128104-0004.flac"),
+    ("test", "1089-134686-0000_121-127105-0031", "test-clean/1089/134686/1089-134686-0009.flac"),
+]
+
+
+def _hand_librimix(storage):
+    """``<storage>/Libri2Mix/wav8k/min/{train-100,dev,test}/{mix_clean,s1,s2}`` (800 samples) and LibriSpeech."""
+    base = storage / "Libri2Mix" / "wav8k" / "min"
+    for split, mix_id, enroll in LIBRI_HAND:
+        for folder, value in (("s1", 0.25), ("s2", -0.5), ("mix_clean", -0.25)):
+            (base / split / folder).mkdir(parents=True, exist_ok=True)
+            sf.write(base / split / folder / f"{mix_id}.wav", np.full(800, value), 8000, subtype="PCM_16")
+        path = storage / "LibriSpeech" / enroll
+        path.parent.mkdir(parents=True)
+        sf.write(path, np.full(3200, 0.125), 16000, format="FLAC")
+    return storage
+
+
+@pytest.mark.parametrize(
+    "level, prefix",
+    [
+        ("", "Libri2Mix/wav8k/min/"),  # the generator's storage folder
+        ("Libri2Mix", "wav8k/min/"),
+        ("Libri2Mix/wav8k", "min/"),
+        ("Libri2Mix/wav8k/min", ""),  # where Asteroid recipes point
+    ],
+)
+def test_librimix_data_folder_levels(tmp_path, level, prefix):
+    storage = _hand_librimix(tmp_path / "LibriMix")
+    data_folder = storage / level if level else storage
+    paths = prepare_librimix(data_folder, tmp_path / "prep", task="sep_clean")
+    for (split, mix_id, _), path in zip(LIBRI_HAND, paths.values()):
+        row = Path(path).read_text().splitlines()[1].split(",")
+        assert row[:3] == [mix_id, "0.1", f"$data_root/{prefix}{split}/mix_clean/{mix_id}.wav"]
+        assert sf.read(_load(path, data_folder)[mix_id]["s2_wav"])[0][0] == -0.5
+
+
+def test_librimix_data_folder_contradicts_options(tmp_path):
+    storage = _hand_librimix(tmp_path / "LibriMix")
+    wav8k = storage / "Libri2Mix" / "wav8k"
+    msg = _prep_error(prepare_librimix, wav8k / "min", tmp_path / "s", task="sep_clean", sample_rate=16000)
+    assert msg == (
+        f"LibriMix data_folder {wav8k / 'min'} is in a wav8k folder but sample_rate=16000 "
+        f"(point at {storage / 'Libri2Mix' / 'wav16k' / 'min'} or set sample_rate=8000)"
+    )
+    msg = _prep_error(prepare_librimix, wav8k / "min", tmp_path / "s", task="sep_clean", mode="max")
+    assert msg == (
+        f"LibriMix data_folder {wav8k / 'min'} is a LibriMix min folder but mode='max' "
+        f"(point at {wav8k / 'max'} or set mode='min')"
+    )
+    msg = _prep_error(prepare_librimix, wav8k, tmp_path / "s", task="sep_clean", sample_rate=16000)
+    assert msg == (
+        f"LibriMix data_folder {wav8k} is a wav8k folder but sample_rate=16000 "
+        f"(point at {storage / 'Libri2Mix' / 'wav16k'} or set sample_rate=8000)"
+    )
+    msg = _prep_error(prepare_librimix, wav8k / "min", tmp_path / "s", task="sep_clean", n_spks=3)
+    assert msg == (
+        f"LibriMix data_folder {wav8k / 'min'} is in a Libri2Mix folder but n_spks=3 "
+        f"(point at {storage / 'Libri3Mix' / 'wav8k' / 'min'} or set n_spks=2)"
+    )
+    # a level without the task's folders names what is there
+    msg = _prep_error(prepare_librimix, wav8k / "min", tmp_path / "s")
+    assert msg.startswith(f"LibriMix (Libri2Mix) folder not found: {wav8k / 'min' / 'train-100' / 'mix_both'}")
+
+
+def test_librimix_enrollment_from_the_min_folder(tmp_path):
+    # pointed at Libri2Mix/wav8k/min, LibriSpeech is still found beside Libri2Mix and the
+    # enrollment copies go to Libri2Mix/wav8k/enroll, reached through ..
+    storage = _hand_librimix(tmp_path / "LibriMix")
+    aux = tmp_path / "aux.lst"
+    aux.write_text("".join(f"{mix_id}\t../{enroll}\n" for _, mix_id, enroll in LIBRI_HAND))
+    data_folder = storage / "Libri2Mix" / "wav8k" / "min"
+    paths = prepare_librimix(data_folder, tmp_path / "prep", task="sep_clean", enrollment=True, aux_list=aux)
+    for (_, mix_id, enroll), path in zip(LIBRI_HAND, paths.values()):
+        utt = Path(enroll).stem
+        assert f"$data_root/../enroll/{utt}.wav" in Path(path).read_text()
+        copy = storage / "Libri2Mix" / "wav8k" / "enroll" / f"{utt}.wav"
+        assert Path(_load(path, data_folder)[mix_id]["enroll_wav"]).resolve() == copy
+        assert sf.info(copy).samplerate == 8000 and sf.info(copy).frames == 1600

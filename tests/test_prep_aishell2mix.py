@@ -17,7 +17,7 @@ from data_prep.aishell2mix import mixture_name, prepare_aishell2mix, read_cfg, s
 from data_prep.common import PrepError, is_supervised, manifest_header
 from data_prep.enrollment import read_aux_list
 from data_prep.mini import make_mini_aishell2mix, make_mini_librimix
-from data_prep.synth import resample
+from modules.audio import resample
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {"tr": 4, "cv": 2, "tt": 3}

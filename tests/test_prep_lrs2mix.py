@@ -1,4 +1,4 @@
-"""LRS2-2Mix preparation on the mini corpus."""
+"""LRS2-2Mix preparation: the mini corpus, hand-made copies of the released layout at each level."""
 
 import json
 import os
@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SIZES = {"train": 3, "valid": 2, "test": 2}
 UTT = r"\d{19}_\d{5}"
 NAME = re.compile(rf"^({UTT})_(-?\d\.\d{{5}})_({UTT})_(-?\d\.\d{{5}})\.wav$")
+AUDIO = "lrs2_rebuild/audio/wav16k/min"
 
 
 @pytest.fixture(scope="module")
@@ -42,24 +43,29 @@ def _prep_error(func, *args, **kwargs):
 
 
 def test_mini_layout(lrs_root):
-    assert {p.name for p in lrs_root.iterdir() if not p.name.startswith(".")} == {"tr", "cv", "tt"}
+    # as the LRS2-2Mix download unzips: lrs2_rebuild/{audio/wav16k/min/{tr,cv,tt},mouths}
+    assert {p.name for p in lrs_root.iterdir() if not p.name.startswith(".")} == {"lrs2_rebuild"}
+    assert {p.name for p in (lrs_root / "lrs2_rebuild").iterdir()} == {"audio", "mouths"}
+    audio = lrs_root / AUDIO
+    assert {p.name for p in audio.iterdir()} == {"tr", "cv", "tt"}
     for split, n in zip(("tr", "cv", "tt"), SIZES.values()):
-        names = sorted(p.name for p in (lrs_root / split / "mix").iterdir())
+        names = sorted(p.name for p in (audio / split / "mix").iterdir())
         assert len(names) == n
         for folder in ("s1", "s2"):
-            assert sorted(p.name for p in (lrs_root / split / folder).iterdir()) == names
+            assert sorted(p.name for p in (audio / split / folder).iterdir()) == names
         for name in names:
             m = NAME.match(name)
             assert m and float(m.group(4)) == -float(m.group(2)) and abs(float(m.group(2))) <= 2.5, name
-            info = sf.info(lrs_root / split / "mix" / name)
+            info = sf.info(audio / split / "mix" / name)
             assert (info.samplerate, info.frames, info.subtype) == (16000, 32000, "PCM_16")
-            s1, s2 = (sf.read(lrs_root / split / f / name)[0] for f in ("s1", "s2"))
+            s1, s2 = (sf.read(audio / split / f / name)[0] for f in ("s1", "s2"))
             snr = 20 * np.log10(np.sqrt(np.mean(s1**2)) / np.sqrt(np.mean(s2**2)))
             assert snr == pytest.approx(2 * float(m.group(2)), abs=0.02) and -5 <= snr <= 5
 
 
 def test_prepare(tmp_path, lrs_root):
-    paths = prepare_lrs2mix(lrs_root, tmp_path)
+    data_folder = lrs_root / "lrs2_rebuild"
+    paths = prepare_lrs2mix(data_folder, tmp_path)
     assert {k: Path(v).name for k, v in paths.items()} == {
         "train": "lrs2mix_tr.csv",
         "valid": "lrs2mix_cv.csv",
@@ -68,17 +74,18 @@ def test_prepare(tmp_path, lrs_root):
     for key, path in paths.items():
         assert Path(path).read_text().splitlines()[0] == ",".join(manifest_header(["mix", "s1", "s2"]))
         assert is_supervised(path)
-        data = _load(path, lrs_root)
+        data = _load(path, data_folder)
         assert len(data) == SIZES[key]
         for utt_id, row in data.items():
             assert row["duration"] == 2.0 and Path(row["s1_wav"]).name == f"{utt_id}.wav"
     assert json.loads((tmp_path / "lrs2mix_prep.json").read_text())["supervised"]["test"] is True
-    assert str(lrs_root) not in Path(paths["test"]).read_text()
+    raw = Path(paths["test"]).read_text()
+    assert str(lrs_root) not in raw and "$data_root/audio/wav16k/min/tt/mix/" in raw
 
 
 def test_test_split_only(tmp_path, lrs_root):
     only = tmp_path / "LRS2Mix"
-    shutil.copytree(lrs_root / "tt", only / "tt")  # the seeds use only the test set
+    shutil.copytree(lrs_root / AUDIO / "tt", only / "tt")  # the seeds use only the test set
     paths = prepare_lrs2mix(only, tmp_path / "prep", splits=("tt",))
     assert list(paths) == ["test"] and len(_load(paths["test"], only)) == SIZES["test"]
     msg = _prep_error(prepare_lrs2mix, only, tmp_path / "prep2")
@@ -89,7 +96,7 @@ def test_bad_input(tmp_path, lrs_root):
     msg = _prep_error(prepare_lrs2mix, tmp_path / "nowhere", tmp_path / "s")
     assert msg == f"LRS2-2Mix data_folder not found: {tmp_path / 'nowhere'}"
     copy = tmp_path / "copy"
-    shutil.copytree(lrs_root, copy)
+    shutil.copytree(lrs_root / AUDIO, copy)
     victim = min((copy / "cv" / "s2").iterdir())
     victim.unlink()
     msg = _prep_error(prepare_lrs2mix, copy, tmp_path / "s")
@@ -120,3 +127,49 @@ def test_cli(tmp_path, lrs_root):
     proc = cli("--data_folder", lrs_root, "--save_folder", tmp_path, "--splits", "tt")
     assert proc.returncode == 0, proc.stderr
     assert f"test: {tmp_path / 'lrs2mix_tt.csv'}" in proc.stdout
+
+
+def _hand_release(root, n=3200):
+    """A hand-made LRS2-2Mix download: lrs2_rebuild/audio/wav16k/min/{tr,cv,tt}/{mix,s1,s2} and mouths/."""
+    name = "6330311066473698535_00011_0.53084_6339356267468615354_00010_-0.53084.wav"
+    audio = root / "lrs2_rebuild" / "audio" / "wav16k" / "min"
+    for split in ("tr", "cv", "tt"):
+        for folder, value in (("s1", 0.25), ("s2", -0.125), ("mix", 0.125)):
+            (audio / split / folder).mkdir(parents=True)
+            sf.write(audio / split / folder / name, np.full(n, value), 16000, subtype="PCM_16")
+    (root / "lrs2_rebuild" / "mouths").mkdir()
+    return name
+
+
+@pytest.mark.parametrize(
+    "level, prefix",
+    [
+        ("", "lrs2_rebuild/audio/wav16k/min/"),  # the folder the zip was unpacked into
+        ("lrs2_rebuild", "audio/wav16k/min/"),
+        ("lrs2_rebuild/audio", "wav16k/min/"),
+        ("lrs2_rebuild/audio/wav16k", "min/"),
+        ("lrs2_rebuild/audio/wav16k/min", ""),  # the split folders' parent
+    ],
+)
+def test_released_layout_at_every_level(tmp_path, level, prefix):
+    name = _hand_release(tmp_path / "download", n=3200)
+    data_folder = tmp_path / "download" / level if level else tmp_path / "download"
+    paths = prepare_lrs2mix(data_folder, tmp_path / "prep")
+    lines = Path(paths["test"]).read_text().splitlines()
+    assert len(lines) == 2
+    row = lines[1].split(",")
+    assert row[:3] == [name[:-4], "0.2", f"$data_root/{prefix}tt/mix/{name}"]
+    data = _load(paths["valid"], data_folder)
+    assert sf.read(data[name[:-4]]["s2_wav"])[0][0] == -0.125
+
+
+def test_released_layout_not_found(tmp_path):
+    _hand_release(tmp_path / "download")
+    shutil.rmtree(tmp_path / "download" / "lrs2_rebuild" / "audio" / "wav16k")
+    (tmp_path / "download" / "lrs2_rebuild" / "audio" / "wav8k").mkdir()
+    msg = _prep_error(prepare_lrs2mix, tmp_path / "download" / "lrs2_rebuild", tmp_path / "s")
+    assert msg == (
+        f"LRS2-2Mix split folders not found under {tmp_path / 'download' / 'lrs2_rebuild'} "
+        "(expected {tr,cv,tt}/{mix,s1,s2} in it or in lrs2_rebuild/audio/wav16k/min below it); "
+        "it contains: audio, mouths"
+    )

@@ -128,13 +128,75 @@ def test_with_separations(tmp_path, realm_root, realm_copy):
 def test_counts_checked_only_on_the_full_corpus(tmp_path, realm_root, caplog, monkeypatch):
     with caplog.at_level(logging.INFO, logger="data_prep.realm"):
         prepare_realm(realm_root, tmp_path / "a")
-    assert "partial corpus" in caplog.text and "600 / 837" in caplog.text
+    assert "partial corpus" in caplog.text and "(full release: 600 / 836)" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     caplog.clear()
     monkeypatch.setattr(realm, "FULL_TOTAL", N_EARLY + N_NEW)  # pretend this is the whole release
     with caplog.at_level(logging.WARNING, logger="data_prep.realm"):
         prepare_realm(realm_root, tmp_path / "b")
-    assert f"{N_EARLY} pretrain / {N_NEW} test mixtures, the DIP paper reports 600 / 837" in caplog.text
+    assert f"{N_EARLY} pretrain / {N_NEW} test mixtures, expected 600 / 836" in caplog.text
+
+
+def _hand_release(root, sessions, sep_names=None):
+    """A hand-made REAL-M v0.1.0 tree: ``{session: n_recordings}``, 8-sample 8 kHz WAVs, transcriptions."""
+    audio = root / "audio_files_converted_8000Hz"
+    (root / "transcriptions").mkdir(parents=True)
+    for idx, (session, n) in enumerate(sessions.items(), 1):
+        (audio / session).mkdir(parents=True)
+        early = session.startswith("early_collection")
+        lines = ["sentence1,sentence2,WorkerId,filename" if early else "index,sentence1,sentence2,filename"]
+        for i in range(n):
+            stem = f"{idx}{i:05d}"
+            sf.write(audio / session / f"{stem}.wav", [0.1 * (i % 3)] * 8, 8000, subtype="PCM_16")
+            lines.append(f"one,two,A1B2,{stem}.mp3" if early else f"{i},one,two,{stem}.wav")
+            for k, pattern in enumerate((sep_names or {}).get(stem, ()), 1):
+                (root / "separations").mkdir(exist_ok=True)
+                sf.write(root / "separations" / pattern.format(stem=stem, k=k), [0.0] * 8, 8000)
+        (root / "transcriptions" / f"{session}.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_full_release_counts(tmp_path, caplog):
+    # 3 x 200 early_collection recordings + 836 newer ones = 1436, the release
+    sessions = {"early_collection1": 200, "early_collection2": 200, "early_collection3": 200}
+    sessions.update({"session1": 400, "session2": 436})
+    root = _hand_release(tmp_path / "REAL-M-v0.1.0", sessions)
+    with caplog.at_level(logging.INFO, logger="data_prep.realm"):
+        paths = prepare_realm(root, tmp_path / "prep")
+    assert [len(_rows(p)) for p in paths.values()] == [600, 836]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING] and "partial" not in caplog.text
+    # the DIP paper's 837 test mixtures (1437 in all) is not the release: reported
+    extra = root / "audio_files_converted_8000Hz" / "session2" / "2extra.wav"
+    sf.write(extra, [0.0] * 8, 8000, subtype="PCM_16")
+    with open(root / "transcriptions" / "session2.csv", "a") as fh:
+        fh.write("436,one,two,2extra.wav\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="data_prep.realm"):
+        paths = prepare_realm(root, tmp_path / "prep2")
+    assert [len(_rows(p)) for p in paths.values()] == [600, 837]
+    assert "600 pretrain / 837 test mixtures, expected 600 / 836 for the 1436 of the full release" in caplog.text
+
+
+def test_separations_under_both_names(tmp_path):
+    names = {
+        "100000": ("{stem}source{k}hat.wav", "{stem}source{k}hat.wav"),
+        "100001": ("{stem}.wavsource{k}hat.wav", "{stem}.wavsource{k}hat.wav"),
+        "200000": ("{stem}.wavsource{k}hat.wav", "{stem}source{k}hat.wav"),
+    }
+    root = _hand_release(tmp_path / "REALM", {"early_collection1": 2, "session2": 1}, names)
+    paths = prepare_realm(root, tmp_path / "prep", with_separations=True)
+    rows = {r["ID"]: r for p in paths.values() for r in _rows(p)}
+    assert rows["100000"]["sep1_wav"] == "$data_root/separations/100000source1hat.wav"
+    assert rows["100001"]["sep2_wav"] == "$data_root/separations/100001.wavsource2hat.wav"
+    assert (rows["200000"]["sep1_wav"], rows["200000"]["sep2_wav"]) == (
+        "$data_root/separations/200000.wavsource1hat.wav",
+        "$data_root/separations/200000source2hat.wav",
+    )
+    (root / "separations" / "100001.wavsource2hat.wav").unlink()
+    msg = _prep_error(prepare_realm, root, tmp_path / "prep2", with_separations=True)
+    assert msg.startswith(
+        f"1 separations not found under {root / 'separations'} (e.g. separations/100001source2hat.wav"
+    )
 
 
 def test_transcription_quirks(tmp_path, realm_copy, caplog):
