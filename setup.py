@@ -7,15 +7,20 @@ setup(
     version="0.1.0",
     description="SpeechBrain recipes for noise-robust and domain-robust speech separation",
     packages=find_packages(include=["modules", "modules.*", "data_prep", "data_prep.*"]),
-    python_requires=">=3.9",
+    python_requires=">=3.10",  # torch 2.11 needs it
     install_requires=[
         "torch==2.11.0",
         "torchaudio==2.11.0",
         "speechbrain==1.1.2",
-        "numpy",
-        "scipy",
-        "soundfile",
-        "pandas",
-        "tqdm",
+        # what modules/ and data_prep/ import
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "soundfile>=0.12",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "hyperpyyaml>=1.2",
+        "ruamel.yaml>=0.17",
+        "PyYAML>=6.0",
+        "pyloudnorm>=0.1.1",
     ],
 )

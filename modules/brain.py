@@ -3,32 +3,42 @@
 Upstream SpeechBrain copies a separation ``train.py`` into each dataset folder
 and overrides ``fit_batch`` there, bypassing ``grad_accumulation_factor``,
 ``max_grad_norm`` and the nonfinite-loss patience of :class:`speechbrain.Brain`.
-Here the loop is Brain's own; this class only says what a forward pass, a loss
-and a test metric are for mask-based separation, through small hooks that the
-method brains (NASS, SADDEL, ...) override:
+Here the loop is Brain's own. The Brain trains one module, ``separator``
+(``separator(mix, **conditioning) -> (estimates [B, T, n_out], features)``,
+see :mod:`modules.models.separator`), on :class:`modules.data.SeparationBatch`
+batches, which may mix items with different numbers of sources, with or without
+noise, and mixture-only items. Methods subclass it and override small hooks:
 
-``separate(mix)``
-    mixture ``[B, T]`` -> estimates ``[B, T, n_outputs]`` plus intermediate
-    features (encoder output, masks) for auxiliary losses.
+``conditioning(batch)``
+    named inputs passed to the separator besides the mixture (those listed in
+    the yaml's ``conditioning``, e.g. ``[enroll]``).
+``separate(mix, **conditioning)``
+    the separator call: ``(estimates [B, T, n_out], features)``.
 ``training_targets(outputs)``
-    what PIT matches the outputs against (the speakers; NASS appends the noise).
-``auxiliary_loss(outputs, batch)``
-    a term added to the training loss (zero here).
+    what PIT matches the outputs against and which of them are real:
+    ``(targets [B, T, C], mask [B, C])`` (the speakers; NASS appends the noise).
 ``pit_loss(outputs)``
-    per-item PIT loss and permutation (NASS: a fixed noise slot).
+    per-item loss and assignment (``modules.losses.pit_si_snr_loss`` over the
+    item's real targets; NASS: a fixed noise slot).
+``auxiliary_loss(outputs, batch)``
+    a term added to the training loss: a 0-d tensor is added after the loss
+    threshold, a ``[B]`` tensor to each item's loss before it.
 ``speaker_estimates(outputs)``
-    the estimates of the ``num_spks`` speakers, aligned with the speaker
-    targets: validation and test metrics count these only.
-``test_metrics(outputs, ...)``, ``extra_test_signals(outputs, i)``
-    per-item test metrics and extra signals to save.
-``separate_speakers(mix)``
-    inference without references (used by ``separate_file``).
+    the estimates aligned with the speaker references ``[B, T, C]``:
+    validation and test metrics count these only.
+``test_metrics(outputs)``, ``extra_test_signals(outputs, i)``
+    per-item test metrics (one item, cut to its length and sources) and extra
+    signals to save.
+``split_outputs(estimates)``, ``separate_speakers(mix, **conditioning)``
+    inference without references: which outputs are speakers (and noise).
 
-Hyperparameters read (see the recipe yamls): ``num_spks``, ``sample_rate``,
-``use_speedperturb`` + ``speed_perturb``, ``limit_training_signal_len`` +
-``training_signal_len``, ``threshold_byloss`` + ``threshold``,
-``lr_scheduler``, ``checkpointer``, ``train_logger``, ``output_folder``,
-``save_audio`` + ``n_audio_to_save``.
+Hyperparameters read (see the recipe yamls and ``hparams/training.yaml``):
+``sample_rate``; ``conditioning``; ``frozen_modules``; ``use_speedperturb`` +
+``speed_perturb``; ``limit_training_signal_len`` + ``training_signal_len``;
+``threshold_byloss`` + ``threshold``; ``lr_scheduler``; ``epoch_counter``;
+``best_key`` + ``best_key_mode``; ``checkpointer``; ``train_logger``;
+``output_folder``; ``save_audio`` + ``n_audio_to_save`` + ``n_figures_to_save``;
+``save_separations``.
 """
 
 import json
@@ -39,92 +49,168 @@ import os
 import soundfile
 import speechbrain as sb
 import torch
-import torch.nn.functional as F
-from speechbrain.nnet.schedulers import ReduceLROnPlateau, update_learning_rate
+from speechbrain.nnet.schedulers import update_learning_rate
 from speechbrain.utils.distributed import if_main_process
 
-from data_prep.common import write_csv_atomic, write_text_atomic
-from modules.losses import apply_perm, pit_si_snr_loss
-from modules.metrics import sdr, si_snr
+from modules.data.batch import SeparationBatch
+from modules.files import write_csv_atomic, write_text_atomic
+from modules.losses import apply_perm, mask_time, pit_si_snr_loss
+from modules.metrics import sdr, si_snr, with_improvement
 from modules.plotting import spectrogram_figure
+from modules.training import scheduler_interval
 
 logger = logging.getLogger(__name__)
 
 METRICS = ("si-snr", "si-snr_i", "sdr", "sdr_i")
 
 
-class SeparationBrain(sb.Brain):
-    """Permutation-invariant training of an encoder / masker / decoder separator.
+def score_separation(estimates, references, mixture):
+    """Per-item means over sources of SI-SNR, SI-SNRi, SDR and SDRi (dB).
 
-    ``modules`` must hold ``encoder``, ``masknet`` and ``decoder`` as in
-    SpeechBrain's dual-path and Conv-TasNet lobes: the encoder maps ``[B, T]`` to
-    ``[B, N, L]``, the masker maps that to ``[n_masks, B, N, L]``, the decoder
-    maps ``[B, N, L]`` back to ``[B, T]``.
+    Arguments
+    ---------
+    estimates, references : torch.Tensor
+        ``[B, T, C]``, aligned (estimate ``j`` scored against reference ``j``).
+    mixture : torch.Tensor
+        ``[B, T]``.
+
+    Returns
+    -------
+    dict of str -> torch.Tensor
+        :data:`METRICS` -> ``[B]`` float64 on the CPU.
+
+    Example
+    -------
+    >>> _ = torch.manual_seed(0)
+    >>> ref = torch.randn(1, 4000, 2)
+    >>> scores = score_separation(ref + 0.1 * torch.randn_like(ref), ref, ref.sum(-1))
+    >>> round(float(scores["si-snr"][0])), float(scores["si-snr_i"][0]) > 19
+    (20, True)
+    """
+    estimates, references, mixture = estimates.float(), references.float(), mixture.float()
+    sisnr, sisnr_i = with_improvement(si_snr, estimates, references, mixture)
+    sdr_value, sdr_i = with_improvement(sdr, estimates, references, mixture)
+    values = (sisnr, sisnr_i, sdr_value, sdr_i)
+    return {name: value.mean(dim=-1).cpu() for name, value in zip(METRICS, values)}
+
+
+class SeparationBrain(sb.Brain):
+    """Permutation-invariant training of a ``separator`` module; see the module docstring.
 
     Example
     -------
     >>> from speechbrain.lobes.models.dual_path import Encoder, Decoder
     >>> from speechbrain.lobes.models.conv_tasnet import MaskNet
-    >>> modules = {
-    ...     "encoder": Encoder(kernel_size=16, out_channels=8),
-    ...     "masknet": MaskNet(N=8, B=8, H=8, P=3, X=1, R=1, C=2),
-    ...     "decoder": Decoder(in_channels=8, out_channels=1, kernel_size=16, stride=8, bias=False),
-    ... }
-    >>> brain = SeparationBrain(modules, hparams={"num_spks": 2}, run_opts={"device": "cpu"})
-    >>> est, extras = brain.separate(torch.randn(3, 800))
-    >>> est.shape, extras["masks"].shape
+    >>> from modules.models import MaskingSeparator
+    >>> separator = MaskingSeparator(
+    ...     Encoder(kernel_size=16, out_channels=8),
+    ...     MaskNet(N=8, B=8, H=8, P=3, X=1, R=1, C=2),
+    ...     Decoder(in_channels=8, out_channels=1, kernel_size=16, stride=8, bias=False),
+    ... )
+    >>> brain = SeparationBrain({"separator": separator}, hparams={"sample_rate": 8000}, run_opts={"device": "cpu"})
+    >>> est, features = brain.separate(torch.randn(3, 800))
+    >>> est.shape, features["masks"].shape
     (torch.Size([3, 800, 2]), torch.Size([2, 3, 8, 99]))
     """
 
+    def __init__(self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
+        super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
+        self.frozen = list(self._hp("frozen_modules", None) or [])
+        unknown = [name for name in self.frozen if name not in self.modules]
+        if unknown:
+            raise ValueError(f"frozen_modules names modules that are not in `modules`: {unknown}")
+        for name in self.frozen:
+            self.modules[name].requires_grad_(False)
+            self.modules[name].eval()
+        if self.checkpointer is not None:
+            self._register_modules(self.checkpointer)
+        self.test_set_name = None
+        self._kept_items = None
+        self._nonfinite_in_window = False
+        self._batch_ids = []
+        self.skipped_steps = 0
+        self.nonfinite_count = 0  # Brain sets it at each epoch start; a fit_batch outside fit() needs it too
+
+    # --------------------------------------------------------------- helpers
+    def _hp(self, name, default=None):
+        """A hyperparameter, or ``default`` when the yaml does not set it."""
+        return getattr(self.hparams, name, default) if self.hparams is not None else default
+
+    def _register_modules(self, checkpointer):
+        """What a checkpoint holds: the trainable modules (by their ``modules`` name), the epoch counter
+        (``counter``) and the LR scheduler (``lr_scheduler``), unless the yaml registered them already;
+        frozen modules are taken out."""
+        frozen_ids = {id(self.modules[name]) for name in self.frozen}
+        for key in [k for k, obj in checkpointer.recoverables.items() if id(obj) in frozen_ids]:
+            del checkpointer.recoverables[key]
+        wanted = {name: module for name, module in self.modules.items() if name not in self.frozen}
+        for name, attr in (("counter", "epoch_counter"), ("lr_scheduler", "lr_scheduler")):
+            if self._hp(attr, None) is not None:
+                wanted[name] = self._hp(attr)
+        registered = {id(obj) for obj in checkpointer.recoverables.values()}
+        for name, obj in wanted.items():
+            if id(obj) not in registered and name not in checkpointer.recoverables:
+                checkpointer.add_recoverable(name, obj)
+
+    def unwrapped(self, name):
+        """``self.modules[name]`` without a DDP / DataParallel wrapper."""
+        module = self.modules[name]
+        return getattr(module, "module", module)
+
+    @property
+    def best_key(self):
+        """``(key, mode)`` that ranks checkpoints (``best_key``, ``best_key_mode`` in the yaml)."""
+        return self._hp("best_key", "si-snr"), self._hp("best_key_mode", "max")
+
     # ------------------------------------------------------------------ hooks
-    def separate(self, mix):
-        """Separates a batch of mixtures.
+    def conditioning(self, batch):
+        """Named separator inputs from the batch: the yaml's ``conditioning`` list (e.g. ``[enroll]``).
 
-        Arguments
-        ---------
-        mix : torch.Tensor
-            ``[batch, time]``.
-
-        Returns
-        -------
-        estimates : torch.Tensor
-            ``[batch, time, n_masks]``, trimmed or padded to the input length.
-        extras : dict
-            ``mix_w`` (encoder output ``[B, N, L]``) and ``masks``
-            (``[n_masks, B, N, L]``), for auxiliary losses.
+        A name ``x`` passes ``batch.x`` and, when the batch has it, ``batch.x_lengths``.
         """
-        mix_w = self.modules.encoder(mix)
-        masks = self.modules.masknet(mix_w)
-        n_masks, batch = masks.shape[0], masks.shape[1]
-        sep_h = mix_w.unsqueeze(0) * masks
-        est = self.modules.decoder(sep_h.flatten(0, 1)).reshape(n_masks, batch, -1)
-        est = est.permute(1, 2, 0)
-        return _fit_length(est, mix.shape[1]), {"mix_w": mix_w, "masks": masks}
+        inputs = {}
+        for name in self._hp("conditioning", None) or []:
+            value = getattr(batch, name, None)
+            if value is None:
+                raise ValueError(f"the separator is conditioned on {name!r} but the batch has none (manifest column?)")
+            inputs[name] = value
+            if getattr(batch, f"{name}_lengths", None) is not None:
+                inputs[f"{name}_lengths"] = getattr(batch, f"{name}_lengths")
+        return inputs
+
+    def separate(self, mix, **conditioning):
+        """``(estimates [B, T, n_outputs], features)`` from the ``separator`` module."""
+        return self.modules.separator(mix, **conditioning)
 
     def training_targets(self, outputs):
-        """The signals PIT assigns the outputs to: ``[B, T, n_outputs]``."""
-        return outputs["targets"]
+        """The signals PIT assigns the outputs to and which are real: ``([B, T, C], [B, C])``."""
+        return outputs["targets"], outputs["source_mask"]
 
     def pit_loss(self, outputs):
-        """Per-item negative SI-SNR under the best permutation, and that permutation."""
-        return pit_si_snr_loss(outputs["estimates"], self.training_targets(outputs))
+        """Per-item negative SI-SNR under each item's best assignment, and that assignment."""
+        targets, mask = self.training_targets(outputs)
+        return pit_si_snr_loss(outputs["estimates"], targets, source_mask=mask, lengths=outputs["lengths"])
 
     def auxiliary_loss(self, outputs, batch):
-        """An extra training loss term (scalar tensor); none in the baseline."""
+        """An extra training loss: 0-d (added after the threshold) or ``[B]`` (per item, before it)."""
         return outputs["estimates"].new_zeros(())
 
     def speaker_estimates(self, outputs):
-        """Speaker estimates aligned with ``outputs["targets"]``: ``[B, T, num_spks]``."""
-        aligned = apply_perm(outputs["estimates"], outputs["perm"])
-        return aligned[..., : self.hparams.num_spks]
+        """Speaker estimates aligned with ``outputs["targets"]``: ``[B, T, C]``."""
+        n_spk = outputs["targets"].shape[-1]
+        return apply_perm(outputs["estimates"], outputs["perm"][:, :n_spk])
 
-    @torch.no_grad()
-    def separate_speakers(self, mix):
-        """Separates mixtures without references: ``(speakers [B, T, C], noise or None)``."""
-        estimates, _ = self.separate(mix)
+    def split_outputs(self, estimates):
+        """Separator outputs without references -> ``(speakers [B, T, C], noise [B, T] or None)``."""
         return estimates, None
 
-    def separate_file(self, path, output_folder):
+    @torch.no_grad()
+    def separate_speakers(self, mix, **conditioning):
+        """Separates mixtures without references: ``(speakers [B, T, C], noise or None)``."""
+        estimates, _ = self.separate(mix, **conditioning)
+        return self.split_outputs(estimates)
+
+    def separate_file(self, path, output_folder, **conditioning):
         """Separates one audio file (at the model's sample rate) and writes the outputs.
 
         Arguments
@@ -134,6 +220,8 @@ class SeparationBrain(sb.Brain):
         output_folder : str
             Where ``<name>_s1.wav``, ... (and ``<name>_noise.wav`` when the model
             predicts the noise) are written.
+        **conditioning
+            Further separator inputs (batched tensors).
 
         Returns
         -------
@@ -147,7 +235,7 @@ class SeparationBrain(sb.Brain):
             raise ValueError(f"expected a mono file, got {info.channels} channels")
         mix = sb.dataio.dataio.read_audio(path)
         self.modules.eval()
-        speakers, noise = self.separate_speakers(mix[None].to(self.device))
+        speakers, noise = self.separate_speakers(mix[None].to(self.device), **conditioning)
         signals = {f"s{i + 1}": speakers[0, :, i] for i in range(speakers.shape[-1])}
         if noise is not None:
             signals["noise"] = noise[0]
@@ -159,38 +247,44 @@ class SeparationBrain(sb.Brain):
             sb.dataio.dataio.write_audio(written[-1], signal.float().cpu(), self.hparams.sample_rate)
         return written
 
-    # --------------------------------------------------------- data handling
-    def batch_signals(self, batch):
-        """Mixture, lengths, speaker targets ``[B, T, C]`` and noise (or None), on device."""
-        mix, lens = batch.mix_sig
-        targets = torch.stack([getattr(batch, f"s{i + 1}_sig").data for i in range(self.hparams.num_spks)], dim=-1)
-        noise = batch.noise_sig.data.to(self.device) if hasattr(batch, "noise_sig") else None
-        return mix.to(self.device), lens.to(self.device), targets.to(self.device), noise
-
+    # --------------------------------------------------------- augmentation
     @torch.no_grad()
-    def augment(self, mix, targets, noise):
-        """Training-time augmentation: speed perturbation and random crop.
+    def augment(self, batch):
+        """Training-time augmentation of a batch: speed perturbation, then random crops.
 
-        As upstream, each source is speed-perturbed independently and the
-        mixture is rebuilt as their sum plus the (unperturbed) noise; then a
-        random window of ``training_signal_len`` samples is cut when
-        ``limit_training_signal_len`` is set.
+        As upstream, each source column is speed-perturbed on its own (one
+        random speed per source for the whole batch) and the mixture rebuilt as
+        their sum plus the unperturbed noise, everything cut to the shortest;
+        item lengths shrink or grow with the speed. A mixture-only item is
+        perturbed as it is. Then, with ``limit_training_signal_len``, each item
+        gets its own random window of ``training_signal_len`` samples inside
+        its own valid length (an item shorter than that keeps all of it). The
+        enrollment signal is never changed.
         """
         hp = self.hparams
-        if getattr(hp, "use_speedperturb", False):
-            perturbed = [hp.speed_perturb(targets[..., i]) for i in range(targets.shape[-1])]
-            length = min(p.shape[-1] for p in perturbed)
-            if noise is not None:
-                length = min(length, noise.shape[-1])
-                noise = noise[:, :length]
-            targets = torch.stack([p[:, :length] for p in perturbed], dim=-1)
-            mix = targets.sum(-1) + (noise if noise is not None else 0)
-        if getattr(hp, "limit_training_signal_len", False) and mix.shape[1] > hp.training_signal_len:
-            start = int(torch.randint(0, mix.shape[1] - hp.training_signal_len + 1, (1,)))
-            window = slice(start, start + hp.training_signal_len)
-            mix, targets = mix[:, window], targets[:, window]
-            noise = noise[:, window] if noise is not None else None
-        return mix, targets, noise
+        if self._hp("use_speedperturb", False):
+            batch = self._speed_perturb(batch, hp.speed_perturb)
+        if self._hp("limit_training_signal_len", False) and batch.mix.shape[1] > hp.training_signal_len:
+            batch = crop_batch(batch, hp.training_signal_len)
+        return batch
+
+    @staticmethod
+    def _speed_perturb(batch, perturb):
+        if batch.sources is None:
+            mix = perturb(batch.mix)
+            lengths = _scaled_lengths(batch.lengths, batch.mix.shape[1], mix.shape[1])
+            return batch.replace(mix=mix, lengths=torch.minimum(lengths, torch.full_like(lengths, mix.shape[1])))
+        perturbed = [perturb(batch.sources[..., j]) for j in range(batch.sources.shape[-1])]
+        length = min(p.shape[-1] for p in perturbed)
+        lengths = torch.stack([_scaled_lengths(batch.lengths, batch.mix.shape[1], p.shape[-1]) for p in perturbed])
+        noise = batch.noise
+        if noise is not None:
+            length = min(length, noise.shape[-1])
+            noise = noise[:, :length]
+        sources = torch.stack([p[:, :length] for p in perturbed], dim=-1)
+        lengths = lengths.min(dim=0).values.clamp(max=length)
+        mix = sources.sum(-1) + (noise if noise is not None else 0)
+        return batch.replace(mix=mix, sources=sources, noise=noise, lengths=lengths)
 
     # ------------------------------------------------------- Brain interface
     def on_fit_start(self):
@@ -198,136 +292,328 @@ class SeparationBrain(sb.Brain):
         super().on_fit_start()
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
         logger.info("Training with %d process(es)", world)
+        if self.frozen:
+            logger.info("Frozen modules (eval mode, no gradient, not in the optimiser or checkpoints): %s", self.frozen)
         epoch = self.hparams.epoch_counter.current + 1
         if self.step > 0:
             logger.info("Resuming training at epoch %d, step %d", epoch, self.step)
         elif epoch > 1:
             logger.info("Resuming training at epoch %d", epoch)
 
+    def init_optimizers(self):
+        """One optimiser over the trainable parameters only (frozen modules are left out)."""
+        if self.opt_class is None:
+            return super().init_optimizers()
+        self.optimizer = self.opt_class([p for p in self.modules.parameters() if p.requires_grad])
+        self.optimizers_dict = {"opt_class": self.optimizer}
+        if self.checkpointer is not None:
+            self.checkpointer.add_recoverable("optimizer", self.optimizer)
+
+    def on_fit_batch_start(self, batch, should_step):
+        """Keeps frozen modules in eval mode (Brain switches every module to train mode each epoch)."""
+        for name in self.frozen:
+            self.modules[name].eval()
+        self._batch_ids = list(getattr(batch, "ids", []) or [])
+
+    def check_loss_isfinite(self, loss):
+        """Brain's nonfinite patience, no optimiser step on a window with a nonfinite loss, and a log
+        line naming the batch's items and the first tensor that was not finite."""
+        if not torch.isfinite(loss):
+            self._nonfinite_in_window = True
+            logger.warning("Nonfinite training loss: %s; the update is skipped", self._diagnose_nonfinite())
+        super().check_loss_isfinite(loss)
+
+    def _diagnose_nonfinite(self):
+        """Which tensor of the last training batch is not finite, and in which items (host syncs: error path only)."""
+        outputs, per_item = getattr(self, "_last_train", (None, None))
+        if outputs is None:
+            return f"batch {self._batch_ids}"
+        ids = outputs["batch"].ids
+        for name, tensor in (
+            ("input mixture", outputs["mix"]),
+            ("target sources", outputs["targets"]),
+            ("target noise", outputs["noise"]),
+            ("separator output", outputs["estimates"]),
+            ("per-item loss", per_item),
+        ):
+            if tensor is None:
+                continue
+            bad = ~torch.isfinite(tensor.detach().reshape(tensor.shape[0], -1)).all(dim=1)
+            if bool(bad.any()):
+                return f"non-finite {name} in item(s) {[i for i, b in zip(ids, bad.tolist()) if b]} of batch {ids}"
+        return f"non-finite loss (all inputs, targets and outputs finite) in batch {ids}"
+
+    def optimizers_step(self):
+        """Brain's optimiser step, skipped when no item was kept in the accumulation window.
+
+        When every item of the window is past the loss threshold (or none has
+        references, or the loss was not finite), nothing is learnt from it:
+        the gradients are dropped and the optimiser does not step, so Adam's
+        momentum does not move the weights either (upstream skips these
+        batches the same way). Costs one host synchronisation per step.
+        """
+        kept, nonfinite = self._kept_items, self._nonfinite_in_window
+        self._kept_items, self._nonfinite_in_window = None, False
+        if nonfinite or (kept is not None and float(kept) == 0):
+            self.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            self._stepped = False
+            return
+        super().optimizers_step()
+        self._stepped = True
+
+    def on_fit_batch_end(self, batch, outputs, loss, should_step):
+        """Per-step LR schedules (warmup + decay) advance after every optimiser step."""
+        if should_step and getattr(self, "_stepped", False) and scheduler_interval(self._scheduler) == "step":
+            self._scheduler(self.optimizer)
+
+    @property
+    def _scheduler(self):
+        return self._hp("lr_scheduler", None)
+
     def compute_forward(self, batch, stage):
-        """Forward pass; returns a dict of estimates, targets and extras."""
-        mix, lens, targets, noise = self.batch_signals(batch)
+        """Forward pass; returns a dict of estimates, the (augmented) batch's signals and features."""
+        if not isinstance(batch, SeparationBatch):
+            raise TypeError(f"expected a SeparationBatch (collate_fn=modules.data.collate), got {type(batch).__name__}")
+        batch = batch.to(self.device)
         if stage == sb.Stage.TRAIN:
-            mix, targets, noise = self.augment(mix, targets, noise)
-        estimates, extras = self.separate(mix)
-        return {"estimates": estimates, "mix": mix, "lens": lens, "targets": targets, "noise": noise, **extras}
+            if batch.sources is None:
+                raise ValueError(f"training batch {batch.ids} has no source references (a mixture-only manifest?)")
+            batch = self.augment(batch)
+        estimates, features = self.separate(batch.mix, **self.conditioning(batch))
+        return {
+            "estimates": estimates,
+            "mix": batch.mix,
+            "lengths": batch.lengths,
+            "targets": batch.sources,
+            "source_mask": batch.source_mask,
+            "noise": batch.noise,
+            "noise_mask": batch.noise_mask,
+            "batch": batch,
+            **features,
+        }
 
     def compute_objectives(self, outputs, batch, stage):
-        """uPIT negative SI-SNR (+ auxiliary loss in training).
+        """uPIT negative SI-SNR (+ auxiliary loss in training); minus the speakers' SI-SNR otherwise.
 
-        In training, items whose loss is already below ``threshold`` (i.e. SI-SNR
-        above -threshold dB) do not contribute, as in upstream's
-        ``threshold_byloss``; with no item left the loss is a zero with a zero
-        gradient. In validation and test the loss is the negative SI-SNR of the
-        speakers only.
+        In training, items whose loss is already below ``threshold`` (SI-SNR
+        above -threshold dB) and mixture-only items do not contribute, as in
+        upstream's ``threshold_byloss``; see :meth:`optimizers_step` for a
+        batch with no item left. In validation and test the loss is minus
+        the SI-SNR of the speakers, averaged over each item's real sources and
+        over the items with references (0 for a mixture-only batch).
         """
+        if outputs["targets"] is None:
+            outputs["perm"] = None
+            if stage == sb.Stage.VALID:
+                raise ValueError(f"validation batch {outputs['batch'].ids} has no references: validation needs them")
+            return outputs["estimates"].new_zeros(())
         loss, perm = self.pit_loss(outputs)
         outputs["perm"] = perm
+        supervised = outputs["batch"].supervised
         if stage != sb.Stage.TRAIN:
-            return -si_snr(self.speaker_estimates(outputs), outputs["targets"]).mean()
-        if getattr(self.hparams, "threshold_byloss", False):
-            keep = (loss > self.hparams.threshold).to(loss.dtype)
-            loss = (loss * keep).sum() / keep.sum().clamp(min=1.0)
-        else:
-            loss = loss.mean()
-        return loss + self.auxiliary_loss(outputs, batch)
+            est = mask_time(self.speaker_estimates(outputs), outputs["lengths"])
+            ref = mask_time(outputs["targets"], outputs["lengths"])
+            mask = outputs["source_mask"].to(torch.float64)
+            values = si_snr(est, ref)  # nan where undefined (silent reference)
+            finite = torch.isfinite(values).logical_or(mask == 0).all(-1)
+            per_item = (values.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+            weight = (supervised & finite).to(torch.float64)
+            if stage == sb.Stage.VALID and not bool(finite[supervised].all()):  # a sync per validation batch only
+                ids = outputs["batch"].ids
+                bad = [i for i, ok, sup in zip(ids, finite.tolist(), supervised.tolist()) if sup and not ok]
+                logger.warning("Validation items %s have an undefined SI-SNR (silent reference?): left out", bad)
+            return -((per_item * weight).sum() / weight.sum().clamp(min=1)).float()
+        aux = self.auxiliary_loss(outputs, batch)
+        if aux.ndim == 1:
+            loss = loss + aux
+        self._last_train = (outputs, loss)  # references only, for the nonfinite-loss diagnosis
+        kept = supervised
+        if self._hp("threshold_byloss", False):
+            kept = kept & (loss > self.hparams.threshold)
+        kept = kept.to(loss.dtype)
+        total = (loss * kept).sum() / kept.sum().clamp(min=1.0)
+        self._kept_items = kept.sum() if self._kept_items is None else self._kept_items + kept.sum()
+        return total + aux if aux.ndim == 0 else total
 
     def evaluate_batch(self, batch, stage):
         """Validation as Brain does; in test, also per-item metrics and audio."""
         if stage != sb.Stage.TEST:
             return super().evaluate_batch(batch, stage)
-        with self.evaluation_ctx:
+        with torch.no_grad(), self.evaluation_ctx:
             outputs = self.compute_forward(batch, stage)
             loss = self.compute_objectives(outputs, batch, stage)
-        self.record_test_metrics(batch, outputs)
-        self.save_test_outputs(batch, outputs)
+        self.record_test_metrics(outputs)
+        self.save_test_outputs(outputs)
         return loss.detach().cpu()
 
     def on_stage_start(self, stage, epoch=None):
-        """Resets the per-item test records."""
+        """Resets the per-item test records and the count of skipped updates."""
         if stage == sb.Stage.TEST:
             self.test_rows = []
             self.n_saved = 0
+        elif stage == sb.Stage.TRAIN:
+            self.skipped_steps = 0
+
+    def valid_stats(self, stage_loss):
+        """Validation statistics (``si-snr`` of the speakers); the best-checkpoint key must be among them."""
+        return {"si-snr": -float(stage_loss)}
 
     def on_stage_end(self, stage, stage_loss, epoch=None):
-        """LR annealing, logging and checkpointing; test results in test."""
+        """LR annealing, logging, early stopping and checkpointing; test results in test."""
         if stage == sb.Stage.TRAIN:
-            self.train_stats = {"loss": stage_loss}
+            self.train_stats = {"loss": stage_loss, "skipped_updates": self.skipped_steps}
         elif stage == sb.Stage.VALID:
-            stats = {"si-snr": -stage_loss}  # the validation loss is the speakers' negative SI-SNR
+            stats = self.valid_stats(stage_loss)
+            key, mode = self.best_key
+            if key not in stats:
+                raise KeyError(f"best_key {key!r} is not a validation statistic (have {sorted(stats)})")
             current_lr = self.optimizer.param_groups[0]["lr"]
-            if isinstance(getattr(self.hparams, "lr_scheduler", None), ReduceLROnPlateau):
-                current_lr, next_lr = self.hparams.lr_scheduler([self.optimizer], epoch, stage_loss)
+            if scheduler_interval(self._scheduler) == "epoch":
+                current_lr, next_lr = self._epoch_schedule(epoch, stage_loss)
                 update_learning_rate(self.optimizer, next_lr)
             self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch, "lr": current_lr},
-                train_stats=self.train_stats,
-                valid_stats=stats,
+                stats_meta={"epoch": epoch, "lr": current_lr}, train_stats=self.train_stats, valid_stats=stats
             )
-            self.checkpointer.save_and_keep_only(meta={"si-snr": -stage_loss}, max_keys=["si-snr"])
+            counter = self.hparams.epoch_counter
+            if hasattr(counter, "update_metric"):
+                counter.update_metric(stats[key])
+            self.checkpointer.save_and_keep_only(meta=stats, **{f"{mode}_keys": [key]})
+            if getattr(counter, "should_stop", False):
+                logger.info("Early stopping after epoch %d: no improvement of %s", epoch, key)
         elif stage == sb.Stage.TEST:
             summary = self.write_test_results()
             self.hparams.train_logger.log_stats(
-                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current},
+                stats_meta={"Epoch loaded": self.hparams.epoch_counter.current, "test set": self._test_label},
                 test_stats=summary,
             )
 
+    def _epoch_schedule(self, epoch, stage_loss):
+        scheduler = self._scheduler
+        if hasattr(scheduler, "patience") and hasattr(scheduler, "anchor"):  # ReduceLROnPlateau
+            return scheduler([self.optimizer], epoch, stage_loss)
+        return scheduler(stage_loss)  # NewBobScheduler
+
     # ----------------------------------------------------------- test stage
+    @property
+    def _test_label(self):
+        return self.test_set_name or "test"
+
+    def item_outputs(self, outputs, index):
+        """The outputs of batch item ``index`` alone, cut to its own length and sources."""
+        n = int(outputs["lengths"][index])
+        single = dict(outputs)
+        for key in ("estimates", "mix", "lengths", "targets", "source_mask", "noise", "noise_mask", "perm"):
+            value = outputs.get(key)
+            if value is not None:
+                value = value[index : index + 1]
+                single[key] = value[:, :n] if key in ("estimates", "mix", "targets", "noise") else value
+        single["batch"] = outputs["batch"].item(index)
+        if outputs["targets"] is not None:
+            n_src = int(outputs["source_mask"][index].sum())
+            single["targets"] = single["targets"][..., :n_src] if n_src else None
+            single["source_mask"] = single["source_mask"][..., :n_src] if n_src else None
+        if outputs.get("noise_mask") is not None and not bool(outputs["noise_mask"][index]):
+            single["noise"], single["noise_mask"] = None, None
+        return single
+
     @torch.no_grad()
-    def test_metrics(self, outputs, items=slice(None), length=None):
-        """Per-item metrics ``{name: [b]}`` of batch items ``items``, signals cut to ``length`` samples.
+    def test_metrics(self, outputs):
+        """Metrics of one item (``outputs`` from :meth:`item_outputs`): ``{name: float}``.
 
         SI-SNR, SI-SNRi, SDR and SDRi of the speakers, each averaged over the
         item's speakers. Subclasses add their own (NASS: the noise estimate).
         """
-        est = self.speaker_estimates(outputs)[items, :length].float()
-        ref = outputs["targets"][items, :length].float()
-        mix = outputs["mix"][items, :length].float()
-        return dict(zip(METRICS, _score(est, ref, mix).unbind(-1)))
+        scores = score_separation(self.speaker_estimates(outputs), outputs["targets"], outputs["mix"])
+        return {name: float(value[0]) for name, value in scores.items()}
 
     @torch.no_grad()
-    def record_test_metrics(self, batch, outputs):
-        """Scores every item of the batch; items of a padded batch on their own length."""
-        full = outputs["mix"].shape[1]
-        lengths = torch.round(outputs["lens"] * full).long().tolist()
-        if all(n == full for n in lengths):
-            per_item = self.test_metrics(outputs)
-        else:
-            parts = [self.test_metrics(outputs, slice(i, i + 1), n) for i, n in enumerate(lengths)]
-            per_item = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-        per_item = {k: v.double().cpu().tolist() for k, v in per_item.items()}
-        for i, item_id in enumerate(batch.id):
-            self.test_rows.append({"snt_id": item_id, **{k: v[i] for k, v in per_item.items()}})
+    def record_test_metrics(self, outputs):
+        """Scores every item on its own length and sources; mixture-only items get their separations saved."""
+        batch = outputs["batch"]
+        for i, item_id in enumerate(batch.ids):
+            single = self.item_outputs(outputs, i)
+            row = {"snt_id": item_id, "scenario": batch.scenario[i], "scored": 1, "reason": ""}
+            if single["targets"] is None:
+                self.save_separations(single)
+                row.update(scored=0, reason="no references (separations written)")
+            else:
+                metrics = self.test_metrics(single)
+                row.update(metrics)
+                undefined = [name for name, value in metrics.items() if not math.isfinite(value)]
+                if undefined:
+                    row.update(scored=0, reason=self.exclusion_reason(single, undefined))
+            self.test_rows.append(row)
 
-    def save_test_outputs(self, batch, outputs):
+    def exclusion_reason(self, single, undefined):
+        """Why an item's metrics are not finite: a silent reference, a non-finite output, ..."""
+        checks = [("mixture", single["mix"]), ("separator output", single["estimates"])]
+        checks += [(f"reference s{j + 1}", single["targets"][..., j]) for j in range(single["targets"].shape[-1])]
+        for name, signal in checks:
+            if not bool(torch.isfinite(signal).all()):
+                return f"non-finite {name}"
+        peaks = single["targets"][0].abs().amax(dim=0).tolist()
+        silent = [f"s{j + 1}" for j, peak in enumerate(peaks) if peak == 0]
+        if silent:
+            return f"silent reference {', '.join(silent)}: metrics undefined"
+        return f"undefined {', '.join(undefined)}"
+
+    def save_separations(self, single):
+        """Writes the separated signals of a mixture-only test item (reference-free evaluation reads them).
+
+        Files: ``<output_folder>/separations[_<test set>]/<id>_s1.wav``, ... at
+        the recipe's sample rate, unless ``save_separations: False``.
+        """
+        if not self._hp("save_separations", True) or not if_main_process():
+            return
+        folder = os.path.join(self.hparams.output_folder, "separations" + self._file_suffix)
+        os.makedirs(folder, exist_ok=True)
+        speakers, noise = self.split_outputs(single["estimates"])
+        item_id = single["batch"].ids[0]
+        signals = {f"s{j + 1}": speakers[0, :, j] for j in range(speakers.shape[-1])}
+        if noise is not None:
+            signals["noise"] = noise[0]
+        for name, signal in signals.items():
+            sb.dataio.dataio.write_audio(
+                os.path.join(folder, f"{item_id}_{name}.wav"), signal.float().cpu(), self.hparams.sample_rate
+            )
+
+    @property
+    def _file_suffix(self):
+        return f"_{self.test_set_name}" if self.test_set_name else ""
+
+    def save_test_outputs(self, outputs):
         """Writes mixture, references and estimates of the first test items.
 
-        Files go to ``<output_folder>/audio/<id>_{mix,s1,s1_hat,...}.wav``
+        Files go to ``<output_folder>/audio[_<test set>]/<id>_{mix,s1,s1_hat,...}.wav``
         (``save_audio`` and ``n_audio_to_save`` in the yaml), and for the first
         ``n_figures_to_save`` items a spectrogram figure of the mixture and the
         estimates, ``<id>_spectrograms.png``.
         """
-        n_to_save = getattr(self.hparams, "n_audio_to_save", math.inf)
-        if not getattr(self.hparams, "save_audio", False) or not if_main_process() or self.n_saved >= n_to_save:
+        n_to_save = self._hp("n_audio_to_save", math.inf)
+        if not self._hp("save_audio", False) or not if_main_process() or self.n_saved >= n_to_save:
             return
-        folder = os.path.join(self.hparams.output_folder, "audio")
+        folder = os.path.join(self.hparams.output_folder, "audio" + self._file_suffix)
         os.makedirs(folder, exist_ok=True)
-        est = self.speaker_estimates(outputs).float().cpu()
-        ref = outputs["targets"].float().cpu()
-        mix = outputs["mix"].float().cpu()
-        for i, item_id in enumerate(batch.id):
+        batch = outputs["batch"]
+        for i, item_id in enumerate(batch.ids):
             if self.n_saved >= n_to_save:
                 return
-            signals = {"mix": mix[i]}
+            single = self.item_outputs(outputs, i)
+            if single["targets"] is None:
+                continue
+            est = self.speaker_estimates(single)[0].float().cpu()
+            ref = single["targets"][0].float().cpu()
+            signals = {"mix": single["mix"][0].float().cpu()}
             for s in range(est.shape[-1]):
-                signals[f"s{s + 1}"] = ref[i, :, s]
-                signals[f"s{s + 1}_hat"] = est[i, :, s]
-            signals.update(self.extra_test_signals(outputs, i))
+                signals[f"s{s + 1}"] = ref[:, s]
+                signals[f"s{s + 1}_hat"] = est[:, s]
+            signals.update(self.extra_test_signals(single, 0))
             for name, signal in signals.items():
                 peak_normalised = 0.9 * signal / signal.abs().max().clamp(min=1e-8)
                 path = os.path.join(folder, f"{item_id}_{name}.wav")
                 sb.dataio.dataio.write_audio(path, peak_normalised, self.hparams.sample_rate)
-            if self.n_saved < getattr(self.hparams, "n_figures_to_save", 0):
+            if self.n_saved < self._hp("n_figures_to_save", 0):
                 estimated = {k: v for k, v in signals.items() if k == "mix" or k.endswith("_hat")}
                 spectrogram_figure(
                     os.path.join(folder, f"{item_id}_spectrograms.png"), estimated, self.hparams.sample_rate
@@ -339,40 +625,102 @@ class SeparationBrain(sb.Brain):
         return {}
 
     def write_test_results(self):
-        """Writes ``test_results.csv`` and ``test_summary.{json,md}``; returns the means."""
+        """Writes ``test_results[_<set>].csv`` and ``test_summary[_<set>].{json,md}``; returns the means.
+
+        Means are over the scored items (those with references); a test set
+        of mixture-only items has none: its rows list the items whose
+        separations were written.
+        """
         rows = self.test_rows
         if not rows:
             raise RuntimeError("The test set is empty: no test results to write.")
-        names = [k for k in rows[0] if k != "snt_id"]
-        means = {m: sum(r[m] for r in rows) / len(rows) for m in names}
+        scored = [r for r in rows if r["scored"]]
+        fixed = ("snt_id", "scenario", "scored", "reason")
+        names = []
+        for row in rows:
+            names += [k for k in row if k not in names and k not in fixed]
+        means = {m: sum(r[m] for r in scored if m in r) / max(1, sum(m in r for r in scored)) for m in names}
+        excluded = [r for r in rows if not r["scored"]]
+        undefined = [f"{r['snt_id']} ({r['reason']})" for r in excluded if not r["reason"].startswith("no references")]
+        if undefined:
+            logger.warning("%d test item(s) left out of the means: %s", len(undefined), "; ".join(undefined))
         if if_main_process():
-            folder = self.hparams.output_folder
+            folder, suffix = self.hparams.output_folder, self._file_suffix
+            with_scenario = any(r["scenario"] for r in rows)
+            header = ["snt_id", *(["scenario"] if with_scenario else []), "scored", *names]
+            header += ["reason"] if excluded else []
             table_rows = [
                 {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()}
-                for r in [*rows, {"snt_id": "avg", **means}]
+                for r in [*rows, {"snt_id": "avg", "scored": len(scored), **means}]
             ]
-            write_csv_atomic(os.path.join(folder, "test_results.csv"), ["snt_id", *names], table_rows)
-            summary = {"n_mixtures": len(rows), **{m: round(v, 4) for m, v in means.items()}}
-            write_text_atomic(os.path.join(folder, "test_summary.json"), json.dumps(summary, indent=2) + "\n")
+            write_csv_atomic(os.path.join(folder, f"test_results{suffix}.csv"), header, table_rows)
+            summary = {
+                "test_set": self._test_label,
+                "n_mixtures": len(rows),
+                "n_scored": len(scored),
+                "n_excluded": len(excluded),
+                **{m: round(v, 4) for m, v in means.items()},
+            }
+            write_text_atomic(os.path.join(folder, f"test_summary{suffix}.json"), json.dumps(summary, indent=2) + "\n")
             table = "| metric | mean |\n|---|---|\n" + "".join(f"| {m} | {v:.2f} |\n" for m, v in means.items())
-            text = f"Test set: {len(rows)} mixtures (SI-SNR and SDR in dB)\n\n{table}"
-            write_text_atomic(os.path.join(folder, "test_summary.md"), text)
-            logger.info("Test results written to %s", os.path.join(folder, "test_results.csv"))
+            text = f"Test set {self._test_label}: {len(rows)} mixtures, {len(scored)} scored (SI-SNR and SDR in dB)\n"
+            if undefined:
+                text += f"\nLeft out of the means (reasons in test_results{suffix}.csv): {'; '.join(undefined)}\n"
+            if any(r["reason"].startswith("no references") for r in excluded):
+                text += f"\nNo references: separations written to separations{suffix}/\n"
+            write_text_atomic(os.path.join(folder, f"test_summary{suffix}.md"), f"{text}\n{table}")
+            logger.info("Test results written to %s", os.path.join(folder, f"test_results{suffix}.csv"))
         return means
 
 
-def _fit_length(est, length):
-    """Pads with zeros or trims ``[B, T', n]`` to ``T' = length``."""
-    if est.shape[1] < length:
-        return F.pad(est, (0, 0, 0, length - est.shape[1]))
-    return est[:, :length]
+def _scaled_lengths(lengths, old_total, new_total):
+    """Valid lengths after resampling a padded batch from ``old_total`` to ``new_total`` samples."""
+    return torch.div(lengths * new_total, old_total, rounding_mode="floor")
 
 
-def _score(est, ref, mix):
-    """``[B, 4]`` per-item means of SI-SNR, SI-SNRi, SDR, SDRi (dB)."""
-    mix_rep = mix.unsqueeze(-1).expand_as(ref)
-    sisnr, sisnr_mix = si_snr(est, ref), si_snr(mix_rep, ref)
-    sdr_est, sdr_mix = sdr(est, ref), sdr(mix_rep, ref)
-    return torch.stack(
-        [sisnr.mean(-1), (sisnr - sisnr_mix).mean(-1), sdr_est.mean(-1), (sdr_est - sdr_mix).mean(-1)], dim=-1
-    ).cpu()
+def crop_batch(batch, length, generator=None):
+    """Each item's own random window of ``length`` samples inside its valid length.
+
+    Vectorised: one gather for the mixture, the sources and the noise. An item
+    shorter than ``length`` keeps all its samples (the window starts at 0).
+
+    Arguments
+    ---------
+    batch : SeparationBatch
+    length : int
+    generator : torch.Generator, optional
+
+    Returns
+    -------
+    SeparationBatch
+        ``length`` samples long; ``lengths`` are ``min(old length, length)``.
+
+    Example
+    -------
+    >>> from modules.data import collate
+    >>> items = [{"id": str(n), "mix_sig": torch.arange(n, dtype=torch.float32) + 1} for n in (10, 4)]
+    >>> cropped = crop_batch(collate(items), 6, generator=torch.Generator().manual_seed(0))
+    >>> cropped.mix.shape, cropped.lengths.tolist(), cropped.mix[1].tolist()
+    (torch.Size([2, 6]), [6, 4], [1.0, 2.0, 3.0, 4.0, 0.0, 0.0])
+    >>> bool((cropped.mix[0][1:] - cropped.mix[0][:-1] == 1).all())  # one contiguous window of item 0
+    True
+    """
+    device = batch.mix.device
+    room = (batch.lengths - length).clamp(min=0)
+    draw = torch.rand(room.shape, generator=generator, device=generator.device if generator else device)
+    start = torch.minimum((draw.to(device) * (room + 1)).long(), room)
+    index = start[:, None] + torch.arange(length, device=device)  # [B, length]
+    total = batch.mix.shape[1]
+    index = index.clamp(max=total - 1)
+    valid = torch.arange(length, device=device)[None, :] < (batch.lengths - start)[:, None]
+
+    def take(signal):
+        return signal.gather(1, index) * valid
+
+    changes = {"mix": take(batch.mix), "lengths": torch.minimum(batch.lengths, torch.full_like(batch.lengths, length))}
+    if batch.sources is not None:
+        idx = index[..., None].expand(-1, -1, batch.sources.shape[-1])
+        changes["sources"] = batch.sources.gather(1, idx) * valid[..., None]
+    if batch.noise is not None:
+        changes["noise"] = take(batch.noise)
+    return batch.replace(**changes)

@@ -11,7 +11,12 @@ crashes on it. This subclass
   it covers, and renames it into place (atomically) only after every
   recoverable has been saved and flushed to disk, and
 * lists a checkpoint only when every file its meta names is present, so a
-  checkpoint whose deletion was interrupted is never loaded.
+  checkpoint whose deletion was interrupted is never loaded;
+* when a save fails (``OSError``: no space left on the device, a quota, an
+  I/O error), removes the partial folder at once and raises
+  :class:`CheckpointSaveError` with a one-line message saying how much space
+  to free; the previous complete checkpoint is untouched (old checkpoints are
+  only deleted after a successful save), so the same command resumes from it.
 
 Leftovers of interrupted saves and deletions are removed on the next recovery.
 """
@@ -29,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 PENDING_SUFFIX = ".pending"
 FILES_KEY = "paramfiles"
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written; the previous one is intact (one-line message)."""
 
 
 class CrashSafeCheckpointer(Checkpointer):
@@ -52,6 +61,7 @@ class CrashSafeCheckpointer(Checkpointer):
 
     def _save_checkpoint_metafile(self, fpath, meta_to_include=None, end_of_epoch=True):
         # Written under a temporary name; published by save_checkpoint at the end.
+        self._saving = pathlib.Path(fpath).parent
         pending = str(fpath) + PENDING_SUFFIX
         return super()._save_checkpoint_metafile(pending, meta_to_include or {}, end_of_epoch)
 
@@ -61,7 +71,11 @@ class CrashSafeCheckpointer(Checkpointer):
         Same arguments and return value as
         ``speechbrain.utils.checkpoints.Checkpointer.save_checkpoint``.
         """
-        ckpt = super().save_checkpoint(meta=meta or {}, end_of_epoch=end_of_epoch, name=name, verbosity=verbosity)
+        self._saving = None
+        try:
+            ckpt = super().save_checkpoint(meta=meta or {}, end_of_epoch=end_of_epoch, name=name, verbosity=verbosity)
+        except OSError as err:
+            raise self._failed_save(err) from err
         # Every process has finished writing its files before the checkpoint is published.
         ddp_barrier()
         if if_main_process() and ckpt is not None:
@@ -79,6 +93,21 @@ class CrashSafeCheckpointer(Checkpointer):
             _fsync_dir(ckpt.path)
         ddp_barrier()
         return ckpt
+
+    def _failed_save(self, err):
+        """Removes the partial checkpoint and explains what to free."""
+        partial = self._saving
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+        previous = self.list_checkpoints()
+        last = max(previous, key=lambda c: c.meta.get("unixtime", 0)) if previous else None
+        needed = _folder_size(last.path) if last is not None else 0
+        free = shutil.disk_usage(self.checkpoints_dir).free if self.checkpoints_dir.exists() else 0
+        keep = f"the previous checkpoint {last.path} is intact" if last else "no earlier checkpoint exists"
+        return CheckpointSaveError(
+            f"could not write a checkpoint in {self.checkpoints_dir} ({err.strerror or err}); {keep}. Free at least "
+            f"{needed / 2**20:.0f} MB there ({free / 2**20:.0f} MB free now) and run the same command again to resume"
+        )
 
     def list_checkpoints(self):
         """Lists the complete checkpoints (all files named in their meta exist)."""
@@ -113,6 +142,10 @@ class CrashSafeCheckpointer(Checkpointer):
         self.remove_incomplete()
         ddp_barrier()
         return super().recover_if_possible(*args, **kwargs)
+
+
+def _folder_size(path):
+    return sum(f.stat().st_size for f in pathlib.Path(path).iterdir() if f.is_file())
 
 
 def _fsync_file(path):

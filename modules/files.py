@@ -5,21 +5,41 @@
 * writers that go through a temporary file in the destination folder and
   ``os.replace``, so a file at its final name is always complete
   (:func:`atomic_path`, :func:`write_text_atomic`, :func:`write_csv_atomic`,
-  :func:`write_wav_atomic`).
+  :func:`write_wav_atomic`);
+* :func:`lock_folder`: one writer per experiment folder.
 
 ``data_prep`` re-exports these names; ``modules`` never imports ``data_prep``.
 """
 
 import contextlib
 import csv
+import fcntl
+import logging
 import os
+import socket
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-__all__ = ["PrepError", "atomic_path", "write_csv_atomic", "write_text_atomic", "write_wav_atomic"]
+__all__ = [
+    "FolderInUse",
+    "PrepError",
+    "atomic_path",
+    "lock_folder",
+    "write_csv_atomic",
+    "write_text_atomic",
+    "write_wav_atomic",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Name of the lock file in an experiment folder.
+LOCK_NAME = ".run.lock"
+_held_locks = {}  # folder -> open file descriptor, kept for the life of the process
 
 
 class PrepError(ValueError):
@@ -160,3 +180,64 @@ def write_wav_atomic(path, data, sample_rate, subtype="PCM_16"):
         data = np.clip(data, -1.0, 1.0 - 1.0 / 32768)
     with atomic_path(path) as tmp:
         sf.write(tmp, data, int(sample_rate), subtype=subtype, format="WAV")
+
+
+class FolderInUse(RuntimeError):
+    """Another live process writes to this experiment folder (one-line message)."""
+
+
+def lock_folder(folder):
+    """Takes the experiment folder's lock for the life of this process.
+
+    The lock is an advisory ``flock`` on ``<folder>/.run.lock``, whose text
+    names the holder (process id, host, start time, command). The kernel
+    releases it when the holder exits or is killed, so the lock of a killed
+    run is never stale: the next run takes it over (and says so). A second
+    live run on the same folder fails at once, naming the first. Under
+    ``torchrun`` only the main process takes it (the ranks of one run share
+    the folder). ``flock`` on network file systems may be local to each host.
+
+    Arguments
+    ---------
+    folder : str or Path
+
+    Raises
+    ------
+    FolderInUse
+        If a live process holds the lock.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> lock_folder(folder)
+    >>> lock_folder(folder)  # the same process may ask again
+    >>> open(os.path.join(folder, LOCK_NAME)).read().startswith(f"pid {os.getpid()}")
+    True
+    """
+    folder = os.path.abspath(folder)
+    if folder in _held_locks:
+        return
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = _read_fd(fd) or "another process"
+        os.close(fd)
+        raise FolderInUse(
+            f"{folder} is in use by another run ({holder}): wait for it, stop it, or pick another --output_folder"
+        ) from None
+    previous = _read_fd(fd)
+    if previous:
+        logger.info("Taking over the lock of %s from a run that has ended (%s)", folder, previous)
+    os.ftruncate(fd, 0)
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}: {' '.join(sys.argv)}\n".encode())
+    _held_locks[folder] = fd
+
+
+def _read_fd(fd):
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 4096).decode(errors="replace").strip()

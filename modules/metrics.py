@@ -12,14 +12,14 @@ from collections.abc import Callable
 
 import torch
 
-from .losses import _centered_f64, _check_signals, _si_snr_from_stats
+from modules.losses import centered_f64, check_signals, si_snr_from_stats
 
-__all__ = ["improvement", "sdr", "si_snr"]
+__all__ = ["improvement", "sdr", "si_snr", "with_improvement"]
 
 
 def _check_same_shape(estimates: torch.Tensor, references: torch.Tensor) -> None:
     """Raise ``ValueError`` unless both are ``[batch, time, n_src]`` alike."""
-    _check_signals(estimates, references)
+    check_signals(estimates, references)
     if estimates.shape != references.shape:
         raise ValueError(
             "estimates and references must have the same shape, got "
@@ -43,7 +43,10 @@ def si_snr(estimates: torch.Tensor, references: torch.Tensor, eps: float = 1e-8)
     -------
     torch.Tensor
         ``[batch, n_src]`` float64 SI-SNR in dB; equals the diagonal of
-        :func:`modules.losses.pairwise_si_snr` (computed in float64).
+        :func:`modules.losses.pairwise_si_snr` (computed in float64), except
+        for a silent reference (no energy once its mean is removed): SI-SNR
+        is undefined there and the result is ``nan`` (the loss reads -80 dB,
+        a number a test average must not contain).
 
     Example
     -------
@@ -53,12 +56,16 @@ def si_snr(estimates: torch.Tensor, references: torch.Tensor, eps: float = 1e-8)
     >>> si_snr(est, refs).round()
     tensor([[20., 20.],
             [20., 20.]], dtype=torch.float64)
+    >>> si_snr(est, torch.zeros_like(refs)).isnan().all().item()  # silent references: undefined
+    True
     """
     _check_same_shape(estimates, references)
-    est = _centered_f64(estimates)  # [B, n, T]
-    ref = _centered_f64(references)
+    est = centered_f64(estimates)  # [B, n, T]
+    ref = centered_f64(references)
     dot = (est * ref).sum(dim=-1)
-    return _si_snr_from_stats(dot, est.square().sum(dim=-1), ref.square().sum(dim=-1), eps)
+    ref_energy = ref.square().sum(dim=-1)
+    value = si_snr_from_stats(dot, est.square().sum(dim=-1), ref_energy, eps)
+    return value.masked_fill(ref_energy == 0, float("nan"))
 
 
 def sdr(estimates: torch.Tensor, references: torch.Tensor, filter_length: int = 512) -> torch.Tensor:
@@ -99,10 +106,9 @@ def sdr(estimates: torch.Tensor, references: torch.Tensor, filter_length: int = 
     singular system is not reported and yields ``nan``/``inf``).
 
     A silent (all-zero) reference, which ``mir_eval`` rejects with an
-    error, has an empty projection: its SDR is ``-inf`` (``nan`` if the
-    estimate is silent too). A silent estimate of a non-silent reference
-    gives ``nan``. A perfect estimate gives a very large value (up to
-    ``+inf``).
+    error, makes SDR undefined: the result is ``nan`` (never ``-inf``). A
+    silent estimate of a non-silent reference also gives ``nan``. A perfect
+    estimate gives a very large value (up to ``+inf``).
 
     Example
     -------
@@ -148,7 +154,7 @@ def sdr(estimates: torch.Tensor, references: torch.Tensor, filter_length: int = 
     # it to second order (unlike ||e||^2 - c'x).
     proj_energy = (coeffs * gram_coeffs).sum(dim=-1)
     residual_energy = (est.square().sum(dim=-1) - 2.0 * (coeffs * xcorr).sum(dim=-1) + proj_energy).clamp_min(0.0)
-    return 10.0 * torch.log10(proj_energy / residual_energy)
+    return (10.0 * torch.log10(proj_energy / residual_energy)).masked_fill(silent[..., 0], float("nan"))
 
 
 def improvement(
@@ -186,9 +192,37 @@ def improvement(
     >>> bool((gain > 30).all())
     True
     """
+    return with_improvement(metric_fn, estimates, references, mixture)[1]
+
+
+def with_improvement(
+    metric_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    estimates: torch.Tensor,
+    references: torch.Tensor,
+    mixture: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A metric and its improvement over the mixture, computing the metric twice only.
+
+    Arguments are those of :func:`improvement`.
+
+    Returns
+    -------
+    value, gain : torch.Tensor
+        ``metric_fn(estimates, references)`` and
+        ``value - metric_fn(mixture, references)``, both ``[batch, n_src]``.
+
+    Example
+    -------
+    >>> _ = torch.manual_seed(0)
+    >>> refs = torch.randn(1, 8000, 2)
+    >>> est = refs + 0.1 * torch.randn_like(refs)
+    >>> value, gain = with_improvement(si_snr, est, refs, refs.sum(-1))
+    >>> torch.equal(gain, improvement(si_snr, est, refs, refs.sum(-1))), torch.equal(value, si_snr(est, refs))
+    (True, True)
+    """
     if mixture.ndim != 2 or mixture.shape != references.shape[:2]:
         raise ValueError(
             f"expected mixture [batch, time] matching references {tuple(references.shape)}, got {tuple(mixture.shape)}"
         )
-    mixture = mixture.unsqueeze(-1).expand_as(references)
-    return metric_fn(estimates, references) - metric_fn(mixture, references)
+    value = metric_fn(estimates, references)
+    return value, value - metric_fn(mixture.unsqueeze(-1).expand_as(references), references)

@@ -2,8 +2,8 @@
 
 A recipe is ``run_recipe(BrainClass, __file__)``: parse the command line, load
 the hyperparameters, prepare the data on the main process, build the datasets,
-train, test and write the results. Command lines are SpeechBrain's, with two
-additions:
+optionally initialise modules from an earlier run, train, test and write the
+results. Command lines are SpeechBrain's, with these additions:
 
 * the hparams file is looked up in the current directory first and then in the
   recipe folder, so both ``python recipes/WHAM/baseline/train.py
@@ -11,16 +11,34 @@ additions:
   recipes/WHAM/baseline && python train.py hparams/sepformer.yaml`` work;
 * ``--overrides_file=FILE`` (repeatable) applies a yaml file of overrides before
   the ``--key=value`` ones. ``hparams/tiny.yaml`` shrinks any recipe to a model
-  and a run that fit a CPU in a few minutes;
+  and a run that fit a CPU in seconds; its ``backbone_sizes`` section holds one
+  entry per backbone file and the entry of the backbone the recipe includes
+  is applied to the recipe's ``backbone``;
+* overrides of an included block (``--backbone="{H: 256}"``,
+  ``--training="{lr_patience: 5}"``) must name keys of the included file: a
+  misspelt key is an error, not a silently full-size model;
 * ``--separate FILE [FILE ...]`` does not train: it loads the best checkpoint of
   the run in ``output_folder`` and separates the given mixtures into
   ``<output_folder>/separated/`` (no references needed; ``--data_folder`` may be
   left out).
+
+Hyperparameters the runner reads: ``prepare_data``; ``train_data``,
+``valid_data``, ``test_data``, ``data_folder`` (through
+:func:`modules.data.build_datasets`, or the recipe's own ``dataset_builder``);
+``extra_test_sets`` (``{name: {manifest, data_folder[, prepare]}}``, each
+tested after the main test set, results in ``test_results_<name>.csv``);
+``modules``, ``optimizer``, ``checkpointer``, ``epoch_counter``,
+``dataloader_opts``, ``test_dataloader_opts``; ``best_key`` and
+``best_key_mode``; ``init_from``, ``init_modules``, ``init_key``,
+``init_key_mode`` (stage hand-off, :func:`modules.training.initialise_from`).
+The keys of the shared ``training`` block (``hparams/training.yaml``) are also
+available at the top level; a key the recipe sets at its top level wins.
 """
 
 import logging
 import os
 import sys
+from pathlib import Path
 
 import ruamel.yaml
 import speechbrain as sb
@@ -29,13 +47,18 @@ from hyperpyyaml import load_hyperpyyaml
 from hyperpyyaml.core import recursive_update
 from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, if_main_process, infer_device, run_on_main
 
-from modules.data import build_datasets
+from modules.checkpoints import CheckpointSaveError
+from modules.data import build_datasets, collate, load_manifest
+from modules.files import FolderInUse, PrepError, lock_folder
+from modules.training import initialise_from
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES_FLAG = "--overrides_file"
 SEPARATE_FLAG = "--separate"
+#: Section of an overrides file keyed by backbone file name (``hparams/backbones/<name>.yaml``).
+BACKBONE_SIZES = "backbone_sizes"
 
 
 def find_file(path, search_dirs):
@@ -67,8 +90,65 @@ def find_file(path, search_dirs):
     raise FileNotFoundError(f"File not found: {path} (tried {tried})")
 
 
+def included_files(hparams_file):
+    """``{top-level key: included file}`` for the ``!include:`` nodes of a yaml.
+
+    Example
+    -------
+    >>> f = os.path.join(REPO_ROOT, "recipes", "WHAM", "baseline", "hparams", "convtasnet.yaml")
+    >>> sorted((k, os.path.basename(v)) for k, v in included_files(f).items())
+    [('backbone', 'convtasnet.yaml'), ('training', 'training.yaml')]
+    """
+    with open(hparams_file, encoding="utf-8") as f:
+        doc = ruamel.yaml.YAML().load(f) or {}
+    folder = os.path.dirname(os.path.abspath(hparams_file))
+    found = {}
+    for key, node in doc.items():
+        tag = getattr(getattr(node, "tag", None), "value", None) or ""
+        if tag.startswith("!include:"):
+            found[key] = os.path.normpath(os.path.join(folder, tag[len("!include:") :]))
+    return found
+
+
+def _top_level_keys(path):
+    with open(path, encoding="utf-8") as f:
+        return list(ruamel.yaml.YAML().load(f) or {})
+
+
+def check_include_overrides(hparams_file, overrides):
+    """Raises ``SystemExit`` for an override of an included block naming a key the included file lacks.
+
+    hyperpyyaml passes such keys to the included file without complaint, so
+    ``--backbone="{n_layer_intra: 1}"`` (for ``n_layers_intra``) would train
+    the full-size model silently.
+    """
+    for key, path in included_files(hparams_file).items():
+        value = overrides.get(key)
+        if not isinstance(value, dict):
+            continue
+        known = _top_level_keys(path)
+        unknown = [k for k in value if k not in known]
+        if unknown:
+            rel = os.path.relpath(path, REPO_ROOT)
+            raise SystemExit(
+                f"error: override of `{key}` names key(s) {unknown} that {rel} does not have "
+                f"(it has: {', '.join(known)})"
+            )
+
+
+def _apply_backbone_sizes(sizes, hparams_file, overrides):
+    """Merges the ``backbone_sizes`` entry of the recipe's backbone into ``overrides["backbone"]``."""
+    backbone = included_files(hparams_file).get("backbone")
+    if backbone is None:
+        return
+    name = Path(backbone).stem
+    if name not in sizes:
+        raise SystemExit(f"error: the overrides file has {BACKBONE_SIZES} for {sorted(sizes)} but not for {name}")
+    recursive_update(overrides.setdefault("backbone", {}), dict(sizes[name]))
+
+
 def parse_arguments(argv, recipe_dir):
-    """SpeechBrain's argument parsing plus ``--overrides_file`` and hparams lookup.
+    """SpeechBrain's argument parsing plus ``--overrides_file``, backbone sizes and hparams lookup.
 
     Arguments
     ---------
@@ -91,6 +171,8 @@ def parse_arguments(argv, recipe_dir):
     ...     ["hparams/convtasnet.yaml", "--overrides_file=hparams/tiny.yaml", "--N_epochs=3", "--device=cpu"], recipe)
     >>> f.endswith("recipes/WHAM/baseline/hparams/convtasnet.yaml"), over["N_epochs"], opts["device"]
     (True, 3, 'cpu')
+    >>> over["backbone"]["H"]  # the tiny Conv-TasNet entry of backbone_sizes
+    64
     """
     files, rest = [], []
     args = iter(argv)
@@ -109,9 +191,14 @@ def parse_arguments(argv, recipe_dir):
     overrides = {}
     for path in files:
         with open(find_file(path, [recipe_dir, REPO_ROOT]), encoding="utf-8") as f:
-            recursive_update(overrides, dict(yaml.load(f) or {}))
+            data = dict(yaml.load(f) or {})
+        sizes = data.pop(BACKBONE_SIZES, None)
+        recursive_update(overrides, data)
+        if sizes:
+            _apply_backbone_sizes(sizes, hparams_file, overrides)
     if cli_overrides:
         recursive_update(overrides, dict(yaml.load(cli_overrides) or {}))
+    check_include_overrides(hparams_file, overrides)
     return hparams_file, run_opts, overrides
 
 
@@ -145,6 +232,15 @@ def split_separate_arguments(argv):
     return files, rest
 
 
+def lift_training_block(hparams):
+    """Makes the keys of the shared ``training`` block available at the top level (recipe keys win)."""
+    block = hparams.get("training")
+    if isinstance(block, dict):
+        for key, value in block.items():
+            hparams.setdefault(key, value)
+    return hparams
+
+
 def load_recipe(argv, recipe_file, experiment_directory=True):
     """Parses arguments, initialises DDP, loads hparams, creates the output folder.
 
@@ -164,8 +260,13 @@ def load_recipe(argv, recipe_file, experiment_directory=True):
     hparams_file, run_opts, overrides = parse_arguments(argv, os.path.dirname(os.path.abspath(recipe_file)))
     ddp_init_group(run_opts)
     with open(hparams_file, encoding="utf-8") as fin:
-        hparams = load_hyperpyyaml(fin, overrides)
+        hparams = lift_training_block(load_hyperpyyaml(fin, overrides))
     if experiment_directory:
+        if if_main_process():  # one writer per experiment folder; a killed run's lock is released by the kernel
+            try:
+                lock_folder(hparams["output_folder"])
+            except FolderInUse as err:
+                sys.exit(f"error: {err}")
         sb.create_experiment_directory(
             experiment_directory=hparams["output_folder"], hyperparams_to_save=hparams_file, overrides=overrides
         )
@@ -188,13 +289,68 @@ def _adapt_precision(hparams, run_opts):
 
 
 def prepare_data(hparams):
-    """Runs ``hparams["prepare_data"]`` on the main process; bad data exits cleanly."""
-    from data_prep.common import PrepError
+    """Runs ``hparams["prepare_data"]`` (and the extra test sets' ``prepare``) on the main process.
 
+    Bad data exits with a one-line ``error: ...`` (exit code 2).
+    """
     try:
         run_on_main(hparams["prepare_data"])
+        for spec in (hparams.get("extra_test_sets") or {}).values():
+            if spec.get("prepare") is not None:
+                run_on_main(spec["prepare"])
     except PrepError as err:
         sys.exit(f"error: {err}")
+
+
+def loader_options(options):
+    """DataLoader options with the typed batch's ``collate_fn`` unless the yaml gives one."""
+    return {"collate_fn": collate, **(options or {})}
+
+
+def make_brain(brain_class, hparams, run_opts, with_optimizer=True):
+    """Instantiates the recipe's Brain from its hparams."""
+    return brain_class(
+        modules=hparams["modules"],
+        opt_class=hparams["optimizer"] if with_optimizer else None,
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+
+
+def initialise_modules(brain, hparams):
+    """Stage hand-off: ``init_from`` (a run folder, its ``save/`` or a checkpoint) initialises modules.
+
+    ``init_modules`` maps this recipe's module names to the recoverable names
+    in that checkpoint (default: every module found under the same name);
+    ``init_key`` / ``init_key_mode`` rank that run's checkpoints (default: this
+    recipe's best key). Runs before checkpoint recovery, so a resumed run keeps
+    its own progress and a frozen module (not checkpointed) is loaded again.
+    """
+    source = hparams.get("init_from")
+    if not source:
+        return None
+    key, mode = brain.best_key
+    loaded = initialise_from(  # every rank loads; SpeechBrain's fetch links the files on the main process
+        source,
+        {name: brain.unwrapped(name) for name in brain.modules},
+        mapping=hparams.get("init_modules") or None,
+        key=hparams.get("init_key") or key,
+        mode=hparams.get("init_key_mode") or mode,
+        collect_in=os.path.join(hparams["output_folder"], "save", "init_from"),
+    )
+    if if_main_process():  # the run records where its initial weights came from
+        with open(os.path.join(hparams["output_folder"], "init_from.txt"), "w", encoding="utf-8") as f:
+            f.write("".join(f"{name}\t{path}\n" for name, path in loaded.items()))
+    return loaded
+
+
+def test_sets(hparams, test_data):
+    """``[(name or None, dataset)]``: the main test set, then ``extra_test_sets`` in yaml order."""
+    sets = [(None, test_data)]
+    for name, spec in (hparams.get("extra_test_sets") or {}).items():
+        sets.append((name, load_manifest(spec["manifest"], spec["data_folder"])))
+    return sets
 
 
 def run_recipe(brain_class, recipe_file, argv=None):
@@ -212,33 +368,45 @@ def run_recipe(brain_class, recipe_file, argv=None):
     Returns
     -------
     Brain
-        The trained brain (``brain.test_rows`` holds the per-item test metrics).
+        The trained brain (``brain.test_rows`` holds the per-item test metrics
+        of the last test set).
     """
     to_separate, argv = split_separate_arguments(sys.argv[1:] if argv is None else argv)
     if to_separate:
         return separate_files(brain_class, recipe_file, argv, to_separate)
     hparams, run_opts = load_recipe(argv, recipe_file)
     prepare_data(hparams)
-    train_data, valid_data, test_data = build_datasets(hparams)
-    brain = brain_class(
-        modules=hparams["modules"],
-        opt_class=hparams["optimizer"],
-        hparams=hparams,
-        run_opts=run_opts,
-        checkpointer=hparams["checkpointer"],
-    )
-    brain.fit(
-        hparams["epoch_counter"],
-        train_data,
-        valid_data,
-        train_loader_kwargs=hparams["dataloader_opts"],
-        valid_loader_kwargs=hparams["test_dataloader_opts"],
-    )
-    brain.evaluate(test_data, max_key="si-snr", test_loader_kwargs=hparams["test_dataloader_opts"])
+    builder = hparams.get("dataset_builder") or build_datasets
+    train_data, valid_data, test_data = builder(hparams)
+    brain = make_brain(brain_class, hparams, run_opts)
+    initialise_modules(brain, hparams)
+    train_opts = loader_options(hparams["dataloader_opts"])
+    if getattr(train_data, "sampler", None) is not None:  # on-the-fly mixing brings its own sampler
+        train_opts.pop("shuffle", None)
+        train_opts["sampler"] = brain.train_sampler = train_data.sampler  # Brain calls its set_epoch
+    try:
+        brain.fit(
+            hparams["epoch_counter"],
+            train_data,
+            valid_data,
+            train_loader_kwargs=train_opts,
+            valid_loader_kwargs=loader_options(hparams["test_dataloader_opts"]),
+        )
+    except CheckpointSaveError as err:  # e.g. a full disk: the last good checkpoint is kept
+        sys.exit(f"error: {err}")
+    key, mode = brain.best_key
+    written = []
+    for name, dataset in test_sets(hparams, test_data):
+        brain.test_set_name = name
+        brain.evaluate(
+            dataset, **{f"{mode}_key": key}, test_loader_kwargs=loader_options(hparams["test_dataloader_opts"])
+        )
+        written.append(f"test_results{'_' + name if name else ''}.csv")
     if if_main_process():
         out = hparams["output_folder"]
         print(
-            f"Test results: {os.path.join(out, 'test_results.csv')} (summary: {os.path.join(out, 'test_summary.md')})"
+            f"Test results: {', '.join(os.path.join(out, w) for w in written)} "
+            f"(summary: {os.path.join(out, 'test_summary.md')})"
         )
     finish_distributed()
     return brain
@@ -261,7 +429,7 @@ def separate_files(brain_class, recipe_file, argv, paths):
     Arguments
     ---------
     brain_class : type
-        The recipe's brain (its ``separate_speakers`` decides, e.g., which
+        The recipe's brain (its ``split_outputs`` decides, e.g., which
         output is the noise).
     recipe_file : str
     argv : list of str
@@ -277,11 +445,13 @@ def separate_files(brain_class, recipe_file, argv, paths):
         argv = [*argv, "--data_folder=."]  # the data is not read when separating
     hparams, run_opts = load_recipe(argv, recipe_file, experiment_directory=False)
     checkpointer = hparams["checkpointer"]
-    if checkpointer.find_checkpoint(max_key="si-snr") is None:
+    brain = make_brain(brain_class, hparams, run_opts, with_optimizer=False)
+    key, mode = brain.best_key
+    if checkpointer.find_checkpoint(**{f"{mode}_key": key}) is None:
         sys.exit(f"error: no trained checkpoint in {checkpointer.checkpoints_dir}: train first, or pass the "
                  "--output_folder of a trained run")  # fmt: skip
-    brain = brain_class(modules=hparams["modules"], hparams=hparams, run_opts=run_opts, checkpointer=checkpointer)
-    brain.on_evaluate_start(max_key="si-snr")
+    initialise_modules_for_inference(brain, hparams)
+    brain.on_evaluate_start(**{f"{mode}_key": key})
     out = os.path.join(hparams["output_folder"], "separated")
     for path in paths:
         try:
@@ -290,3 +460,16 @@ def separate_files(brain_class, recipe_file, argv, paths):
             sys.exit(f"error: {path}: {err}")
         print(f"{path} -> {', '.join(written)}")
     return brain
+
+
+def initialise_modules_for_inference(brain, hparams):
+    """Frozen modules are not in the run's checkpoints: load them from ``init_from`` again."""
+    if brain.frozen and hparams.get("init_from"):
+        initialise_from(
+            hparams["init_from"],
+            {name: brain.unwrapped(name) for name in brain.frozen},
+            mapping={k: v for k, v in (hparams.get("init_modules") or {}).items() if k in brain.frozen} or None,
+            key=hparams.get("init_key") or brain.best_key[0],
+            mode=hparams.get("init_key_mode") or brain.best_key[1],
+            collect_in=os.path.join(hparams["output_folder"], "save", "init_from"),
+        )

@@ -12,6 +12,9 @@ from speechbrain.utils.run_opts import RunOptions
 REPO = Path(__file__).resolve().parents[1]
 YAMLS = sorted(REPO.glob("recipes/*/*/hparams/*.yaml")) + sorted(REPO.glob("hparams/**/*.yaml"))
 CODE = "\n".join(p.read_text() for p in (REPO / "modules").rglob("*.py"))
+#: How the code reads a hyperparameter: hparams.x, hp.x, ["x"], .get("x"), _hp("x"), getattr(..., "x")
+READ = r"""(hparams\.|hp\.|\[["']|\.get\(["']|_hp\(["']|getattr\(\w+(\.hparams)?, ["'])"""
+SHARED_BLOCK = REPO / "hparams" / "training.yaml"
 RUN_OPTIONS = {f.name for f in fields(RunOptions)}  # read by speechbrain.Brain from the hparams
 
 
@@ -36,7 +39,7 @@ def test_every_recipe_key_is_used(path):
     unused = []
     for key in top_level_keys(text):
         referenced = re.search(rf"<{key}[\[>]", text)
-        read_by_code = re.search(rf"""(hparams\.|hp\.|\[["']|getattr\(\w+(\.hparams)?, ["']){key}\b""", CODE)
+        read_by_code = re.search(rf"{READ}{key}\b", CODE)
         if not (referenced or read_by_code or key in RUN_OPTIONS or key.startswith("__")):
             unused.append(key)
     assert not unused, f"{path.name}: top-level keys never used: {unused}"
@@ -45,6 +48,27 @@ def test_every_recipe_key_is_used(path):
 @pytest.mark.parametrize("path", [p for p in YAMLS if p.parent.name == "backbones"], ids=lambda p: p.name)
 def test_every_backbone_key_is_used(path):
     text = path.read_text()
-    exported = {"encoder", "masknet", "decoder"}  # what the recipes take from a backbone
+    exported = {"separator"}  # what the recipes take from a backbone
     unused = [k for k in top_level_keys(text) if k not in exported and not re.search(rf"<{k}>", text)]
     assert not unused, f"{path.name}: keys never used: {unused}"
+
+
+def test_every_shared_training_key_is_used():
+    """Keys of hparams/training.yaml are referenced inside it or read by the code (they are lifted to the top level)."""
+    text = SHARED_BLOCK.read_text()
+    unused = []
+    for key in top_level_keys(text):
+        referenced = re.search(rf"<{key}[\[>]", text)
+        read_by_code = re.search(rf"{READ}{key}\b", CODE)
+        if not (referenced or read_by_code or key in RUN_OPTIONS):
+            unused.append(key)
+    assert not unused, f"training.yaml: keys never used: {unused}"
+
+
+@pytest.mark.parametrize("path", [p for p in YAMLS if "recipes" in p.parts], ids=lambda p: str(p.relative_to(REPO)))
+def test_recipes_include_the_shared_training_block(path):
+    """Recipes say what differs: optimiser, scheduler, checkpointer, logger and dataloaders come from the block."""
+    text = path.read_text()
+    assert "!include:../../../../hparams/training.yaml" in text
+    for key in ("optimizer", "epoch_counter", "checkpointer", "train_logger", "dataloader_opts"):
+        assert not re.search(rf"^{key}:", text, flags=re.M), f"{path.name} redefines {key}"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from speechbrain.nnet.losses import get_si_snr_with_pitwrapper
 
-from modules.losses import apply_perm, pairwise_si_snr, pit_si_snr_loss
+from modules.losses import apply_perm, best_permutation, pairwise_si_snr, pit_si_snr_loss
 from modules.metrics import si_snr
 
 
@@ -173,8 +173,11 @@ def test_perm_contract_recovers_shuffle():
 
 
 def test_apply_perm_rejects_bad_shapes():
-    with pytest.raises(ValueError):
-        apply_perm(torch.zeros(2, 10, 3), torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError):  # more targets than estimates
+        apply_perm(torch.zeros(2, 10, 3), torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError):  # batch mismatch
+        apply_perm(torch.zeros(2, 10, 3), torch.zeros(3, 3, dtype=torch.long))
+    assert apply_perm(torch.zeros(2, 10, 3), torch.zeros(2, 2, dtype=torch.long)).shape == (2, 10, 2)
 
 
 @pytest.mark.parametrize("n_src", [3, 6])
@@ -241,3 +244,83 @@ def test_pairwise_rejects_batch_or_time_mismatch():
         pairwise_si_snr(torch.randn(2, 100, 2), torch.randn(2, 90, 2))
     with pytest.raises(ValueError):
         pairwise_si_snr(torch.randn(100, 2), torch.randn(100, 2))
+
+
+# --------------------------------------------------------------------------- matching step
+
+
+def brute_force_assignment(scores, mask):
+    """Loop reference: the best injective map of the real targets to estimates."""
+    n_est, n_tgt = scores.shape
+    real = [j for j in range(n_tgt) if mask[j]]
+    best, best_total = None, -math.inf
+    for chosen in itertools.permutations(range(n_est), len(real)):
+        total = sum(float(scores[i, j]) for i, j in zip(chosen, real))
+        if total > best_total:
+            best, best_total = dict(zip(real, chosen)), total
+    return best, best_total
+
+
+@pytest.mark.parametrize("n_est, n_tgt", [(2, 2), (3, 3), (3, 2), (4, 1), (5, 3)])
+def test_best_permutation_equals_brute_force(n_est, n_tgt):
+    gen = torch.Generator().manual_seed(n_est * 10 + n_tgt)
+    scores = torch.randn(6, n_est, n_tgt, generator=gen, dtype=torch.float64)
+    mask = torch.rand(6, n_tgt, generator=gen) > 0.3
+    mask[:, 0] = True
+    for use_mask in (None, mask):
+        perm = best_permutation(scores, use_mask)
+        for b in range(6):
+            item_mask = [True] * n_tgt if use_mask is None else mask[b].tolist()
+            assert len(set(perm[b].tolist())) == n_tgt  # an injective map, padded targets included
+            expected, total = brute_force_assignment(scores[b], item_mask)
+            got = sum(float(scores[b, perm[b, j], j]) for j in expected)
+            assert got == pytest.approx(total, abs=1e-12)
+
+
+def test_best_permutation_hungarian_path_with_mask_and_rectangle():
+    gen = torch.Generator().manual_seed(3)
+    scores = torch.randn(4, 9, 8, generator=gen, dtype=torch.float64)
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    mask[1, 5:] = False
+    perm = best_permutation(scores, mask)  # 9 estimates > 7: Hungarian on the host
+    exhaustive_small = best_permutation(scores[:, :5, :4], max_exhaustive=7)
+    hungarian_small = best_permutation(scores[:, :5, :4], max_exhaustive=2)
+    assert torch.equal(exhaustive_small, hungarian_small)
+    for b in range(4):
+        assert len(set(perm[b].tolist())) == 8
+    # item 1: its 5 real targets get the best assignment among the 9 estimates
+    from scipy.optimize import linear_sum_assignment
+
+    _, cols = linear_sum_assignment(scores[1, :, :5].numpy().T, maximize=True)
+    assert perm[1, :5].tolist() == cols.tolist()
+
+
+def test_masked_pit_equals_each_item_alone():
+    """A batch with 1, 2 and 3 real targets (padded with zeros) scores as each item alone."""
+    torch.manual_seed(0)
+    n_out, length = 3, 2000
+    counts, lengths = [1, 2, 3], [2000, 1500, 1800]
+    targets = torch.zeros(3, length, 3, dtype=torch.float64)
+    estimates = torch.randn(3, length, n_out, dtype=torch.float64)
+    for b, (c, n) in enumerate(zip(counts, lengths)):
+        targets[b, :n, :c] = torch.randn(n, c, dtype=torch.float64)
+        estimates[b, :n, :c] = targets[b, :n, :c].flip(-1) + 0.3 * torch.randn(n, c, dtype=torch.float64)
+    mask = torch.arange(3)[None, :] < torch.tensor(counts)[:, None]
+    estimates.requires_grad_(True)
+    loss, perm = pit_si_snr_loss(estimates, targets, source_mask=mask, lengths=torch.tensor(lengths))
+    loss.sum().backward()
+    for b, (c, n) in enumerate(zip(counts, lengths)):
+        alone = estimates[b : b + 1, :n].detach().clone().requires_grad_(True)
+        item_loss, item_perm = pit_si_snr_loss(alone, targets[b : b + 1, :n, :c])
+        item_loss.sum().backward()
+        torch.testing.assert_close(loss[b], item_loss[0], rtol=1e-10, atol=1e-10)
+        assert perm[b, :c].tolist() == item_perm[0].tolist()
+        torch.testing.assert_close(estimates.grad[b, :n], alone.grad[0], rtol=1e-8, atol=1e-10)
+        assert (estimates.grad[b, n:] == 0).all()  # padding gets no gradient
+
+
+def test_masked_pit_item_without_targets_has_zero_loss():
+    est, tgt = torch.randn(2, 500, 2), torch.randn(2, 500, 2)
+    mask = torch.tensor([[True, True], [False, False]])
+    loss, _ = pit_si_snr_loss(est, tgt, source_mask=mask)
+    assert loss[1] == 0 and torch.isfinite(loss).all()

@@ -90,9 +90,11 @@ def test_sdr_silent_reference_and_estimate():
     estimates = _estimates(references, seed=51)
     references[0, :, 1] = 0.0
     scores = sdr(estimates, references)
-    assert torch.isfinite(scores[0, 0]) and scores[0, 1] == -math.inf
+    assert torch.isfinite(scores[0, 0]) and torch.isnan(scores[0, 1])  # undefined, never -inf
     estimates[0, :, 1] = 0.0
     assert torch.isnan(sdr(estimates, references)[0, 1])
+    sisnr = si_snr(_estimates(references, seed=52), references)
+    assert torch.isfinite(sisnr[0, 0]) and torch.isnan(sisnr[0, 1])
 
 
 def test_sdr_rejects_bad_shapes():

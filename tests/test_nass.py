@@ -11,14 +11,14 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.lobes.models.conv_tasnet import MaskNet
 from speechbrain.lobes.models.dual_path import Decoder, Encoder
 
+from modules.data import collate
 from modules.losses import apply_perm, pit_si_snr_loss
 from modules.metrics import si_snr
-from modules.models.patch_sampler import PatchSampler
+from modules.models import MaskingSeparator, PatchSampler
 from modules.nass import NASSBrain, pick_noise_output
-from modules.recipe import REPO_ROOT
+from modules.recipe import REPO_ROOT, lift_training_block
 
 NASS_HPARAMS = {
-    "num_spks": 2,
     "sample_rate": 8000,
     "noise_speaker": True,
     "noise_slot": "pit",
@@ -26,19 +26,21 @@ NASS_HPARAMS = {
     "pcl_weight": 2.0,
     "pcl_patches": 16,
     "pcl_tau": 0.07,
+    "pcl_mask_same_position": True,
+    "pcl_before_threshold": True,
 }
 
 
-def nass_brain(**overrides):
+def nass_brain(n_spks=2, patch="bin", **overrides):
     hparams = {**NASS_HPARAMS, **overrides}
     torch.manual_seed(0)
-    n_masks = hparams["num_spks"] + int(hparams["noise_speaker"])
-    modules = {
-        "encoder": Encoder(kernel_size=16, out_channels=8),
-        "masknet": MaskNet(N=8, B=8, H=8, P=3, X=1, R=1, C=n_masks),
-        "decoder": Decoder(in_channels=8, out_channels=1, kernel_size=16, stride=8, bias=False),
-        "patch_sampler": PatchSampler(8, features=16),
-    }
+    n_masks = n_spks + int(hparams["noise_speaker"])
+    separator = MaskingSeparator(
+        Encoder(kernel_size=16, out_channels=8),
+        MaskNet(N=8, B=8, H=8, P=3, X=1, R=1, C=n_masks),
+        Decoder(in_channels=8, out_channels=1, kernel_size=16, stride=8, bias=False),
+    )
+    modules = {"separator": separator, "patch_sampler": PatchSampler(patch=patch, in_channels=8, features=16)}
     brain = NASSBrain(modules, hparams=hparams, run_opts={"device": "cpu"})
     brain.check_nass_hparams()
     return brain
@@ -50,14 +52,29 @@ def batch_of(n=2, length=1600, seed=0):
     for i in range(n):
         s1, s2, noise = (torch.randn(length, generator=gen) for _ in range(3))
         items.append({"id": f"x{i}", "mix_sig": s1 + s2 + noise, "s1_sig": s1, "s2_sig": s2, "noise_sig": noise})
-    return sb.dataio.batch.PaddedBatch(items)
+    return collate(items)
+
+
+def outputs_of(estimates, targets, noise):
+    """Brain outputs for hand-made signals (full-length items, every source real)."""
+    batch = collate([{"id": str(i), "mix_sig": targets[i].sum(-1) + noise[i]} for i in range(targets.shape[0])])
+    return {
+        "estimates": estimates,
+        "targets": targets,
+        "source_mask": torch.ones(targets.shape[0], targets.shape[2], dtype=torch.bool),
+        "noise": noise,
+        "noise_mask": torch.ones(targets.shape[0], dtype=torch.bool),
+        "lengths": torch.full((targets.shape[0],), targets.shape[1]),
+        "mix": targets.sum(-1) + noise,
+        "batch": batch,
+    }
 
 
 def test_noise_is_an_ordinary_source_under_pit():
     brain = nass_brain(pcl_direction="none")
     outputs = brain.compute_forward(batch_of(), sb.Stage.TRAIN)
-    targets = brain.training_targets(outputs)
-    assert targets.shape[-1] == 3
+    targets, mask = brain.training_targets(outputs)
+    assert targets.shape[-1] == 3 and bool(mask.all())
     torch.testing.assert_close(targets[..., 2], outputs["noise"])
     loss = brain.compute_objectives(outputs, None, sb.Stage.TRAIN)
     expected, perm = pit_si_snr_loss(outputs["estimates"], targets)
@@ -70,7 +87,7 @@ def test_fixed_noise_slot_uses_pit_over_speakers_only():
     torch.manual_seed(1)
     targets = torch.randn(3, 1000, 3)  # s1, s2, noise
     estimates = targets[..., [2, 0, 1]] + 0.1 * torch.randn(3, 1000, 3)  # noise in slot 0: not allowed to move
-    outputs = {"estimates": estimates, "targets": targets[..., :2], "noise": targets[..., 2]}
+    outputs = outputs_of(estimates, targets[..., :2], targets[..., 2])
     loss, perm = brain.pit_loss(outputs)
     assert (perm[:, 2] == 2).all()  # the noise always comes from the last output
     spk_loss, spk_perm = pit_si_snr_loss(estimates[..., :2], targets[..., :2])
@@ -79,36 +96,71 @@ def test_fixed_noise_slot_uses_pit_over_speakers_only():
     assert torch.equal(perm[:, :2], spk_perm)
 
 
-def test_contrastive_loss_reaches_masker_and_sampler():
-    brain = nass_brain()
+@pytest.mark.parametrize("patch", ["bin", "frame"])
+def test_contrastive_loss_reaches_masker_and_sampler(patch):
+    brain = nass_brain(patch=patch)
     outputs = brain.compute_forward(batch_of(), sb.Stage.TRAIN)
     loss = brain.compute_objectives(outputs, None, sb.Stage.TRAIN)
     pcl_only = brain.auxiliary_loss(outputs, None)
-    assert pcl_only > 0
-    pcl_only.backward()
-    for name in ("masknet", "patch_sampler", "encoder"):
-        grads = [p.grad for p in brain.modules[name].parameters() if p.grad is not None]
+    assert pcl_only.shape == (2,) and bool((pcl_only > 0).all())  # per item, added before the threshold
+    pcl_only.sum().backward()
+    separator = brain.modules.separator
+    for name, module in (
+        ("masker", separator.masker),
+        ("encoder", separator.encoder),
+        ("sampler", brain.modules.patch_sampler),
+    ):
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), name
     assert loss.requires_grad
+
+
+def test_contrastive_term_before_or_after_the_threshold():
+    """Authors: lambda * PCL joins each item's loss before the -30 dB threshold; the option adds the mean after."""
+    brain = nass_brain(threshold_byloss=True, threshold=0.0)
+    outputs = brain.compute_forward(batch_of(), sb.Stage.TRAIN)
+    per_item, perm = brain.pit_loss(outputs)
+    outputs["perm"] = perm
+    torch.manual_seed(5)
+    pcl = brain.auxiliary_loss(outputs, None).detach()  # [B], lambda included
+    # a threshold between item 0's SI-SNR loss and its loss with the contrastive term
+    per_item = per_item.detach()
+    threshold = float(per_item[0]) + 0.5 * float(pcl[0])
+    brain.hparams.threshold = threshold
+    total = per_item + pcl
+    kept = total > threshold
+    torch.manual_seed(5)
+    loss = brain.compute_objectives(outputs, None, sb.Stage.TRAIN)
+    torch.testing.assert_close(loss.detach(), total[kept].mean())
+    assert bool(kept[0])  # item 0 is kept because of its contrastive term
+    brain.hparams.pcl_before_threshold = False
+    torch.manual_seed(5)
+    after = brain.compute_objectives(outputs, None, sb.Stage.TRAIN).detach()
+    kept_after = (per_item > threshold).float()
+    assert not bool(kept_after[0])
+    expected = (per_item * kept_after).sum() / kept_after.sum().clamp(min=1) + pcl.mean()
+    torch.testing.assert_close(after, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_noise_output_never_enters_the_speaker_metrics():
     brain = nass_brain(pcl_direction="none")
     torch.manual_seed(2)
     targets, noise = torch.randn(2, 2000, 2), torch.randn(2, 2000)
-    mix = targets.sum(-1) + noise
     good = torch.cat([targets + 0.1 * torch.randn_like(targets), noise[..., None]], -1)
     bad_noise = torch.cat([good[..., :2], torch.randn(2, 2000, 1)], -1)
     scores = []
     for estimates in (good, bad_noise):
-        outputs = {"estimates": estimates, "targets": targets, "noise": noise, "mix": mix}
+        outputs = outputs_of(estimates, targets, noise)
         outputs["perm"] = brain.pit_loss(outputs)[1]
-        scores.append(brain.test_metrics(outputs))
-    for metric in ("si-snr", "si-snr_i", "sdr", "sdr_i"):
-        torch.testing.assert_close(scores[0][metric], scores[1][metric])
-    assert (scores[0]["noise_si-snr"] > 15).all() and (scores[1]["noise_si-snr"] < 0).all()
-    expected = si_snr(apply_perm(good, outputs["perm"])[..., :2], targets).mean(-1)
-    torch.testing.assert_close(scores[0]["si-snr"].double(), expected.double(), rtol=1e-4, atol=1e-4)
+        scores.append([brain.test_metrics(brain.item_outputs(outputs, i)) for i in range(2)])
+    for i in range(2):
+        for metric in ("si-snr", "si-snr_i", "sdr", "sdr_i"):
+            assert scores[0][i][metric] == pytest.approx(scores[1][i][metric], abs=1e-6)
+        assert scores[0][i]["noise_si-snr"] > 15 and scores[1][i]["noise_si-snr"] < 0
+    good_outputs = outputs_of(good, targets, noise)
+    good_outputs["perm"] = brain.pit_loss(good_outputs)[1]
+    expected = si_snr(apply_perm(good, good_outputs["perm"])[..., :2], targets).mean(-1)
+    assert [scores[0][i]["si-snr"] for i in range(2)] == pytest.approx(expected.tolist(), abs=1e-4)
 
 
 def test_inference_uses_the_slot():
@@ -150,20 +202,20 @@ def test_bad_switches_are_rejected():
     brain = nass_brain(pcl_direction="none")
     brain.hparams.noise_speaker = False  # the masker still predicts 3 masks
     with pytest.raises(ValueError, match="num_masks"):
-        brain.separate(torch.randn(1, 800))
+        brain.compute_objectives(brain.compute_forward(batch_of(), sb.Stage.TRAIN), None, sb.Stage.TRAIN)
 
 
 # NASS paper, Table 3 (NASS rows), millions of parameters
 PAPER_NASS = {("convtasnet", 2): 6.8, ("convtasnet", 3): 7.0, ("dprnn", 2): 14.9, ("dprnn", 3): 15.0,
               ("sepformer", 2): 25.9, ("sepformer", 3): 26.1}  # fmt: skip
-SEPARATOR = ("encoder", "masknet", "decoder")
 
 
 def separator_params(method, backbone, tmp_path, **overrides):
     name = f"{backbone}_nass.yaml" if method == "nass" else f"{backbone}.yaml"
     with open(f"{REPO_ROOT}/recipes/LibriMix/{method}/hparams/{name}") as f:
         hp = load_hyperpyyaml(f, {"data_folder": str(tmp_path), "output_folder": str(tmp_path / "o"), **overrides})
-    return sum(p.numel() for k in SEPARATOR for p in hp["modules"][k].parameters()) / 1e6, hp
+    hp = lift_training_block(hp)
+    return sum(p.numel() for p in hp["modules"]["separator"].parameters()) / 1e6, hp
 
 
 # Upstream's Conv-TasNet (6.58M / 6.65M, 3.2 % / 3.6 % under the paper's 6.8M / 6.9M baselines)
@@ -178,8 +230,9 @@ def test_full_size_nass_parameter_counts(tmp_path, backbone, n_spks):
     base, _ = separator_params("baseline", backbone, tmp_path, num_spks=n_spks)
     assert 0 < nass - base < 0.1
     assert nass == pytest.approx(PAPER_NASS[(backbone, n_spks)], rel=TOLERANCE.get((backbone, n_spks), 0.04))
-    # the patch sampler is training-only (not part of the deployed separator)
-    assert sum(p.numel() for p in hp["modules"]["patch_sampler"].parameters()) == 256 * 256 * 2 + 2 * 256
+    # the patch sampler is training-only (not part of the deployed separator): the authors' 3x3 conv front end
+    # (2 x 10) and MLP 1 -> 256 -> 256
+    assert sum(p.numel() for p in hp["modules"]["patch_sampler"].parameters()) == 2 * 10 + 2 * 256 + 256 * 256 + 256
 
 
 NASS_CASES = [

@@ -19,6 +19,8 @@ CASES = [
     ("LibriMix", "sepformer.yaml", ("--num_spks=3",)),
     ("LibriMix", "dprnn.yaml", ("--num_spks=3", "--task=sep_clean")),
     ("LibriMix", "convtasnet.yaml", ("--task=sep_clean",)),
+    ("WHAM", "convtasnet.yaml", ("--dynamic_mixing=True",)),
+    ("LibriMix", "dprnn.yaml", ("--dynamic_mixing=True", "--num_spks=3")),
 ]
 
 
@@ -97,3 +99,38 @@ def test_bad_data_folder_is_one_line_error(tmp_path):
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "nowhere" in last
+
+
+def test_misspelt_override_of_an_included_block_is_an_error(tmp_path):
+    """`--backbone="{n_layer_intra: 1}"` (for n_layers_intra) must not silently train the full-size model."""
+    for block, key in (("backbone", "n_layer_intra"), ("training", "lr_patiense")):
+        proc = run_recipe_cmd(
+            "WHAM", "baseline", "hparams/sepformer.yaml", tmp_path, tmp_path / "out", f"--{block}={{{key}: 1}}",
+            check=False,
+        )  # fmt: skip
+        assert proc.returncode != 0
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: override of `{block}`") and key in last, last
+
+
+def test_extra_mixture_only_test_set_writes_separations(mini_root, tmp_path):
+    """A second test set of real recordings (mini REAL-M, no references) in the same run."""
+    from data_prep.mini import make_mini_realm
+    from data_prep.realm import prepare_realm
+
+    realm = make_mini_realm(tmp_path / "data", seed=0, n_train=2, n_valid=1, n_test=3)
+    manifests = prepare_realm(realm, tmp_path / "prep")
+    out = tmp_path / "out"
+    extra = f"--training={{extra_test_sets: {{realm: {{manifest: {manifests['test']}, data_folder: {realm}}}}}}}"
+    proc = run_recipe_cmd("WHAM", "baseline", "hparams/convtasnet.yaml", mini_root["wham"], out, extra, "--N_epochs=1")
+    assert "test_results_realm.csv" in proc.stdout
+    rows = read_results(out)  # the main test set is scored as usual
+    assert rows[-1]["snt_id"] == "avg" and float(rows[-1]["scored"]) == 3
+    with open(out / "test_results_realm.csv", newline="") as f:
+        realm_rows = list(csv.DictReader(f))
+    assert list(realm_rows[0]) == ["snt_id", "scored"] and all(r["scored"] == "0" for r in realm_rows[:-1])
+    summary = json.loads((out / "test_summary_realm.json").read_text())
+    assert summary["n_scored"] == 0 and summary["n_mixtures"] == len(realm_rows) - 1
+    ids = [r["snt_id"] for r in realm_rows[:-1]]
+    written = {p.name for p in (out / "separations_realm").iterdir()}
+    assert written == {f"{i}_s{k}.wav" for i in ids for k in (1, 2)}

@@ -1,4 +1,4 @@
-"""Killing a training run (SIGKILL) and starting the same command again resumes it."""
+"""Killing a training run (SIGKILL) and starting the same command again resumes it; one writer per folder."""
 
 import os
 import signal
@@ -24,7 +24,7 @@ def latest_checkpoint(save):
                 continue
             if not all((meta_file.parent / f).exists() for f in meta["paramfiles"]):
                 continue  # the kill hit its deletion: CrashSafeCheckpointer ignores it, and so do we
-            epoch = int((meta_file.parent / "counter.ckpt").read_text())
+            epoch = yaml.safe_load((meta_file.parent / "counter.ckpt").read_text())["current_epoch"]
             step = yaml.safe_load((meta_file.parent / "brain.ckpt").read_text())["step"]
         except FileNotFoundError:
             continue
@@ -61,6 +61,12 @@ def test_sigkill_then_resume(mini_root, tmp_path):
             time.sleep(0.02)
         else:
             raise AssertionError("no intra-epoch checkpoint within 300 s")
+        # a second run on the same folder fails at once, naming the live one
+        second = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert second.returncode != 0
+        last = second.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and "in use by another run" in last and f"pid {proc.pid}" in last, last
+        assert proc.poll() is None  # and leaves the first one alone
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()

@@ -1,5 +1,6 @@
-"""Model components shared by the recipes."""
+"""Model components shared by the recipes: separators behind one call, and their helpers."""
 
 from modules.models.patch_sampler import PatchSampler
+from modules.models.separator import MaskingSeparator, fit_length
 
-__all__ = ["PatchSampler"]
+__all__ = ["MaskingSeparator", "PatchSampler", "fit_length"]

@@ -1,9 +1,13 @@
-"""Datasets for separation recipes, built from the CSV manifests of ``data_prep/``.
+"""Datasets built from the CSV manifests of ``data_prep/``.
 
 A manifest row names a mixture (``mix_wav``), its sources (``s1_wav`` ...
-``sC_wav``) and optionally the noise (``noise_wav``), with paths relative to
-``$data_root``. Every ``<name>_wav`` column becomes a ``<name>_sig`` item of the
-batch, so method-specific columns (an enrollment utterance, say) need no new code.
+``sC_wav``) and optionally the noise (``noise_wav``) and an enrollment
+utterance (``enroll_wav``), with paths relative to ``$data_root``. Every
+``<name>_wav`` column becomes a ``<name>_sig`` item, which
+:func:`modules.data.collate` turns into a :class:`modules.data.SeparationBatch`.
+A manifest without source columns (real recordings, unsupervised data) gives
+mixture-only items. Headers written with spaces after the commas
+(``ID, duration, mix_wav``) are read as SpeechBrain's own reader reads them.
 """
 
 import csv
@@ -12,6 +16,8 @@ import os
 import speechbrain as sb
 from speechbrain.dataio.dataio import read_audio
 from speechbrain.dataio.dataset import DynamicItemDataset
+
+__all__ = ["load_manifest", "signal_columns"]
 
 WAV_SUFFIX = "_wav"
 
@@ -33,15 +39,15 @@ def signal_columns(csv_path):
     >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "m.csv")
     >>> with open(path, "w") as f:
-    ...     _ = f.write("ID,duration,mix_wav,mix_wav_format,s1_wav,noise_wav\\n")
+    ...     _ = f.write("ID, duration, mix_wav, mix_wav_format, s1_wav, noise_wav\\n")  # spaces after commas too
     >>> signal_columns(path)
     ['mix_wav', 's1_wav', 'noise_wav']
     """
     if not os.path.isfile(csv_path):
         raise FileNotFoundError(f"Manifest not found: {csv_path} (did data preparation run?)")
     with open(csv_path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), [])
-    return [c for c in header if c.endswith(WAV_SUFFIX)]
+        header = next(csv.reader(f, skipinitialspace=True), [])
+    return [c.strip() for c in header if c.strip().endswith(WAV_SUFFIX)]
 
 
 def _audio_pipeline(column):
@@ -56,7 +62,7 @@ def _audio_pipeline(column):
     return read, signal
 
 
-def load_manifest(csv_path, data_folder, extra_keys=()):
+def load_manifest(csv_path, data_folder, extra_keys=(), scenario=None):
     """Builds a ``DynamicItemDataset`` reading every audio column of a manifest.
 
     Arguments
@@ -66,7 +72,10 @@ def load_manifest(csv_path, data_folder, extra_keys=()):
     data_folder : str
         The dataset root that ``$data_root`` stands for.
     extra_keys : sequence of str
-        Further output keys (e.g. ``duration``).
+        Further output keys (e.g. ``duration``, a transcription column).
+    scenario : str, optional
+        Scenario label of every item (e.g. ``"2sp+n"``), unless the manifest
+        has a ``scenario`` column.
 
     Returns
     -------
@@ -89,32 +98,14 @@ def load_manifest(csv_path, data_folder, extra_keys=()):
     columns = signal_columns(csv_path)
     dataset = DynamicItemDataset.from_csv(csv_path=csv_path, replacements={"data_root": str(data_folder)})
     keys = ["id"]
+    if "scenario" in next(iter(dataset.data.values()), {}):
+        keys.append("scenario")
+    elif scenario is not None:
+        dataset.add_dynamic_item(lambda _mix, label=scenario: label, takes="mix_wav", provides="scenario")
+        keys.append("scenario")
     for column in columns:
         pipeline, signal = _audio_pipeline(column)
         dataset.add_dynamic_item(pipeline)
         keys.append(signal)
     dataset.set_output_keys(keys + list(extra_keys))
     return dataset
-
-
-def build_datasets(hparams):
-    """Train, valid and test datasets from the manifests named in the hparams.
-
-    Reads ``train_data``, ``valid_data``, ``test_data`` and ``data_folder``.
-    Sorting by duration follows ``sorting`` (``random`` by default,
-    ``ascending`` or ``descending`` sort the training set, as SpeechBrain does).
-
-    Returns
-    -------
-    tuple
-        ``(train, valid, test)`` datasets.
-    """
-    manifests = (hparams["train_data"], hparams["valid_data"], hparams["test_data"])
-    datasets = [load_manifest(path, hparams["data_folder"]) for path in manifests]
-    sorting = hparams.get("sorting", "random")
-    if sorting in ("ascending", "descending"):
-        datasets[0] = datasets[0].filtered_sorted(sort_key="duration", reverse=sorting == "descending")
-        hparams["dataloader_opts"]["shuffle"] = False
-    elif sorting != "random":
-        raise ValueError(f"sorting must be random, ascending or descending, not {sorting!r}")
-    return tuple(datasets)

@@ -1,0 +1,42 @@
+"""Vectorised, device-agnostic training losses (``[batch, time, n_src]`` signals).
+
+* :mod:`modules.losses.si_snr`: the pairwise SI-SNR matrix and uPIT
+  (:func:`pit_si_snr_loss`), with padded samples and sources masked;
+* :mod:`modules.losses.matching`: the best-assignment search over any pairwise
+  score matrix (:func:`best_permutation`), shared by every PIT variant;
+* :mod:`modules.losses.patch`: NASS's patch-wise contrastive loss.
+
+Every public name is importable from ``modules.losses``.
+"""
+
+from modules.losses.common import autocast_off, check_signals, output_dtype
+from modules.losses.matching import MAX_EXHAUSTIVE_SRC, assignment_table, best_permutation, matched_scores
+from modules.losses.patch import NASS_DIRECTIONS, nass_contrastive_loss, patch_nce_loss, sample_patch_positions
+from modules.losses.si_snr import (
+    apply_perm,
+    centered_f64,
+    mask_time,
+    pairwise_si_snr,
+    pit_si_snr_loss,
+    si_snr_from_stats,
+)
+
+__all__ = [
+    "MAX_EXHAUSTIVE_SRC",
+    "NASS_DIRECTIONS",
+    "apply_perm",
+    "assignment_table",
+    "autocast_off",
+    "best_permutation",
+    "centered_f64",
+    "check_signals",
+    "mask_time",
+    "matched_scores",
+    "nass_contrastive_loss",
+    "output_dtype",
+    "pairwise_si_snr",
+    "patch_nce_loss",
+    "pit_si_snr_loss",
+    "sample_patch_positions",
+    "si_snr_from_stats",
+]
