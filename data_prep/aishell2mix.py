@@ -62,7 +62,7 @@ Command line::
 
     python -m data_prep.aishell2mix --data_folder /data/Aishell2Mix --save_folder results/prep \\
         [--cfg_folder lst/aishell2mix] [--aishell_folder /data/aishell] [--aux_folder lst/aishell2mix] \\
-        [--enrollment] [--enroll_seed 0] [--splits tr cv tt] [--unsupervised tr cv]
+        [--enrollment] [--enroll_seed 0] [--splits tr cv tt] [--unsupervised tr cv] [--skip_bad_files]
 """
 
 import argparse
@@ -395,6 +395,7 @@ def prepare_aishell2mix(
     splits=SPLITS,
     unsupervised=DEFAULT_UNSUPERVISED,
     skip_prep=False,
+    skip_bad_files=False,
 ):
     """Write the Aishell2Mix manifests ``aishell2mix_{tr,cv,tt}.csv`` (simulating if asked).
 
@@ -425,6 +426,12 @@ def prepare_aishell2mix(
         Splits written mixture-only (default ``("tr", "cv")``).
     skip_prep : bool
         If True, return the manifest paths without checking anything.
+    skip_bad_files : bool
+        Leave out of the manifests the mixtures whose audio fails the content
+        check (unreadable, non-finite samples, silent, a length that differs
+        from the mixture's; see :func:`data_prep.common.check_audio_content`)
+        instead of raising; every bad file is listed in
+        ``<save_folder>/aishell2mix_rejected.csv``.
 
     Returns
     -------
@@ -435,7 +442,8 @@ def prepare_aishell2mix(
     ------
     data_prep.common.PrepError
         Missing folder, list or source (naming the list line), malformed
-        list line, wrong sample rate, unreadable WAV file.
+        list line, wrong sample rate, unreadable WAV file, bad audio content
+        (unless ``skip_bad_files``).
 
     Example
     -------
@@ -519,8 +527,9 @@ def prepare_aishell2mix(
             _simulate(jobs, data_folder / name)
             built = []
             for job in jobs:
-                audio = OrderedDict((k, rel_to_root(data_folder / name / f / job.cfg.name, data_folder))
-                                    for k, f in folders.items())
+                audio = OrderedDict(
+                    (k, rel_to_root(data_folder / name / f / job.cfg.name, data_folder)) for k, f in folders.items()
+                )
                 built.append(build_row(job.cfg.name[:-4], job.frames / SAMPLE_RATE, audio))
             out[key] = sorted(built, key=lambda r: r["ID"])
         if enrollment:
@@ -564,9 +573,7 @@ def prepare_aishell2mix(
         dirs = _speaker_dirs(search, needed)
         if dirs:
             source = "aishell1"
-            candidates = {
-                spk: [Candidate(p.stem, p) for p in sorted(d.glob("*.wav"))] for spk, d in dirs.items()
-            }
+            candidates = {spk: [Candidate(p.stem, p) for p in sorted(d.glob("*.wav"))] for spk, d in dirs.items()}
         else:
             source = "corpus"
             candidates = {}
@@ -575,14 +582,15 @@ def prepare_aishell2mix(
                 index = 0 if folder == "spk1" else 1
                 for wav in sorted(base.glob("*.wav")) if base.is_dir() else ():
                     utt = wav.stem.split("_")[index]
-                    candidates.setdefault(speaker_id(utt), []).append(
-                        Candidate(utt, rel_to_root(wav, data_folder))
-                    )
+                    candidates.setdefault(speaker_id(utt), []).append(Candidate(utt, rel_to_root(wav, data_folder)))
         chosen, missing = choose_enrollment(targets, candidates, enroll_seed)
         if missing:
             logger.warning(
                 "%s %s: %d mixtures left out, their target speaker has no other utterance (e.g. %s)",
-                LABEL, name, len(missing), ", ".join(missing[:3]),
+                LABEL,
+                name,
+                len(missing),
+                ", ".join(missing[:3]),
             )
         kept = []
         for row in split_rows:
@@ -603,7 +611,17 @@ def prepare_aishell2mix(
     if cfg_files is None and not data_folder.is_dir():
         raise PrepError(f"{LABEL} data_folder not found: {data_folder}")
     return prepare_manifests(
-        save_folder, PREFIX, options, manifests, header, scan, LABEL, skip_prep=False, extra_record=extra
+        save_folder,
+        PREFIX,
+        options,
+        manifests,
+        header,
+        scan,
+        LABEL,
+        skip_prep=False,
+        extra_record=extra,
+        data_folder=data_folder,
+        skip_bad_files=skip_bad_files,
     )
 
 
@@ -629,10 +647,19 @@ def build_parser():
     parser.add_argument("--enroll_seed", type=int, default=0)
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument(
-        "--unsupervised", nargs="*", default=list(DEFAULT_UNSUPERVISED), choices=SPLITS,
+        "--unsupervised",
+        nargs="*",
+        default=list(DEFAULT_UNSUPERVISED),
+        choices=SPLITS,
         help="splits written mixture-only (default: tr cv; give none for references everywhere)",
     )
     parser.add_argument("--skip_prep", action="store_true", help="only print the paths")
+    parser.add_argument(
+        "--skip_bad_files",
+        action="store_true",
+        help="leave out mixtures with bad audio (non-finite, silent, wrong length), listed in "
+        "<save_folder>/aishell2mix_rejected.csv",
+    )
     return parser
 
 

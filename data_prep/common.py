@@ -10,9 +10,14 @@ they have in common live here:
 * layout checks with helpful messages (:func:`check_layout`), the scan of one
   split folder into manifest rows (:func:`scan_split`) and WAV header reading
   (:func:`read_wav_info`);
+* the content check (:func:`check_audio_content`): every audio file read
+  once, whole, as float32; non-finite samples, silence (:data:`SILENCE_FLOOR`)
+  and lengths that differ from the mixture's are caught, listed in
+  ``<prefix>_rejected.csv`` and either reported (:class:`PrepError`) or left
+  out of the manifests (``skip_bad_files``);
 * atomic CSV writing (:func:`write_csv_atomic`), the ``<prefix>_prep.json``
-  sidecar (:func:`manifests_ready`) and the skip-or-prepare driver
-  (:func:`prepare_manifests`);
+  sidecar (:func:`manifests_ready`; it also caches the content check per
+  file) and the skip-or-prepare driver (:func:`prepare_manifests`);
 * the command-line error wrapper (:func:`run_cli`);
 * for the simulators and the newer corpora: atomic, resumable WAV output
   (:func:`write_wav_atomic`, :func:`wav_is_complete`, :func:`remove_stale_temps`,
@@ -35,11 +40,14 @@ resolves them wherever the data lives.
 import csv
 import json
 import logging
+import math
 import os
+import re
 import sys
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from pathlib import Path
 
+import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
@@ -48,7 +56,7 @@ from modules.files import PrepError, atomic_path, write_csv_atomic, write_text_a
 logger = logging.getLogger(__name__)
 
 #: Version of the manifest/sidecar format; bump it to force re-preparation.
-PREP_FORMAT_VERSION = 1
+PREP_FORMAT_VERSION = 2
 
 #: Placeholder replaced by the data folder when SpeechBrain loads a manifest.
 DATA_ROOT = "$data_root"
@@ -257,14 +265,9 @@ def read_wav_info(path, sample_rate=None):
     if info.frames <= 0:
         raise PrepError(f"unreadable WAV file: {path} (no audio frames)")
     if sample_rate is not None and info.samplerate != int(sample_rate):
-        raise PrepError(
-            f"wrong sample rate in {path}: found {info.samplerate} Hz, "
-            f"expected {int(sample_rate)} Hz"
-        )
+        raise PrepError(f"wrong sample rate in {path}: found {info.samplerate} Hz, expected {int(sample_rate)} Hz")
     if info.channels != 1:
-        raise PrepError(
-            f"expected a mono WAV file: {path} has {info.channels} channels"
-        )
+        raise PrepError(f"expected a mono WAV file: {path} has {info.channels} channels")
     return info
 
 
@@ -276,9 +279,7 @@ def _join_rel(*parts):
 def _listing(folder, limit=8):
     """Short listing of the entries of a folder, for error messages."""
     try:
-        names = sorted(
-            p.name for p in Path(folder).iterdir() if not p.name.startswith(".")
-        )
+        names = sorted(p.name for p in Path(folder).iterdir() if not p.name.startswith("."))
     except OSError:
         return "(unreadable)"
     if not names:
@@ -287,9 +288,7 @@ def _listing(folder, limit=8):
     return ", ".join(names[:limit]) + more
 
 
-def check_layout(
-    data_folder, rel_prefix, splits, folders, label, task=None, n_spks=None
-):
+def check_layout(data_folder, rel_prefix, splits, folders, label, task=None, n_spks=None):
     """Check that ``<data_folder>/<rel_prefix>/<split>/<folder>`` all exist.
 
     Arguments
@@ -335,9 +334,7 @@ def check_layout(
             rel = _join_rel(rel_prefix, split, folder)
             if (data_folder / rel).is_dir():
                 continue
-            pattern = _join_rel(
-                "<data_folder>", rel_prefix, "{" + ",".join(splits) + "}", folder
-            )
+            pattern = _join_rel("<data_folder>", rel_prefix, "{" + ",".join(splits) + "}", folder)
             msg = f"{label} folder not found: {data_folder / rel} (expected {pattern})"
             # Deepest existing ancestor: say what is there instead.
             parts = rel.split("/")
@@ -352,12 +349,7 @@ def check_layout(
                 msg += f"; task {task!r} needs {needed} but {split_dir} has only: {_listing(split_dir)}"
                 if n_spks is not None:
                     avail = [
-                        t
-                        for t in TASKS
-                        if all(
-                            (split_dir / f).is_dir()
-                            for f in task_folders(t, n_spks).values()
-                        )
+                        t for t in TASKS if all((split_dir / f).is_dir() for f in task_folders(t, n_spks).values())
                     ]
                     msg += f" (tasks possible with this data: {', '.join(avail) or 'none'})"
             else:
@@ -368,11 +360,7 @@ def check_layout(
 def _list_wavs(folder):
     """Sorted stems of the ``.wav`` files of a folder."""
     with os.scandir(folder) as it:
-        return sorted(
-            e.name[:-4]
-            for e in it
-            if e.name.endswith(".wav") and not e.name.startswith(".")
-        )
+        return sorted(e.name[:-4] for e in it if e.name.endswith(".wav") and not e.name.startswith("."))
 
 
 def _id_list(ids):
@@ -388,7 +376,11 @@ def scan_split(data_folder, rel_split, folders, sample_rate, desc=None, extra=No
     """Build the manifest rows of one split folder.
 
     The mixture folder (key ``mix``) lists the mixtures; every other folder must
-    hold a file of the same name, with the same sample rate and length.
+    hold a file of the same name, with the same sample rate (read from the
+    headers). Lengths are compared later, on the decoded audio, by the content
+    check of :func:`prepare_manifests` (:func:`check_audio_content`), so that a
+    source longer or shorter than its mixture can be left out with
+    ``skip_bad_files`` like any other bad file.
 
     Arguments
     ---------
@@ -442,32 +434,519 @@ def scan_split(data_folder, rel_split, folders, sample_rate, desc=None, extra=No
             f"{data_folder / rel_split}: " + "; ".join(problems)
         )
     rows = []
-    bar = tqdm(
-        ids, desc=desc or str(rel_split), unit="mix", leave=False, dynamic_ncols=True
-    )
+    bar = tqdm(ids, desc=desc or str(rel_split), unit="mix", leave=False, dynamic_ncols=True)
     try:
         for utt_id in bar:
             name = f"{utt_id}.wav"
             audio = OrderedDict()
-            frames = None
+            duration = None
             for key, folder in folders.items():
                 rel = _join_rel(rel_split, folder, name)
                 info = read_wav_info(data_folder / rel, sample_rate)
-                if frames is None:
-                    frames = info.frames
+                if duration is None:
                     duration = info.frames / info.samplerate
-                elif info.frames != frames:
-                    raise PrepError(
-                        f"length mismatch: {data_folder / rel} has {info.frames} samples, "
-                        f"its mixture has {frames}"
-                    )
                 audio[key] = rel
-            rows.append(
-                build_row(utt_id, duration, audio, extra(utt_id) if extra else None)
-            )
+            rows.append(build_row(utt_id, duration, audio, extra(utt_id) if extra else None))
     finally:
         bar.close()
     return rows
+
+
+# --------------------------------------------------------------------------
+# Content check: what the headers cannot tell
+
+#: Mean square (full scale = 1.0) below which a file counts as silent: 1e-10,
+#: i.e. -100 dBFS (dB re a full-scale square wave). A 16-bit step is
+#: 1/32768, so the rounding noise of an otherwise empty 16-bit file has a mean
+#: square of step²/12 = 7.8e-11 (-101 dBFS), and a file toggling by one step
+#: everywhere 9.3e-10 (-90 dBFS): below the floor there is nothing a 16-bit
+#: recording can hold beyond rounding residue (all-zero files, signals scaled to
+#: nothing). Quiet but valid files are far above it: LibriMix draws speech at
+#: -33 to -25 LUFS and noise at -38 to -30 LUFS, wsj0-2mix/WHAM! peak-normalise
+#: their mixtures to 0.9, and recorded silence carries the recording's noise
+#: floor (typically -60 to -80 dBFS); the margin is 60 dB or more.
+SILENCE_FLOOR = 1e-10
+
+#: Version of the content check's rules, recorded with :data:`SILENCE_FLOOR`
+#: in the sidecar options: a change re-prepares.
+CONTENT_CHECK_VERSION = 1
+
+#: Sidecar key of the per-file cache of the content check.
+CONTENT_CACHE_KEY = "content_files"
+
+#: Columns of ``<prefix>_rejected.csv`` (:func:`rejected_path`).
+REJECTED_HEADER = ("ID", "split", "file", "reason")
+
+#: What the content check measures in one file (``mean_square`` is ``None``
+#: when ``nonfinite`` > 0).
+FileStats = namedtuple("FileStats", ["frames", "sample_rate", "nonfinite", "mean_square"])
+
+#: One file that fails the check, in one mixture of one split.
+BadFile = namedtuple("BadFile", ["split", "utt_id", "path", "reason"])
+
+#: Result of :func:`check_audio_content`: the bad files (in manifest order),
+#: the relative paths of every file checked, and how many were read (not cached).
+ContentReport = namedtuple("ContentReport", ["bad", "files", "n_read"])
+
+
+def content_check_options():
+    """The content check's settings, recorded in the sidecar options.
+
+    Example
+    -------
+    >>> content_check_options()
+    {'version': 1, 'silence_floor': 1e-10}
+    """
+    return {"version": CONTENT_CHECK_VERSION, "silence_floor": SILENCE_FLOOR}
+
+
+def rejected_path(save_folder, prefix):
+    """Path of the list of bad files, ``<save_folder>/<prefix>_rejected.csv``.
+
+    Example
+    -------
+    >>> rejected_path("/s", "wham").as_posix()
+    '/s/wham_rejected.csv'
+    """
+    return Path(save_folder) / f"{prefix}_rejected.csv"
+
+
+_SOURCE_KEY = re.compile(r"s\d+")
+
+
+def is_length_key(key):
+    """Whether an audio key must have the length of its mixture (sources, noise).
+
+    Enrollment utterances (``enroll``) and REAL-M's separations (``sep1``...)
+    have lengths of their own.
+
+    Example
+    -------
+    >>> [is_length_key(k) for k in ("s1", "s12", "noise", "mix", "enroll", "sep1")]
+    [True, True, True, False, False, False]
+    """
+    return key == "noise" or _SOURCE_KEY.fullmatch(key) is not None
+
+
+def measure_audio(data, sample_rate):
+    """Measure a signal for the content check, on the whole array.
+
+    The mean square is one dot product (float32, as read), which also flags
+    non-finite samples: a NaN or an Inf makes it non-finite, and only then are
+    they counted (finite samples whose squares overflow float32 are measured
+    again in float64).
+
+    Arguments
+    ---------
+    data : numpy.ndarray
+        ``[frames]`` or ``[frames, channels]``.
+    sample_rate : int
+        Its sample rate.
+
+    Returns
+    -------
+    FileStats
+        ``(frames, sample_rate, nonfinite, mean_square)``; ``mean_square`` is
+        ``None`` when ``nonfinite`` > 0.
+
+    Example
+    -------
+    >>> measure_audio(np.array([0.5, -0.5, np.inf], dtype=np.float32), 8000)
+    FileStats(frames=3, sample_rate=8000, nonfinite=1, mean_square=None)
+    >>> measure_audio(np.full(4, 1e30, dtype=np.float32), 8000).mean_square  # doctest: +ELLIPSIS
+    1.00...e+60
+    """
+    flat = np.ravel(data)
+    with np.errstate(over="ignore", invalid="ignore"):  # non-finite results are handled below
+        mean_square = float(np.dot(flat, flat)) / flat.size if flat.size else 0.0
+    nonfinite = 0
+    if not math.isfinite(mean_square):
+        nonfinite = flat.size - int(np.count_nonzero(np.isfinite(flat)))
+        if nonfinite:
+            mean_square = None
+        else:
+            wide = flat.astype(np.float64)
+            mean_square = float(np.dot(wide, wide)) / flat.size
+    return FileStats(int(data.shape[0]), int(sample_rate), int(nonfinite), mean_square)
+
+
+def _read_audio(path):
+    """``(os.stat_result, FileStats)`` of one file, read whole as float32 through one descriptor.
+
+    Reading from the descriptor gives the file's size and modification time
+    (the cache key) without a second lookup of the path, and skips soundfile's
+    handling of file names; it is a little faster than ``soundfile.read(path)``.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        stat = os.fstat(fd)
+        with sf.SoundFile(fd, closefd=False) as audio:
+            data = audio.read(dtype="float32", always_2d=False)
+            rate = audio.samplerate
+    finally:
+        os.close(fd)
+    return stat, measure_audio(data, rate)
+
+
+def audio_stats(path):
+    """Read a whole audio file as float32 and measure it for the content check.
+
+    Arguments
+    ---------
+    path : str or Path
+        Audio file.
+
+    Returns
+    -------
+    FileStats
+        ``(frames, sample_rate, nonfinite, mean_square)`` (see :func:`measure_audio`).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+    >>> x = np.full(800, 0.5, dtype=np.float32)
+    >>> x[:3] = np.nan
+    >>> sf.write(path, x, 8000, subtype="FLOAT")
+    >>> audio_stats(path)
+    FileStats(frames=800, sample_rate=8000, nonfinite=3, mean_square=None)
+    >>> sf.write(path, np.full(800, 0.5), 8000, subtype="PCM_16")
+    >>> audio_stats(path)
+    FileStats(frames=800, sample_rate=8000, nonfinite=0, mean_square=0.25)
+    """
+    return _read_audio(path)[1]
+
+
+def _dbfs(mean_square):
+    """Level of a mean square in dBFS, as text (``-100``, ``-123.4``, ``-inf``)."""
+    return f"{10 * math.log10(mean_square):.4g}" if mean_square > 0 else "-inf"
+
+
+def file_problems(stats, floor=SILENCE_FLOOR):
+    """Why one file fails the check on its own: non-finite samples or silence.
+
+    Arguments
+    ---------
+    stats : FileStats
+        As measured by :func:`audio_stats`.
+    floor : float
+        Mean square below which the file is silent (:data:`SILENCE_FLOOR`).
+
+    Returns
+    -------
+    list of str
+        Empty when the file passes.
+
+    Example
+    -------
+    >>> file_problems(FileStats(800, 8000, 0, 0.01))
+    []
+    >>> file_problems(FileStats(800, 8000, 100, None))
+    ['100 non-finite samples (NaN or Inf)']
+    >>> file_problems(FileStats(800, 8000, 0, 0.0))
+    ['silent: -inf dBFS, below the floor of -100 dBFS']
+    """
+    if stats.nonfinite:
+        return [f"{stats.nonfinite} non-finite samples (NaN or Inf)"]
+    if stats.mean_square < floor:
+        return [f"silent: {_dbfs(stats.mean_square)} dBFS, below the floor of {_dbfs(floor)} dBFS"]
+    return []
+
+
+def row_audio(row):
+    """``{key: path relative to the data folder}`` of a manifest row's audio columns.
+
+    Example
+    -------
+    >>> row = build_row("a", 1.0, {"mix": "tt/mix/a.wav", "s1": "tt/s1/a.wav"})
+    >>> dict(row_audio(row))
+    {'mix': 'tt/mix/a.wav', 's1': 'tt/s1/a.wav'}
+    """
+    prefix = f"{DATA_ROOT}/"
+    audio = OrderedDict()
+    for column, value in row.items():
+        if column.endswith("_wav") and value:
+            path = str(value)
+            audio[column[: -len("_wav")]] = path[len(prefix) :] if path.startswith(prefix) else path
+    return audio
+
+
+def row_problems(row, stats, floor=SILENCE_FLOOR):
+    """Why the files of one mixture fail the check.
+
+    Each file on its own (:func:`file_problems`), then lengths: the mixture
+    must have the length its manifest ``duration`` gives (the header's, for a
+    scanned corpus), and every source and the noise (:func:`is_length_key`)
+    the length of the mixture.
+
+    Arguments
+    ---------
+    row : dict
+        Manifest row (``ID``, ``duration``, ...).
+    stats : mapping
+        ``{key: FileStats}``, or ``{key: str}`` (the reason) for an unreadable file.
+    floor : float
+        Silence floor (:data:`SILENCE_FLOOR`).
+
+    Returns
+    -------
+    OrderedDict
+        ``{key: [reason, ...]}`` of the bad files only.
+
+    Example
+    -------
+    >>> row = {"ID": "a", "duration": 0.1}
+    >>> ok = FileStats(800, 8000, 0, 0.01)
+    >>> dict(row_problems(row, {"mix": ok, "s1": ok}))
+    {}
+    >>> dict(row_problems(row, {"mix": ok, "s1": FileStats(900, 8000, 0, 0.0)}))  # doctest: +NORMALIZE_WHITESPACE
+    {'s1': ['silent: -inf dBFS, below the floor of -100 dBFS',
+            'length mismatch: 900 samples, longer than its mixture (800)']}
+    """
+    problems = OrderedDict()
+    for key, st in stats.items():
+        problems[key] = [st] if isinstance(st, str) else file_problems(st, floor)
+    mix = stats.get("mix")
+    if isinstance(mix, FileStats):
+        duration = row.get("duration")
+        if duration not in (None, ""):
+            expected = round(float(duration) * mix.sample_rate)
+            if mix.frames != expected:
+                problems["mix"].append(
+                    f"length mismatch: {mix.frames} samples decoded, its manifest duration gives {expected}"
+                )
+        for key, st in stats.items():
+            if key != "mix" and is_length_key(key) and isinstance(st, FileStats) and st.frames != mix.frames:
+                longer = "longer" if st.frames > mix.frames else "shorter"
+                problems[key].append(f"length mismatch: {st.frames} samples, {longer} than its mixture ({mix.frames})")
+    return OrderedDict((key, reasons) for key, reasons in problems.items() if reasons)
+
+
+def _cached_stats(entry, stat):
+    """The FileStats of a cache entry if it matches the file's size and mtime, else ``None``."""
+    if type(entry) is not list or len(entry) != 6 or entry[0] != stat.st_size or entry[1] != stat.st_mtime_ns:
+        return None
+    _, _, frames, rate, nonfinite, mean_square = entry
+    if type(frames) is not int or type(rate) is not int or type(nonfinite) is not int:
+        return None  # a hand-edited or foreign entry: read the file again
+    if (mean_square is not None) if nonfinite else type(mean_square) not in (int, float):
+        return None
+    return FileStats(frames, rate, nonfinite, mean_square)
+
+
+def _file_stats(path, rel, cache):
+    """``(FileStats or reason, whether the audio was read)`` of ``path``; updates ``cache[rel]``."""
+    entry = cache.get(rel)
+    if entry is not None:
+        try:
+            stats = _cached_stats(entry, os.stat(path))
+        except OSError as err:
+            return f"unreadable ({_one_line(err)})", False
+        if stats is not None:
+            return stats, False
+    try:
+        stat, stats = _read_audio(path)
+    except (RuntimeError, OSError, ValueError, TypeError) as err:
+        cache.pop(rel, None)
+        return f"unreadable ({_one_line(err)})", True
+    cache[rel] = [stat.st_size, stat.st_mtime_ns, *stats]
+    return stats, True
+
+
+def check_audio_content(rows, data_folder, cache=None, floor=SILENCE_FLOOR, desc="content check"):
+    """Read every audio file of the manifest rows once and find the bad ones.
+
+    A file is bad when it is unreadable, holds non-finite samples, is silent
+    (mean square below ``floor``), or has the wrong length (see
+    :func:`row_problems`). The files of one mixture are read together (the
+    length checks compare them), each whole as float32 (:func:`audio_stats`);
+    a file shared by several rows (an enrollment utterance) is read once.
+
+    ``cache`` maps a path relative to ``data_folder`` to
+    ``[size, mtime_ns, frames, sample_rate, nonfinite, mean_square]``; a file
+    whose size and modification time (ns) match its entry is not read again.
+    It is updated in place with the files read, so that a caller can keep it
+    even when the check is interrupted.
+
+    Arguments
+    ---------
+    rows : mapping
+        ``{split: [manifest row, ...]}`` (rows as :func:`build_row` makes them).
+    data_folder : str or Path
+        Root that the rows' ``$data_root/...`` paths are relative to.
+    cache : dict, optional
+        Per-file cache (see above), updated in place.
+    floor : float
+        Silence floor (:data:`SILENCE_FLOOR`).
+    desc : str
+        Progress bar label.
+
+    Returns
+    -------
+    ContentReport
+        ``bad``: list of :class:`BadFile` (``split, utt_id, path, reason``;
+        ``path`` is ``data_folder / relative path``) in manifest order, one per
+        bad file of each mixture; ``files``: the relative paths checked;
+        ``n_read``: how many were read (the others came from the cache).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for folder in ("mix", "s1"):
+    ...     (root / folder).mkdir()
+    ...     sf.write(root / folder / "a.wav", np.full(800, 0.1), 8000)
+    ...     sf.write(root / folder / "b.wav", np.zeros(800), 8000)
+    >>> rows = {"test": [build_row(i, 0.1, {"mix": f"mix/{i}.wav", "s1": f"s1/{i}.wav"}) for i in "ab"]}
+    >>> cache = {}
+    >>> report = check_audio_content(rows, root, cache)
+    >>> [(b.utt_id, Path(b.path).parent.name, b.reason) for b in report.bad]  # doctest: +NORMALIZE_WHITESPACE
+    [('b', 'mix', 'silent: -inf dBFS, below the floor of -100 dBFS'),
+     ('b', 's1', 'silent: -inf dBFS, below the floor of -100 dBFS')]
+    >>> report.n_read, check_audio_content(rows, root, cache).n_read
+    (4, 0)
+    """
+    root = str(Path(data_folder))  # plain strings below: pathlib costs as much as a stat here
+    cache = {} if cache is None else cache
+    seen = {}
+    bad = []
+    n_read = 0
+    bar = tqdm(total=sum(len(r) for r in rows.values()), desc=desc, unit="mix", leave=False, dynamic_ncols=True)
+    try:
+        for split, split_rows in rows.items():
+            for row in split_rows:
+                audio = row_audio(row)
+                stats = OrderedDict()
+                for key, rel in audio.items():
+                    if rel not in seen:
+                        seen[rel], was_read = _file_stats(os.path.join(root, rel), rel, cache)
+                        n_read += was_read
+                    stats[key] = seen[rel]
+                for key, reasons in row_problems(row, stats, floor).items():
+                    bad.append(BadFile(split, row["ID"], os.path.join(root, audio[key]), "; ".join(reasons)))
+                bar.update()
+    finally:
+        bar.close()
+    return ContentReport(bad, list(seen), n_read)
+
+
+def _bad_files_message(label, bad, csv_path):
+    """The one-line error of a check that found bad files."""
+    files = OrderedDict()
+    for item in bad:
+        files.setdefault(item.path, item.reason)
+    n_mix = len({(item.split, item.utt_id) for item in bad})
+    shown = ", ".join(f"{path} ({reason})" for path, reason in list(files.items())[:MAX_LISTED])
+    if len(files) > MAX_LISTED:
+        shown += f", ... (+{len(files) - MAX_LISTED} more)"
+    files_txt = f"{len(files)} audio file{'s' if len(files) > 1 else ''}"
+    mix_txt = f"{n_mix} mixture{'s' if n_mix > 1 else ''}"
+    return (
+        f"{label}: {files_txt} of {mix_txt} fail{'' if len(files) > 1 else 's'} the content check: {shown}; "
+        f"all listed in {csv_path}; fix them, or leave these mixtures out of the manifests with "
+        "--skip_bad_files (a recipe: --skip_bad_files=True, or skip_bad_files: True in its yaml)"
+    )
+
+
+def _read_record(path):
+    """The JSON object in ``path``, or ``{}``."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            record = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def sidecar_text(record):
+    """JSON text of a sidecar: indented, the per-file cache one file per line.
+
+    Example
+    -------
+    >>> print(sidecar_text({"version": 1, CONTENT_CACHE_KEY: {"a.wav": [1, 2, 800, 8000, 0, 0.25]}}), end="")
+    {
+      "version": 1,
+      "content_files": {
+        "a.wav": [1, 2, 800, 8000, 0, 0.25]
+      }
+    }
+    """
+    record = dict(record)
+    files = record.pop(CONTENT_CACHE_KEY, None)
+    text = json.dumps(record, indent=2, sort_keys=True)
+    if files is None:
+        return text + "\n"
+    lines = [f"    {json.dumps(rel)}: {json.dumps(entry)}" for rel, entry in sorted(files.items())]
+    body = "{\n" + ",\n".join(lines) + "\n  }" if lines else "{}"
+    head = text[:-2] + ",\n" if record else "{\n"
+    return f'{head}  "{CONTENT_CACHE_KEY}": {body}\n}}\n'
+
+
+def _keep_cache(sidecar, cache):
+    """Store the per-file cache in the sidecar, leaving the rest of it as it is.
+
+    Used when a preparation stops before writing manifests (bad files, an
+    interruption): what the sidecar vouched for is still on disk unchanged,
+    and the next run reads only the files that are new or changed.
+    """
+    record = _read_record(sidecar)
+    record[CONTENT_CACHE_KEY] = cache
+    write_text_atomic(sidecar, sidecar_text(record))
+
+
+def _apply_content_check(save_folder, prefix, rows, data_folder, skip_bad_files, label):
+    """Run :func:`check_audio_content` for :func:`prepare_manifests`.
+
+    Returns ``(rows kept, cache, {split: mixtures left out})``; raises
+    :class:`PrepError` on bad files unless ``skip_bad_files``.
+    """
+    sidecar = sidecar_path(save_folder, prefix)
+    old = _read_record(sidecar).get(CONTENT_CACHE_KEY)
+    cache = dict(old) if isinstance(old, dict) else {}
+    report = None
+    try:
+        report = check_audio_content(rows, data_folder, cache, desc=f"{label} content check")
+    finally:
+        if report is None and cache != (old or {}):
+            _keep_cache(sidecar, cache)  # interrupted: keep what was read
+    cache = {rel: cache[rel] for rel in report.files if rel in cache}
+    csv_path = rejected_path(save_folder, prefix)
+    if report.bad:
+        write_csv_atomic(
+            csv_path,
+            REJECTED_HEADER,
+            [{"ID": b.utt_id, "split": b.split, "file": b.path, "reason": b.reason} for b in report.bad],
+        )
+    elif csv_path.exists():
+        csv_path.unlink()  # a list from an earlier check would name files that are fine now
+    logger.info(
+        "%s content check: %d files (%d read, %d from the cache), %d bad",
+        label,
+        len(report.files),
+        report.n_read,
+        len(report.files) - report.n_read,
+        len({b.path for b in report.bad}),
+    )
+    if report.bad and not skip_bad_files:
+        _keep_cache(sidecar, cache)
+        raise PrepError(_bad_files_message(label, report.bad, csv_path))
+    left_out = {split: {b.utt_id for b in report.bad if b.split == split} for split in rows}
+    kept = {split: [r for r in split_rows if r["ID"] not in left_out[split]] for split, split_rows in rows.items()}
+    if report.bad:
+        logger.warning(
+            "%s: %d mixtures left out (skip_bad_files), their bad files are listed in %s",
+            label,
+            sum(len(ids) for ids in left_out.values()),
+            csv_path,
+        )
+    for split, split_rows in kept.items():
+        if not split_rows:
+            _keep_cache(sidecar, cache)
+            raise PrepError(
+                f"{label}: every mixture of the {split} split fails the content check "
+                f"({len(left_out[split])} mixtures, listed in {csv_path}); the manifest would be empty"
+            )
+    return kept, cache, {split: len(ids) for split, ids in left_out.items()}
 
 
 def sidecar_path(save_folder, prefix):
@@ -530,10 +1009,7 @@ def manifests_ready(save_folder, prefix, options, manifests, header):
         return False
     if not isinstance(recorded, dict):
         return False
-    if (
-        recorded.get("version") != PREP_FORMAT_VERSION
-        or recorded.get("options") != options
-    ):
+    if recorded.get("version") != PREP_FORMAT_VERSION or recorded.get("options") != options:
         return False
     rows = recorded.get("rows", {})
     for split, path in manifests.items():
@@ -561,8 +1037,32 @@ def prepare_manifests(
     label,
     skip_prep=False,
     extra_record=None,
+    data_folder=None,
+    skip_bad_files=False,
 ):
     """Skip-or-prepare driver shared by the dataset modules.
+
+    With ``data_folder``, the rows that ``scan`` returns go through the
+    content check (:func:`check_audio_content`): every audio file is read once
+    (with a progress bar), and a file that is unreadable, holds non-finite
+    samples, is silent (:data:`SILENCE_FLOOR`) or whose length differs from
+    its mixture's is bad. Every bad file is listed in ``<prefix>_rejected.csv``
+    (:func:`rejected_path`; columns :data:`REJECTED_HEADER`, one line per bad
+    file of a mixture; a check that finds none removes it). Then, by default,
+    a one-line :class:`PrepError` names the first ones and how many there are;
+    with ``skip_bad_files``, their mixtures are left out of the manifests (the
+    sidecar counts them per split under ``"rejected"``). ``skip_bad_files``
+    and the check's settings (:func:`content_check_options`) are recorded in
+    the sidecar options, so changing them prepares again.
+
+    The sidecar keeps, under :data:`CONTENT_CACHE_KEY`, each file's measures
+    keyed by its path relative to ``data_folder``, its size and modification
+    time (one file a line, see :func:`sidecar_text`), also after a check that
+    failed or was interrupted: a preparation done again reads only the files
+    that are new or changed. A preparation with unchanged options and intact
+    manifests is skipped without reading anything, so after fixing files,
+    delete one manifest (or switch ``skip_bad_files``) to have them checked
+    again.
 
     Arguments
     ---------
@@ -586,6 +1086,12 @@ def prepare_manifests(
     extra_record : dict, optional
         Further JSON-serialisable entries of the sidecar (e.g.
         ``{"supervised": {...}}``); ``scan`` may fill it in while it runs.
+    data_folder : str or Path, optional
+        Root that the rows' ``$data_root/...`` paths are relative to; enables
+        the content check (without it no audio is read, as in the example).
+    skip_bad_files : bool
+        Leave the mixtures with bad files out of the manifests instead of
+        raising :class:`PrepError`.
 
     Returns
     -------
@@ -607,10 +1113,16 @@ def prepare_manifests(
         return paths
     save_folder = Path(save_folder)
     save_folder.mkdir(parents=True, exist_ok=True)
+    if data_folder is not None:
+        options = {**options, "skip_bad_files": bool(skip_bad_files), "content_check": content_check_options()}
     if manifests_ready(save_folder, prefix, options, manifests, header):
         logger.info("%s manifests already prepared in %s, skipping", label, save_folder)
         return paths
     rows = scan()
+    record = dict(extra_record or {})
+    if data_folder is not None:
+        rows, cache, left_out = _apply_content_check(save_folder, prefix, rows, data_folder, skip_bad_files, label)
+        record.update(rejected=left_out, **{CONTENT_CACHE_KEY: cache})
     # Invalidate first: a crash below must never leave a sidecar vouching for
     # a mix of old and new manifests.
     sidecar = sidecar_path(save_folder, prefix)
@@ -620,9 +1132,8 @@ def prepare_manifests(
     for split, path in manifests.items():
         counts[split] = write_csv_atomic(path, _split_header(header, split), rows[split])
         logger.info("%s %s: %d mixtures -> %s", label, split, counts[split], path)
-    record = dict(extra_record or {})
     record.update(version=PREP_FORMAT_VERSION, options=options, rows=counts)
-    write_text_atomic(sidecar, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(sidecar, sidecar_text(record))
     return paths
 
 
@@ -960,34 +1471,52 @@ def run_simulation(items, is_done, make, desc, unit="mix"):
             bar.close()
     return len(todo), n_kept
 
+
 __all__ = [
+    "CONTENT_CACHE_KEY",
+    "CONTENT_CHECK_VERSION",
     "DATA_ROOT",
+    "REJECTED_HEADER",
+    "SILENCE_FLOOR",
     "SUPERVISED_KEY",
     "TASKS",
     "TEMP_WAV_GLOB",
     "WSJ_SPLITS",
+    "BadFile",
+    "ContentReport",
+    "FileStats",
     "PrepError",
     "audio_columns",
+    "audio_stats",
     "build_row",
+    "check_audio_content",
     "check_choice",
     "check_layout",
+    "content_check_options",
     "data_root_path",
     "file_digest",
+    "file_problems",
+    "is_length_key",
     "is_supervised",
     "list_error",
     "manifest_header",
     "manifests_ready",
+    "measure_audio",
     "prepare_manifests",
     "read_metadata_ids",
     "read_wav",
     "read_wav_info",
+    "rejected_path",
     "rel_to_root",
     "remove_stale_temps",
+    "row_audio",
+    "row_problems",
     "run_cli",
     "run_simulation",
     "scan_split",
     "select_splits",
     "sidecar_path",
+    "sidecar_text",
     "task_folders",
     "wav_is_complete",
     "write_csv_atomic",

@@ -107,17 +107,14 @@ def read_aux_list(path):
         if not fields:
             continue
         if len(fields) != 2:
-            raise list_error(
-                path, lineno, f"expected '<mixture><TAB><enrollment path>', found {len(fields)} fields"
-            )
+            raise list_error(path, lineno, f"expected '<mixture><TAB><enrollment path>', found {len(fields)} fields")
         name, listed = fields
         mix_id = name[:-4] if name.endswith(".wav") else name
         if mix_id in entries and entries[mix_id].listed != listed:
             raise list_error(
                 path,
                 lineno,
-                f"mixture {mix_id} listed twice with different enrollments "
-                f"(first on line {entries[mix_id].lineno})",
+                f"mixture {mix_id} listed twice with different enrollments (first on line {entries[mix_id].lineno})",
             )
         entries.setdefault(mix_id, AuxEntry(listed, str(path), lineno))
     if not entries:

@@ -42,7 +42,7 @@ mixtures were left out.
 Command line::
 
     python -m data_prep.librimix --data_folder /data/LibriMix --save_folder results/prep \\
-        [--n_spks 2] [--sample_rate 8000] [--mode min] [--task sep_noisy] [--train_set train-100] \\
+        [--n_spks 2] [--sample_rate 8000] [--mode min] [--task sep_noisy] [--train_set train-100] [--skip_bad_files] \\
         [--enrollment [--aux_list lists/libri2mix] [--librispeech_folder /data/LibriSpeech] [--enroll_seed 0]]
 """
 
@@ -271,6 +271,7 @@ def prepare_librimix(
     aux_list=None,
     librispeech_folder=None,
     enroll_seed=0,
+    skip_bad_files=False,
 ):
     """Write the LibriMix manifests ``libri{n}mix_{train_set,dev,test}.csv``.
 
@@ -303,6 +304,12 @@ def prepare_librimix(
         folder holding ``Libri{n}Mix``, and their ``LibriSpeech`` subfolders).
     enroll_seed : int
         Seed of the enrollment draw for splits not covered by ``aux_list``.
+    skip_bad_files : bool
+        Leave out of the manifests the mixtures whose audio fails the content
+        check (unreadable, non-finite samples, silent, a length that differs
+        from the mixture's; see :func:`data_prep.common.check_audio_content`)
+        instead of raising; every bad file is listed in
+        ``<save_folder>/libri{n}mix_rejected.csv``.
 
     Returns
     -------
@@ -314,9 +321,9 @@ def prepare_librimix(
     data_prep.common.PrepError
         Invalid option, missing folder (including partial generations lacking
         what the task needs), mixtures without sources, wrong sample rate,
-        unreadable WAV file; with enrollment: missing or malformed aux list
-        (naming the line), listed utterance not found, of another speaker or
-        the mixed one itself.
+        unreadable WAV file, bad audio content (unless ``skip_bad_files``);
+        with enrollment: missing or malformed aux list (naming the line),
+        listed utterance not found, of another speaker or the mixed one itself.
 
     Example
     -------
@@ -413,6 +420,8 @@ def prepare_librimix(
         f"Libri{n_spks}Mix",
         skip_prep=skip_prep,
         extra_record=extra,
+        data_folder=data_folder,
+        skip_bad_files=skip_bad_files,
     )
 
 
@@ -517,6 +526,12 @@ def build_parser():
     parser.add_argument("--task", default="sep_noisy", choices=tuple(TASKS))
     parser.add_argument("--train_set", default="train-100", choices=TRAIN_SETS)
     parser.add_argument("--skip_prep", action="store_true", help="only print the paths")
+    parser.add_argument(
+        "--skip_bad_files",
+        action="store_true",
+        help="leave out mixtures with bad audio (non-finite, silent, wrong length), listed in "
+        "<save_folder>/libri{n}mix_rejected.csv",
+    )
     parser.add_argument("--enrollment", action="store_true", help="add the enroll_wav column (target = s1)")
     parser.add_argument("--aux_list", nargs="+", default=None, help="enrollment list file(s) or folder")
     parser.add_argument("--librispeech_folder", default=None, help="LibriSpeech root of the aux lists")

@@ -23,7 +23,8 @@ Writes ``<save_folder>/lrs2mix_{tr,cv,tt}.csv`` (keys ``train``, ``valid``,
 
 Command line::
 
-    python -m data_prep.lrs2mix --data_folder /data/lrs2_rebuild --save_folder results/prep [--splits tt]
+    python -m data_prep.lrs2mix --data_folder /data/lrs2_rebuild --save_folder results/prep [--splits tt] \\
+        [--skip_bad_files]
 """
 
 import argparse
@@ -120,7 +121,7 @@ def find_lrs2mix_audio(data_folder, sample_rate=16000):
     )
 
 
-def prepare_lrs2mix(data_folder, save_folder, splits=SPLITS, sample_rate=16000, skip_prep=False):
+def prepare_lrs2mix(data_folder, save_folder, splits=SPLITS, sample_rate=16000, skip_prep=False, skip_bad_files=False):
     """Write the LRS2-2Mix manifests ``lrs2mix_{tr,cv,tt}.csv``.
 
     Arguments
@@ -138,6 +139,12 @@ def prepare_lrs2mix(data_folder, save_folder, splits=SPLITS, sample_rate=16000, 
         resampled by the user.
     skip_prep : bool
         If True, return the manifest paths without checking anything.
+    skip_bad_files : bool
+        Leave out of the manifests the mixtures whose audio fails the content
+        check (unreadable, non-finite samples, silent, a length that differs
+        from the mixture's; see :func:`data_prep.common.check_audio_content`)
+        instead of raising; every bad file is listed in
+        ``<save_folder>/lrs2mix_rejected.csv``.
 
     Returns
     -------
@@ -148,7 +155,7 @@ def prepare_lrs2mix(data_folder, save_folder, splits=SPLITS, sample_rate=16000, 
     ------
     data_prep.common.PrepError
         Invalid option, missing folder, mixtures without sources, wrong sample
-        rate, unreadable WAV file.
+        rate, unreadable WAV file, bad audio content (unless ``skip_bad_files``).
 
     Example
     -------
@@ -193,6 +200,8 @@ def prepare_lrs2mix(data_folder, save_folder, splits=SPLITS, sample_rate=16000, 
         LABEL,
         skip_prep=skip_prep,
         extra_record={SUPERVISED_KEY: {key: True for key in manifests}},
+        data_folder=data_folder,
+        skip_bad_files=skip_bad_files,
     )
 
 
@@ -212,6 +221,12 @@ def build_parser():
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--sample_rate", type=int, default=16000, choices=SAMPLE_RATES)
     parser.add_argument("--skip_prep", action="store_true", help="only print the paths")
+    parser.add_argument(
+        "--skip_bad_files",
+        action="store_true",
+        help="leave out mixtures with bad audio (non-finite, silent, wrong length), listed in "
+        "<save_folder>/lrs2mix_rejected.csv",
+    )
     return parser
 
 

@@ -53,7 +53,8 @@ blind SI-SNR estimator, DNSMOS).
 
 Command line::
 
-    python -m data_prep.realm --data_folder /data/REAL-M-v0.1.0 --save_folder results/prep [--with_separations]
+    python -m data_prep.realm --data_folder /data/REAL-M-v0.1.0 --save_folder results/prep [--with_separations] \\
+        [--skip_bad_files]
 """
 
 import argparse
@@ -205,7 +206,7 @@ def realm_manifest_paths(save_folder):
     return OrderedDict((key, Path(save_folder) / f"{PREFIX}_{key}.csv") for key in FULL_COUNTS)
 
 
-def prepare_realm(data_folder, save_folder, with_separations=False, skip_prep=False):
+def prepare_realm(data_folder, save_folder, with_separations=False, skip_prep=False, skip_bad_files=False):
     """Write the REAL-M manifests ``realm_pretrain.csv`` and ``realm_test.csv``.
 
     Arguments
@@ -219,6 +220,12 @@ def prepare_realm(data_folder, save_folder, with_separations=False, skip_prep=Fa
         (``separations/<name>source{1,2}hat.wav`` or ``<name>.wavsource{1,2}hat.wav``).
     skip_prep : bool
         If True, return the manifest paths without checking anything.
+    skip_bad_files : bool
+        Leave out of the manifests the mixtures whose audio fails the content
+        check (unreadable, non-finite samples, silent, a length that differs
+        from the mixture's; see :func:`data_prep.common.check_audio_content`)
+        instead of raising; every bad file is listed in
+        ``<save_folder>/realm_rejected.csv``.
 
     Returns
     -------
@@ -229,7 +236,8 @@ def prepare_realm(data_folder, save_folder, with_separations=False, skip_prep=Fa
     ------
     data_prep.common.PrepError
         Missing folder or transcription file, malformed transcription file,
-        wrong sample rate, unreadable WAV file, missing separations (when asked).
+        wrong sample rate, unreadable WAV file, missing separations (when asked),
+        bad audio content (unless ``skip_bad_files``).
 
     Example
     -------
@@ -359,7 +367,17 @@ def prepare_realm(data_folder, save_folder, with_separations=False, skip_prep=Fa
         return rows
 
     return prepare_manifests(
-        save_folder, PREFIX, options, manifests, header, scan, LABEL, skip_prep=skip_prep, extra_record=extra
+        save_folder,
+        PREFIX,
+        options,
+        manifests,
+        header,
+        scan,
+        LABEL,
+        skip_prep=skip_prep,
+        extra_record=extra,
+        data_folder=data_folder,
+        skip_bad_files=skip_bad_files,
     )
 
 
@@ -376,6 +394,12 @@ def build_parser():
     parser.add_argument("--save_folder", required=True, help="output folder of the manifests")
     parser.add_argument("--with_separations", action="store_true", help="add the SepFormer separations")
     parser.add_argument("--skip_prep", action="store_true", help="only print the paths")
+    parser.add_argument(
+        "--skip_bad_files",
+        action="store_true",
+        help="leave out mixtures with bad audio (non-finite, silent, wrong length), listed in "
+        "<save_folder>/realm_rejected.csv",
+    )
     return parser
 
 

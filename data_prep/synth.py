@@ -362,9 +362,7 @@ def _controls(speaker, plan, times, duration, rng):
         accents.append(accent)
     centres = np.array(centres)
     targets = VOWEL_FORMANTS[vowels]  # (n_syl, 4)
-    formants = np.stack(
-        [np.interp(times, centres, targets[:, i]) for i in range(4)], axis=1
-    )
+    formants = np.stack([np.interp(times, centres, targets[:, i]) for i in range(4)], axis=1)
     formants = np.concatenate([formants, np.full((n, 1), F5)], axis=1)
     formants = formants * speaker.formant_scale * np.array(speaker.formant_offsets)
     # intonation: declination + per-syllable accents + slow drift (semitones)
@@ -460,9 +458,7 @@ def synth_utterance(speaker, duration, sample_rate, rng, floor_db=-60.0):
     n_frames = int(np.ceil(n / hop)) + 1
     times = np.arange(n_frames) * hop / sample_rate
     plan = _plan_syllables(speaker, n / sample_rate, rng)
-    voiced, fric, fc, fbw, formants, f0_frames = _controls(
-        speaker, plan, times, n / sample_rate, rng
-    )
+    voiced, fric, fc, fbw, formants, f0_frames = _controls(speaker, plan, times, n / sample_rate, rng)
 
     # Glottal source: Rosenberg pulses with jittered f0, differentiated (lip radiation).
     t = np.arange(n) / sample_rate
@@ -578,12 +574,7 @@ def slow_modulation(n, sample_rate, rng, depth=0.5):
     t = np.arange(int(n)) / sample_rate
     rates = rng.uniform(0.05, 0.5, 3)
     phases = rng.uniform(0, 2 * np.pi, 3)
-    s = (
-        np.sum(
-            np.sin(2 * np.pi * rates[:, None] * t[None, :] + phases[:, None]), axis=0
-        )
-        / 3
-    )
+    s = np.sum(np.sin(2 * np.pi * rates[:, None] * t[None, :] + phases[:, None]), axis=0) / 3
     return 1.0 + depth * s / max(np.max(np.abs(s)), 1e-9) * 0.95
 
 
@@ -618,18 +609,14 @@ def ambient_noise(n, sample_rate, rng):
     babble = np.zeros(n)
     for i in range(int(rng.integers(3, 7))):
         talker = sample_speaker(rng, f"far{i}")
-        babble += synth_utterance(talker, duration, sample_rate, rng) * rng.uniform(
-            0.5, 1.0
-        )
+        babble += synth_utterance(talker, duration, sample_rate, rng) * rng.uniform(0.5, 1.0)
     m = next_fast_len(n, real=True)
     spec = np.fft.rfft(babble, n=m)
     f = np.fft.rfftfreq(m, 1.0 / sample_rate)
     spec /= np.sqrt(1.0 + (f / rng.uniform(1000.0, 2500.0)) ** 4)
     babble = np.fft.irfft(spec, n=m)[:n]
     babble /= max(rms(babble), 1e-12)
-    bed = coloured_noise(
-        n, sample_rate, rng, exponent=rng.uniform(1.0, 2.0), f_min=30.0
-    )
+    bed = coloured_noise(n, sample_rate, rng, exponent=rng.uniform(1.0, 2.0), f_min=30.0)
     # clatter: sparse impulses convolved with a short decaying noise burst
     impulses = np.zeros(n)
     n_hits = rng.poisson(0.7 * duration)
@@ -639,9 +626,7 @@ def ambient_noise(n, sample_rate, rng):
     clatter = fftconvolve(impulses, kernel)[:n] if n_hits else np.zeros(n)
     mix = babble * 10 ** (rng.uniform(-6.0, 0.0) / 20) + bed
     if n_hits:
-        mix += (
-            clatter / max(rms(clatter), 1e-12) * 10 ** (rng.uniform(-15.0, -6.0) / 20)
-        )
+        mix += clatter / max(rms(clatter), 1e-12) * 10 ** (rng.uniform(-15.0, -6.0) / 20)
     mix *= slow_modulation(n, sample_rate, rng, depth=rng.uniform(0.2, 0.6))
     return mix / max(rms(mix), 1e-12)
 

@@ -111,7 +111,7 @@ Command line::
 
     python -m data_prep.vox2mix --data_folder /data/VoxCeleb2 --save_folder results/prep \\
         [--variant auto|2mix|dip] [--mix_folder 2_mix_min_800] [--mixing_list lists/*.csv] \\
-        [--sim_folder DIR] [--sample_rate 16000] [--splits tr cv tt]
+        [--sim_folder DIR] [--sample_rate 16000] [--splits tr cv tt] [--skip_bad_files]
 """
 
 import argparse
@@ -672,6 +672,7 @@ def prepare_vox2mix(
     splits=SPLITS,
     skip_prep=False,
     mix_folder=None,
+    skip_bad_files=False,
 ):
     """Write the Vox2Mix manifests ``vox2mix_{tr,cv,tt}.csv`` (simulating if asked).
 
@@ -702,6 +703,12 @@ def prepare_vox2mix(
         holding ``{train,val,test}`` (e.g. ``2_mix_min_800``,
         ``2_mix_min_pretrain``; ``"."`` for ``audio_mixture`` itself). Default:
         detected (see :func:`find_dip_mixtures`).
+    skip_bad_files : bool
+        Leave out of the manifests the mixtures whose audio fails the content
+        check (unreadable, non-finite samples, silent, a length that differs
+        from the mixture's; see :func:`data_prep.common.check_audio_content`)
+        instead of raising; every bad file is listed in
+        ``<save_folder>/vox2mix_rejected.csv``.
 
     Returns
     -------
@@ -713,7 +720,8 @@ def prepare_vox2mix(
     data_prep.common.PrepError
         Invalid option, missing folder or source, several or no mixture
         folder, malformed mixing-list line (with its line number), silent
-        source, wrong sample rate, unreadable WAV file.
+        source, wrong sample rate, unreadable WAV file, bad audio content
+        (unless ``skip_bad_files``).
 
     Example
     -------
@@ -816,7 +824,17 @@ def prepare_vox2mix(
     else:
         scan = scan_dip_mixtures
     return prepare_manifests(
-        save_folder, PREFIX, options, manifests, header, scan, LABEL, skip_prep=False, extra_record=extra
+        save_folder,
+        PREFIX,
+        options,
+        manifests,
+        header,
+        scan,
+        LABEL,
+        skip_prep=False,
+        extra_record=extra,
+        data_folder=data_folder,
+        skip_bad_files=skip_bad_files,
     )
 
 
@@ -847,6 +865,12 @@ def build_parser():
     parser.add_argument("--sample_rate", type=int, default=16000, choices=SAMPLE_RATES)
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)
     parser.add_argument("--skip_prep", action="store_true", help="only print the paths")
+    parser.add_argument(
+        "--skip_bad_files",
+        action="store_true",
+        help="leave out mixtures with bad audio (non-finite, silent, wrong length), listed in "
+        "<save_folder>/vox2mix_rejected.csv",
+    )
     return parser
 
 

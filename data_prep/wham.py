@@ -10,7 +10,7 @@ for the manifest columns) plus the sidecar ``wham_prep.json``.
 Command line::
 
     python -m data_prep.wham --data_folder /data/WHAM --save_folder results/prep \\
-        [--sample_rate 8000] [--mode min] [--task sep_noisy]
+        [--sample_rate 8000] [--mode min] [--task sep_noisy] [--skip_bad_files]
 """
 
 import argparse
@@ -48,10 +48,7 @@ def wham_manifest_paths(save_folder):
     >>> {k: Path(v).name for k, v in wham_manifest_paths("/s").items()}
     {'train': 'wham_tr.csv', 'valid': 'wham_cv.csv', 'test': 'wham_tt.csv'}
     """
-    return {
-        split: Path(save_folder) / f"{PREFIX}_{name}.csv"
-        for split, name in SPLITS.items()
-    }
+    return {split: Path(save_folder) / f"{PREFIX}_{name}.csv" for split, name in SPLITS.items()}
 
 
 def prepare_wham(
@@ -61,6 +58,7 @@ def prepare_wham(
     mode="min",
     task="sep_noisy",
     skip_prep=False,
+    skip_bad_files=False,
 ):
     """Write the WHAM! manifests ``wham_tr.csv``, ``wham_cv.csv``, ``wham_tt.csv``.
 
@@ -79,6 +77,12 @@ def prepare_wham(
         (``mix_clean``; s1, s2) or ``"enh_single"`` (``mix_single``; s1, noise).
     skip_prep : bool
         If True, return the manifest paths without checking anything.
+    skip_bad_files : bool
+        Leave out of the manifests the mixtures whose audio fails the content
+        check (unreadable, non-finite samples, silent, a length that differs
+        from the mixture's; see :func:`data_prep.common.check_audio_content`)
+        instead of raising; every bad file is listed in
+        ``<save_folder>/wham_rejected.csv``.
 
     Returns
     -------
@@ -89,7 +93,7 @@ def prepare_wham(
     ------
     data_prep.common.PrepError
         Invalid option, missing folder, mixtures without sources, wrong sample
-        rate, unreadable WAV file.
+        rate, unreadable WAV file, bad audio content (unless ``skip_bad_files``).
 
     Example
     -------
@@ -149,6 +153,8 @@ def prepare_wham(
         scan,
         LABEL,
         skip_prep=skip_prep,
+        data_folder=data_folder,
+        skip_bad_files=skip_bad_files,
     )
 
 
@@ -160,19 +166,19 @@ def build_parser():
     >>> build_parser().parse_args(["--data_folder", "d", "--save_folder", "s"]).mode
     'min'
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m data_prep.wham", description="Write WHAM! CSV manifests."
-    )
-    parser.add_argument(
-        "--data_folder", required=True, help="WHAM! root (contains wav8k/)"
-    )
-    parser.add_argument(
-        "--save_folder", required=True, help="output folder of the manifests"
-    )
+    parser = argparse.ArgumentParser(prog="python -m data_prep.wham", description="Write WHAM! CSV manifests.")
+    parser.add_argument("--data_folder", required=True, help="WHAM! root (contains wav8k/)")
+    parser.add_argument("--save_folder", required=True, help="output folder of the manifests")
     parser.add_argument("--sample_rate", type=int, default=8000, choices=SAMPLE_RATES)
     parser.add_argument("--mode", default="min", choices=MODES)
     parser.add_argument("--task", default="sep_noisy", choices=tuple(TASKS))
     parser.add_argument("--skip_prep", action="store_true", help="only print the paths")
+    parser.add_argument(
+        "--skip_bad_files",
+        action="store_true",
+        help="leave out mixtures with bad audio (non-finite, silent, wrong length), listed in "
+        "<save_folder>/wham_rejected.csv",
+    )
     return parser
 
 

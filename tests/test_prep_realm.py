@@ -138,7 +138,7 @@ def test_counts_checked_only_on_the_full_corpus(tmp_path, realm_root, caplog, mo
 
 
 def _hand_release(root, sessions, sep_names=None):
-    """A hand-made REAL-M v0.1.0 tree: ``{session: n_recordings}``, 8-sample 8 kHz WAVs, transcriptions."""
+    """A hand-made REAL-M v0.1.0 tree: ``{session: n_recordings}``, 8-sample 8 kHz WAVs (not silent), transcriptions."""
     audio = root / "audio_files_converted_8000Hz"
     (root / "transcriptions").mkdir(parents=True)
     for idx, (session, n) in enumerate(sessions.items(), 1):
@@ -147,11 +147,11 @@ def _hand_release(root, sessions, sep_names=None):
         lines = ["sentence1,sentence2,WorkerId,filename" if early else "index,sentence1,sentence2,filename"]
         for i in range(n):
             stem = f"{idx}{i:05d}"
-            sf.write(audio / session / f"{stem}.wav", [0.1 * (i % 3)] * 8, 8000, subtype="PCM_16")
+            sf.write(audio / session / f"{stem}.wav", [0.1 * (i % 3 + 1)] * 8, 8000, subtype="PCM_16")
             lines.append(f"one,two,A1B2,{stem}.mp3" if early else f"{i},one,two,{stem}.wav")
             for k, pattern in enumerate((sep_names or {}).get(stem, ()), 1):
                 (root / "separations").mkdir(exist_ok=True)
-                sf.write(root / "separations" / pattern.format(stem=stem, k=k), [0.0] * 8, 8000)
+                sf.write(root / "separations" / pattern.format(stem=stem, k=k), [0.1] * 8, 8000)
         (root / "transcriptions" / f"{session}.csv").write_text("\n".join(lines) + "\n")
     return root
 
@@ -167,7 +167,7 @@ def test_full_release_counts(tmp_path, caplog):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING] and "partial" not in caplog.text
     # the DIP paper's 837 test mixtures (1437 in all) is not the release: reported
     extra = root / "audio_files_converted_8000Hz" / "session2" / "2extra.wav"
-    sf.write(extra, [0.0] * 8, 8000, subtype="PCM_16")
+    sf.write(extra, [0.1] * 8, 8000, subtype="PCM_16")
     with open(root / "transcriptions" / "session2.csv", "a") as fh:
         fh.write("436,one,two,2extra.wav\n")
     caplog.clear()
