@@ -4,13 +4,15 @@
   (:func:`pit_si_snr_loss`), with padded samples and sources masked;
 * :mod:`modules.losses.matching`: the best-assignment search over any pairwise
   score matrix (:func:`best_permutation`), shared by every PIT variant;
-* :mod:`modules.losses.patch`: NASS's patch-wise contrastive loss.
+* :mod:`modules.losses.patch`: NASS's patch-wise contrastive loss;
+* :mod:`modules.losses.orpit`: SADDEL's one-and-rest PIT;
 
 Every public name is importable from ``modules.losses``.
 """
 
 from modules.losses.common import autocast_off, check_signals, output_dtype
 from modules.losses.matching import MAX_EXHAUSTIVE_SRC, assignment_table, best_permutation, matched_scores
+from modules.losses.orpit import orpit_scores, orpit_si_snr_loss, rest_targets
 from modules.losses.patch import NASS_DIRECTIONS, nass_contrastive_loss, patch_nce_loss, sample_patch_positions
 from modules.losses.si_snr import (
     apply_perm,
@@ -33,10 +35,13 @@ __all__ = [
     "mask_time",
     "matched_scores",
     "nass_contrastive_loss",
+    "orpit_scores",
+    "orpit_si_snr_loss",
     "output_dtype",
     "pairwise_si_snr",
     "patch_nce_loss",
     "pit_si_snr_loss",
+    "rest_targets",
     "sample_patch_positions",
     "si_snr_from_stats",
 ]

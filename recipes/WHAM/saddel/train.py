@@ -1,0 +1,22 @@
+#!/usr/bin/env python3
+"""SADDEL on WHAM!: joint separation and denoising by recursive one-and-rest separation, trained on
+the five scenarios 1sp+n, 2sp, 3sp, 2sp+n, 3sp+n at once (the 3-speaker ones mixed on the fly from
+WHAM!'s own sources and noise); and the paper's comparison systems.
+
+Run from the repository root (or from this folder)::
+
+    python recipes/WHAM/saddel/train.py hparams/saddel.yaml --data_folder=<WHAM root>
+    python recipes/WHAM/saddel/train.py hparams/saddel_finetune.yaml --data_folder=<WHAM root>
+
+The first command trains the first recursion step on every scenario; the second fine-tunes the
+recursion unrolled over the true number of speakers, starting from the first run (``init_from``).
+``hparams/bl_ss.yaml``, ``bl_sd.yaml``, ``cascade.yaml`` and ``a2pit.yaml`` are the comparison systems.
+The yaml's ``system`` picks the Brain (``modules.saddel.make_saddel_brain``); the steps of a run are
+``modules.recipe.run_recipe``'s.
+"""
+
+from modules.recipe import run_recipe
+from modules.saddel import make_saddel_brain
+
+if __name__ == "__main__":
+    run_recipe(make_saddel_brain, recipe_file=__file__)
