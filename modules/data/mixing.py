@@ -84,6 +84,7 @@ __all__ = [
     "librimix_gains",
     "librimix_speakers",
     "manifest_pools",
+    "manifest_rows",
     "register_gain_rule",
     "wham_gains",
     "wham_speakers",
@@ -248,7 +249,7 @@ class AudioPool:
         return len(self.paths)
 
 
-def _rows(train, data_folder=None):
+def manifest_rows(train, data_folder=None):
     """``(ids, rows)`` of a manifest path or of a ``DynamicItemDataset`` (paths resolved)."""
     if isinstance(train, (str, os.PathLike)):
         from speechbrain.dataio.dataio import load_data_csv
@@ -314,7 +315,7 @@ def manifest_pools(train, sample_rate, speaker_rule, data_folder=None, with_nois
     ('/data/n/m2.wav', [8000, 4000])
     """
     rule = _lookup(SPEAKER_RULES, speaker_rule, "speaker rule")
-    ids, rows = _rows(train, data_folder)
+    ids, rows = manifest_rows(train, data_folder)
     if not ids:
         raise ValueError(f"the training manifest {train} has no rows: the source pool is empty")
     columns = _source_columns(rows[ids[0]])
@@ -942,7 +943,7 @@ def build_dynamic_mixing(hparams, train):
     sample_rate = int(hparams["sample_rate"])
     num_spks = int(hparams["num_spks"])
     data_folder = hparams.get("data_folder")
-    ids, rows = _rows(train, data_folder)
+    ids, rows = manifest_rows(train, data_folder)
     has_noise_column = bool(ids) and "noise_wav" in rows[ids[0]]
     noise_folder = hparams.get("dm_noise_folder")
     use_noise = hparams.get("dm_use_noise")
