@@ -22,5 +22,22 @@ setup(
         "ruamel.yaml>=0.17",
         "PyYAML>=6.0",
         "pyloudnorm>=0.1.1",
+        "pesq>=0.0.4",
+        "pystoi>=0.4.1",
+        "jiwer==4.0.0",
+        "pocketsphinx==5.1.1",
+        "speechmos==0.0.1.1",  # imports librosa and requests without declaring them
+        "onnxruntime==1.31.1",
+        "librosa==0.11.0",
+        "requests>=2.31",
     ],
+    package_data={"modules": ["paper_tables.yaml"]},
+    entry_points={
+        "console_scripts": [
+            "separate=modules.inference:main",
+            "export-model=modules.export:main",
+            "realm-eval=modules.evaluation.realm:main",
+            "sep-results=modules.results:main",
+        ]
+    },
 )

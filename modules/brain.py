@@ -46,7 +46,6 @@ import logging
 import math
 import os
 
-import soundfile
 import speechbrain as sb
 import torch
 from speechbrain.nnet.schedulers import update_learning_rate
@@ -210,42 +209,23 @@ class SeparationBrain(sb.Brain):
         estimates, _ = self.separate(mix, **conditioning)
         return self.split_outputs(estimates)
 
-    def separate_file(self, path, output_folder, **conditioning):
-        """Separates one audio file (at the model's sample rate) and writes the outputs.
+    def separate_file(self, path, output_folder, **options):
+        """Separates one recording and writes ``<output_folder>/<name>_s1.wav``, ... (and ``_noise.wav``).
 
-        Arguments
-        ---------
-        path : str
-            Mixture file.
-        output_folder : str
-            Where ``<name>_s1.wav``, ... (and ``<name>_noise.wav`` when the model
-            predicts the noise) are written.
-        **conditioning
-            Further separator inputs (batched tensors).
+        Any length, sample rate and number of channels, through
+        :func:`modules.inference.separate_file` (chunked overlap-add with the
+        speakers aligned across chunks; ``options`` are its keyword arguments,
+        e.g. ``enroll=<file>`` for target speech extraction).
 
         Returns
         -------
         list of str
             The files written.
         """
-        info = soundfile.info(path)
-        if info.samplerate != self.hparams.sample_rate:
-            raise ValueError(f"sample rate {info.samplerate} Hz, the model expects {self.hparams.sample_rate} Hz")
-        if info.channels != 1:
-            raise ValueError(f"expected a mono file, got {info.channels} channels")
-        mix = sb.dataio.dataio.read_audio(path)
+        from modules.inference import BrainModel, separate_file
+
         self.modules.eval()
-        speakers, noise = self.separate_speakers(mix[None].to(self.device), **conditioning)
-        signals = {f"s{i + 1}": speakers[0, :, i] for i in range(speakers.shape[-1])}
-        if noise is not None:
-            signals["noise"] = noise[0]
-        os.makedirs(output_folder, exist_ok=True)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        written = []
-        for name, signal in signals.items():
-            written.append(os.path.join(output_folder, f"{stem}_{name}.wav"))
-            sb.dataio.dataio.write_audio(written[-1], signal.float().cpu(), self.hparams.sample_rate)
-        return written
+        return separate_file(BrainModel(self), path, output_folder, **options).files
 
     # --------------------------------------------------------- augmentation
     @torch.no_grad()
@@ -594,14 +574,14 @@ class SeparationBrain(sb.Brain):
         if not self._hp("save_audio", False) or not if_main_process() or self.n_saved >= n_to_save:
             return
         folder = os.path.join(self.hparams.output_folder, "audio" + self._file_suffix)
-        os.makedirs(folder, exist_ok=True)
         batch = outputs["batch"]
         for i, item_id in enumerate(batch.ids):
             if self.n_saved >= n_to_save:
                 return
             single = self.item_outputs(outputs, i)
-            if single["targets"] is None:
+            if single["targets"] is None:  # mixture-only items: their separations are written instead
                 continue
+            os.makedirs(folder, exist_ok=True)
             est = self.speaker_estimates(single)[0].float().cpu()
             ref = single["targets"][0].float().cpu()
             signals = {"mix": single["mix"][0].float().cpu()}
@@ -715,6 +695,7 @@ def crop_batch(batch, length, generator=None):
     valid = torch.arange(length, device=device)[None, :] < (batch.lengths - start)[:, None]
 
     def take(signal):
+        """The items' windows of a ``[B, T]`` signal, zero past each item's valid length."""
         return signal.gather(1, index) * valid
 
     changes = {"mix": take(batch.mix), "lengths": torch.minimum(batch.lengths, torch.full_like(batch.lengths, length))}

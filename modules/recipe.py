@@ -12,8 +12,11 @@ results. Command lines are SpeechBrain's, with these additions:
 * ``--overrides_file=FILE`` (repeatable) applies a yaml file of overrides before
   the ``--key=value`` ones. ``hparams/tiny.yaml`` shrinks any recipe to a model
   and a run that fit a CPU in seconds; its ``backbone_sizes`` section holds one
-  entry per backbone file and the entry of the backbone the recipe includes
-  is applied to the recipe's ``backbone``;
+  entry per model file (``hparams/backbones/``, ``hparams/frontends/``) and the
+  entry of each file the recipe includes is applied to the key that includes
+  it (``backbone``, ``frontend``). A key of an overrides file that the recipe
+  does not have is left out (such a file serves recipes of every kind); a
+  ``--key=value`` override must name a key the recipe has;
 * overrides of an included block (``--backbone="{H: 256}"``,
   ``--training="{lr_patience: 5}"``) must name keys of the included file: a
   misspelt key is an error, not a silently full-size model;
@@ -35,6 +38,7 @@ The keys of the shared ``training`` block (``hparams/training.yaml``) are also
 available at the top level; a key the recipe sets at its top level wins.
 """
 
+import json
 import logging
 import os
 import sys
@@ -49,7 +53,7 @@ from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, if_main_p
 
 from modules.checkpoints import CheckpointSaveError
 from modules.data import build_datasets, collate, load_manifest
-from modules.files import FolderInUse, PrepError, lock_folder
+from modules.files import FolderInUse, PrepError, lock_folder, write_text_atomic
 from modules.training import initialise_from
 
 logger = logging.getLogger(__name__)
@@ -136,15 +140,24 @@ def check_include_overrides(hparams_file, overrides):
             )
 
 
-def _apply_backbone_sizes(sizes, hparams_file, overrides):
-    """Merges the ``backbone_sizes`` entry of the recipe's backbone into ``overrides["backbone"]``."""
-    backbone = included_files(hparams_file).get("backbone")
-    if backbone is None:
-        return
-    name = Path(backbone).stem
-    if name not in sizes:
-        raise SystemExit(f"error: the overrides file has {BACKBONE_SIZES} for {sorted(sizes)} but not for {name}")
-    recursive_update(overrides.setdefault("backbone", {}), dict(sizes[name]))
+#: Folders of the included model files that ``backbone_sizes`` must cover.
+MODEL_FOLDERS = ("backbones", "frontends")
+
+
+def _apply_model_sizes(sizes, hparams_file, overrides):
+    """Merges the ``backbone_sizes`` entry of each included model file into the override of its key.
+
+    An entry is keyed by the included file's name (``convtasnet`` for
+    ``hparams/backbones/convtasnet.yaml``, ``dip_base`` for
+    ``hparams/frontends/dip_base.yaml``) and applies to the top-level key that
+    includes it (``backbone``, ``frontend``, ...).
+    """
+    for key, path in included_files(hparams_file).items():
+        name = Path(path).stem
+        if name in sizes:
+            recursive_update(overrides.setdefault(key, {}), dict(sizes[name]))
+        elif Path(path).parent.name in MODEL_FOLDERS:
+            raise SystemExit(f"error: the overrides file has {BACKBONE_SIZES} for {sorted(sizes)} but not for {name}")
 
 
 def parse_arguments(argv, recipe_dir):
@@ -189,13 +202,17 @@ def parse_arguments(argv, recipe_dir):
     hparams_file = find_file(hparams_file, [recipe_dir])
     yaml = ruamel.yaml.YAML()
     overrides = {}
+    recipe_keys = set(_top_level_keys(hparams_file))
     for path in files:
         with open(find_file(path, [recipe_dir, REPO_ROOT]), encoding="utf-8") as f:
             data = dict(yaml.load(f) or {})
         sizes = data.pop(BACKBONE_SIZES, None)
-        recursive_update(overrides, data)
+        absent = [key for key in data if key not in recipe_keys]
+        if absent:  # a shared overrides file serves recipes of every kind
+            logger.info("%s: keys this recipe does not have, not applied: %s", path, absent)
+        recursive_update(overrides, {k: v for k, v in data.items() if k in recipe_keys})
         if sizes:
-            _apply_backbone_sizes(sizes, hparams_file, overrides)
+            _apply_model_sizes(sizes, hparams_file, overrides)
     if cli_overrides:
         recursive_update(overrides, dict(yaml.load(cli_overrides) or {}))
     check_include_overrides(hparams_file, overrides)
@@ -345,7 +362,7 @@ def initialise_modules(brain, hparams):
     return loaded
 
 
-def test_sets(hparams, test_data):
+def evaluation_sets(hparams, test_data):
     """``[(name or None, dataset)]``: the main test set, then ``extra_test_sets`` in yaml order."""
     sets = [(None, test_data)]
     for name, spec in (hparams.get("extra_test_sets") or {}).items():
@@ -379,6 +396,7 @@ def run_recipe(brain_class, recipe_file, argv=None):
     builder = hparams.get("dataset_builder") or build_datasets
     train_data, valid_data, test_data = builder(hparams)
     brain = make_brain(brain_class, hparams, run_opts)
+    write_run_info(brain, recipe_file, hparams)
     initialise_modules(brain, hparams)
     train_opts = loader_options(hparams["dataloader_opts"])
     if getattr(train_data, "sampler", None) is not None:  # on-the-fly mixing brings its own sampler
@@ -396,7 +414,7 @@ def run_recipe(brain_class, recipe_file, argv=None):
         sys.exit(f"error: {err}")
     key, mode = brain.best_key
     written = []
-    for name, dataset in test_sets(hparams, test_data):
+    for name, dataset in evaluation_sets(hparams, test_data):
         brain.test_set_name = name
         brain.evaluate(
             dataset, **{f"{mode}_key": key}, test_loader_kwargs=loader_options(hparams["test_dataloader_opts"])
@@ -410,6 +428,17 @@ def run_recipe(brain_class, recipe_file, argv=None):
         )
     finish_distributed()
     return brain
+
+
+def write_run_info(brain, recipe_file, hparams):
+    """``<output_folder>/run_info.json``: the run's Brain class and recipe (what ``separate`` and ``export`` load)."""
+    if not if_main_process():
+        return
+    info = {
+        "brain_class": f"{type(brain).__module__}.{type(brain).__qualname__}",
+        "recipe": os.path.relpath(os.path.abspath(recipe_file), REPO_ROOT),
+    }
+    write_text_atomic(os.path.join(hparams["output_folder"], "run_info.json"), json.dumps(info, indent=2) + "\n")
 
 
 def finish_distributed():
@@ -452,13 +481,20 @@ def separate_files(brain_class, recipe_file, argv, paths):
                  "--output_folder of a trained run")  # fmt: skip
     initialise_modules_for_inference(brain, hparams)
     brain.on_evaluate_start(**{f"{mode}_key": key})
+    from modules.inference import BrainModel
+    from modules.inference import separate_files as separate_inputs
+
     out = os.path.join(hparams["output_folder"], "separated")
-    for path in paths:
-        try:
-            written = brain.separate_file(path, out)
-        except (OSError, RuntimeError, ValueError) as err:
-            sys.exit(f"error: {path}: {err}")
-        print(f"{path} -> {', '.join(written)}")
+    results = separate_inputs(BrainModel(brain), paths, out, progress=not run_opts["noprogressbar"])
+    failed = False
+    for path, result in results.items():
+        if isinstance(result, str):
+            print(f"error: {path}: {result}", file=sys.stderr)
+            failed = True
+        else:
+            print(f"{path} -> {', '.join(result.files)}")
+    if failed:
+        sys.exit(1)
     return brain
 
 

@@ -302,9 +302,13 @@ def test_separate_command_uses_the_trained_run(mini_root, tmp_path):
     assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith("error: no trained checkpoint")
 
 
-def test_separate_file_rejects_another_sample_rate(tmp_path):
+def test_separate_file_takes_another_sample_rate(tmp_path):
+    """A 16 kHz recording into an 8 kHz model: resampled in, written back at 16 kHz, same length."""
     brain = nass_brain(noise_slot="fixed", pcl_direction="none")
     path = tmp_path / "wideband.wav"
-    soundfile.write(path, torch.zeros(3200).numpy(), 16000)
-    with pytest.raises(ValueError, match="16000 Hz, the model expects 8000 Hz"):
-        brain.separate_file(str(path), str(tmp_path / "out"))
+    soundfile.write(path, 0.1 * torch.randn(3200).numpy(), 16000)
+    written = brain.separate_file(str(path), str(tmp_path / "out"))
+    assert len(written) == 3
+    for file in written:
+        info = soundfile.info(file)
+        assert (info.samplerate, info.frames) == (16000, 3200)

@@ -133,4 +133,5 @@ def test_extra_mixture_only_test_set_writes_separations(mini_root, tmp_path):
     assert summary["n_scored"] == 0 and summary["n_mixtures"] == len(realm_rows) - 1
     ids = [r["snt_id"] for r in realm_rows[:-1]]
     written = {p.name for p in (out / "separations_realm").iterdir()}
+    assert not (out / "audio_realm").exists()  # no empty audio folder for a set without references
     assert written == {f"{i}_s{k}.wav" for i in ids for k in (1, 2)}

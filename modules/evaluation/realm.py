@@ -1,0 +1,343 @@
+"""Reference-free evaluation on REAL-M: WER, DNSMOS and the blind SI-SNR estimate, systems side by side.
+
+Reads a manifest that ``data_prep.realm`` writes (``realm_test.csv``: ``ID``,
+``mix_wav``, ``sentence1``, ``sentence2``, optionally REAL-M's own SepFormer
+separations ``sep1_wav``, ``sep2_wav``) and scores *systems*:
+
+``mixture``
+    the unprocessed mixture (the papers' first row): one transcript against
+    both transcriptions; its DNSMOS; no SI-SNR estimate (it needs a separated
+    signal).
+``reference``
+    the separations shipped with REAL-M (``--with_separations`` at prep time).
+``NAME=FOLDER``
+    a trained run or an exported model folder (separated here with
+    :func:`modules.inference.separate_signal`, written to
+    ``<output_folder>/NAME/separations/<ID>_s<k>.wav`` and reused by later
+    evaluations), or a folder that already holds ``<ID>_s1.wav``,
+    ``<ID>_s2.wav``, ... (e.g. a run's ``separations_<set>/`` from a
+    mixture-only test set).
+
+Per system it writes ``results.csv`` (one row per mixture: for each ASR the
+words, errors and WER of the best stream-to-transcription assignment and the
+transcripts; DNSMOS SIG/BAK/OVRL/P808 averaged over the streams; the
+estimated SI-SNR averaged over the streams), ``summary.json`` and
+``summary.md``; and for all systems ``comparison.md`` / ``comparison.csv``
+(WER over the corpus: total errors over total reference words; DNSMOS and
+SI-SNR estimates averaged over mixtures). See :mod:`modules.evaluation.wer`
+for the assignment and the text normalisation, :mod:`modules.evaluation.dnsmos`
+for resampling and levels, :mod:`modules.evaluation.asr` for the recognisers.
+
+Command line::
+
+    python -m modules.evaluation.realm --manifest results/prep/realm_test.csv --data_folder /data/REAL-M-v0.1.0 \\
+        --system convtasnet=results/LibriMix/baseline/convtasnet_librimix_sep_clean/1234 --system reference \\
+        --asr pocketsphinx --dnsmos --estimator /models/REAL-M-sisnr-estimator --output_folder results/REALM/eval
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from modules.evaluation.wer import assign_transcripts, corpus_wer, mixture_errors
+from modules.files import write_csv_atomic, write_text_atomic
+
+__all__ = ["evaluate_systems", "main", "read_manifest", "summarise"]
+
+logger = logging.getLogger(__name__)
+
+DNSMOS_KEYS = ("sig", "bak", "ovrl", "p808")
+
+
+def read_manifest(path, data_folder=None, limit=None):
+    """Rows of a REAL-M manifest with ``$data_root`` replaced by ``data_folder``.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "m.csv")
+    >>> _ = open(f, "w").write("ID,duration,mix_wav,sentence1,sentence2\\na,1.0,$data_root/x.wav,hi,yo\\n")
+    >>> read_manifest(f, "/data")[0]["mix_wav"]
+    '/data/x.wav'
+    """
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [{k.strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(f)]
+    for row in rows:
+        for key, value in row.items():
+            if "$data_root" in value:
+                if data_folder is None:
+                    raise ValueError(f"{path}: paths use $data_root: give --data_folder")
+                row[key] = value.replace("$data_root", str(data_folder))
+    missing = [c for c in ("ID", "mix_wav", "sentence1", "sentence2") if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: not a REAL-M manifest (no {missing} column)")
+    return rows[:limit] if limit else rows
+
+
+def _read_mono(path):
+    signal, rate = soundfile.read(path, dtype="float64", always_2d=True)
+    return signal.mean(axis=1), rate
+
+
+class System:
+    """A source of separated streams per mixture."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def streams(self, row, mixture, rate):
+        """``[signal, ...]`` (mono arrays at ``rate``) for a manifest row."""
+        raise NotImplementedError
+
+
+class MixtureSystem(System):
+    def streams(self, row, mixture, rate):
+        return [mixture]
+
+
+class ReferenceSystem(System):
+    def streams(self, row, mixture, rate):
+        if not row.get("sep1_wav"):
+            raise ValueError("the manifest has no sep1_wav/sep2_wav: prepare with --with_separations")
+        return [_read_mono(row[f"sep{k}_wav"])[0] for k in (1, 2)]
+
+
+class FolderSystem(System):
+    def __init__(self, name, folder):
+        super().__init__(name)
+        self.folder = Path(folder)
+
+    def streams(self, row, mixture, rate):
+        files = sorted(self.folder.glob(f"{row['ID']}_s[0-9]*.wav"), key=lambda p: int(p.stem.rsplit("_s", 1)[1]))
+        if not files:
+            raise FileNotFoundError(f"{self.folder}: no {row['ID']}_s1.wav")
+        return [_read_mono(p)[0] for p in files]
+
+
+class ModelSystem(System):
+    """Separates with a trained run or an export; keeps the separations for later evaluations."""
+
+    def __init__(self, name, source, folder, device="cpu", **options):
+        super().__init__(name)
+        from modules.inference import load_model
+
+        self.model = load_model(source, device=device)
+        self.folder = Path(folder)
+        self.options = options
+
+    def streams(self, row, mixture, rate):
+        from modules.inference import separate_signal
+
+        cached = FolderSystem(self.name, self.folder)
+        try:
+            return cached.streams(row, mixture, rate)
+        except FileNotFoundError:
+            pass
+        out = separate_signal(self.model, mixture, rate, **self.options)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for k in range(out.speakers.shape[1]):
+            soundfile.write(self.folder / f"{row['ID']}_s{k + 1}.wav", out.speakers[:, k], rate, subtype="FLOAT")
+        return [out.speakers[:, k] for k in range(out.speakers.shape[1])]
+
+
+def make_system(spec, output_folder, device="cpu", **options):
+    """``mixture``, ``reference``, or ``NAME=FOLDER`` (a run, an export, or a folder of ``<ID>_s<k>.wav``)."""
+    if spec in ("mixture", "reference"):
+        return MixtureSystem(spec) if spec == "mixture" else ReferenceSystem(spec)
+    if "=" not in spec:
+        raise ValueError(f"--system {spec!r}: use mixture, reference or NAME=FOLDER")
+    name, folder = spec.split("=", 1)
+    path = Path(folder)
+    if (path / "hyperparams.yaml").is_file() or (path / "export_info.json").is_file():
+        return ModelSystem(name, path, Path(output_folder) / name / "separations", device=device, **options)
+    if path.is_dir():
+        return FolderSystem(name, path)
+    raise FileNotFoundError(f"--system {spec}: {folder} is not a folder")
+
+
+def evaluate_row(system, row, asrs, use_dnsmos, estimator):
+    """The metrics of one mixture for one system (a dict, one CSV row)."""
+    mixture, rate = _read_mono(row["mix_wav"])
+    streams = system.streams(row, mixture, rate)
+    references = [row["sentence1"], row["sentence2"]]
+    out = {"ID": row["ID"], "n_streams": len(streams)}
+    for asr in asrs:
+        hyps = [asr.transcribe(s, rate) for s in streams]
+        if isinstance(system, MixtureSystem):
+            errors, words = mixture_errors(hyps[0], references)
+            out[f"{asr.name}_hyp"] = hyps[0]
+        else:
+            assigned = assign_transcripts(hyps, references)
+            errors = sum(a["errors"] for a in assigned)
+            words = sum(a["words"] for a in assigned)
+            out[f"{asr.name}_hyp"] = " | ".join(hyps[a["stream"]] if a["stream"] is not None else "" for a in assigned)
+        out[f"{asr.name}_errors"], out[f"{asr.name}_words"] = errors, words
+        out[f"{asr.name}_wer"] = corpus_wer([errors], [words])
+    if use_dnsmos:
+        from modules.evaluation.dnsmos import dnsmos
+
+        scores = [dnsmos(s, rate) for s in streams]
+        for key in DNSMOS_KEYS:
+            out[f"dnsmos_{key}"] = float(np.mean([s[key] for s in scores]))
+    if estimator is not None:
+        if isinstance(system, MixtureSystem):
+            out["sisnr_hat"] = float("nan")
+        else:
+            n = min(len(mixture), *(len(s) for s in streams))
+            sep = torch.as_tensor(np.stack([s[:n] for s in streams]), dtype=torch.float32)
+            mix = torch.as_tensor(mixture[:n], dtype=torch.float32).expand_as(sep)
+            with torch.no_grad():
+                out["sisnr_hat"] = float(estimator(sep, mix).mean())
+    return out
+
+
+def summarise(rows, asr_names):
+    """Means over mixtures; WER over the corpus (errors / words, in percent)."""
+    summary = {"n_mixtures": len(rows)}
+    for name in asr_names:
+        summary[f"{name}_wer"] = round(
+            corpus_wer([r[f"{name}_errors"] for r in rows], [r[f"{name}_words"] for r in rows]), 2
+        )
+    for key in [f"dnsmos_{k}" for k in DNSMOS_KEYS] + ["sisnr_hat"]:
+        values = [r[key] for r in rows if key in r and not math.isnan(r[key])]
+        if any(key in r for r in rows):
+            summary[key] = round(float(np.mean(values)), 3) if values else float("nan")
+    return summary
+
+
+def _fmt(value):
+    return f"{value:.4f}" if isinstance(value, float) else value
+
+
+def evaluate_systems(manifest, systems, output_folder, data_folder=None, asr=("pocketsphinx",), use_dnsmos=True,
+                     estimator=None, device="cpu", limit=None, progress=False, **options):  # fmt: skip
+    """Scores systems on a REAL-M manifest and writes their results and the comparison table.
+
+    Arguments
+    ---------
+    manifest : str
+    systems : list of str
+        :func:`make_system` specs.
+    output_folder : str
+    data_folder : str, optional
+        Replaces ``$data_root`` in the manifest.
+    asr : list of str
+        :func:`modules.evaluation.asr.make_asr` specs (empty: no WER).
+    use_dnsmos : bool
+    estimator : str, optional
+        A checkpoint folder for :class:`~modules.evaluation.sisnr_estimator.BlindSISNREstimator`.
+    device : str
+    limit : int, optional
+        Only the first mixtures.
+    progress : bool
+    **options
+        For :func:`modules.inference.separate_signal` (``chunk_seconds``, ...).
+
+    Returns
+    -------
+    dict
+        ``{system: summary}``.
+    """
+    from modules.evaluation.asr import make_asr
+
+    output_folder = Path(output_folder)
+    rows = read_manifest(manifest, data_folder, limit)
+    asrs = [make_asr(spec, device=device) for spec in asr]
+    est = None
+    if estimator:
+        from modules.evaluation.sisnr_estimator import BlindSISNREstimator
+
+        est = BlindSISNREstimator().load_speechbrain(estimator)
+    summaries = {}
+    for spec in systems:
+        system = make_system(spec, output_folder, device=device, **options)
+        iterator = rows
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(rows, desc=system.name, unit="mixture")
+        results = [evaluate_row(system, row, asrs, use_dnsmos, est) for row in iterator]
+        folder = output_folder / system.name
+        folder.mkdir(parents=True, exist_ok=True)
+        header = list(dict.fromkeys(k for r in results for k in r))
+        write_csv_atomic(folder / "results.csv", header, [{k: _fmt(v) for k, v in r.items()} for r in results])
+        summary = {"system": system.name, **summarise(results, [a.name for a in asrs])}
+        write_text_atomic(folder / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_text_atomic(folder / "summary.md", comparison_table({system.name: summary}))
+        summaries[system.name] = summary
+    write_text_atomic(output_folder / "comparison.md", comparison_table(summaries))
+    columns = list(dict.fromkeys(k for s in summaries.values() for k in s))
+    write_csv_atomic(
+        output_folder / "comparison.csv", columns, [{k: _fmt(v) for k, v in s.items()} for s in summaries.values()]
+    )
+    return summaries
+
+
+def comparison_table(summaries):
+    """Markdown table, one row per system.
+
+    Example
+    -------
+    >>> print(comparison_table({"mixture": {"system": "mixture", "n_mixtures": 2, "pocketsphinx_wer": 110.5}}))
+    | system | mixtures | WER pocketsphinx (%) |
+    |---|---|---|
+    | mixture | 2 | 110.50 |
+    <BLANKLINE>
+    """
+    keys = list(dict.fromkeys(k for s in summaries.values() for k in s if k not in ("system", "n_mixtures")))
+    names = {f"dnsmos_{k}": f"DNSMOS {k.upper()}" for k in DNSMOS_KEYS}
+    names["sisnr_hat"] = "SI-SNR estimate (dB)"
+    labels = [names.get(k, f"WER {k[:-4]} (%)" if k.endswith("_wer") else k) for k in keys]
+    lines = ["| system | mixtures | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(keys)]
+    for name, s in summaries.items():
+        values = [f"{s[k]:.2f}" if isinstance(s.get(k), float) else str(s.get(k, "")) for k in keys]
+        lines.append(f"| {name} | {s.get('n_mixtures', '')} | " + " | ".join(values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    """``python -m modules.evaluation.realm``; returns the exit code."""
+    parser = argparse.ArgumentParser(description="Reference-free evaluation on REAL-M (WER, DNSMOS, SI-SNR estimate)")
+    parser.add_argument("--manifest", required=True, help="realm_test.csv (or realm_pretrain.csv) from data_prep.realm")
+    parser.add_argument("--data_folder", default=None, help="the REAL-M root ($data_root in the manifest)")
+    systems_help = "mixture, reference, or NAME=FOLDER (a run, an export or separations); repeatable"
+    parser.add_argument("--system", action="append", default=None, help=systems_help)
+    parser.add_argument("--no_mixture", action="store_true", help="leave out the unprocessed mixture row")
+    asr_help = "pocketsphinx (default) or speechbrain:<local folder>; repeatable; 'none' for no WER"
+    parser.add_argument("--asr", action="append", default=None, help=asr_help)
+    parser.add_argument("--dnsmos", action="store_true", help="DNSMOS SIG/BAK/OVRL (speechmos)")
+    parser.add_argument("--estimator", default=None, help="SI-SNR estimator checkpoint folder (SpeechBrain format)")
+    parser.add_argument("--output_folder", default="results/REALM/evaluation")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N mixtures")
+    parser.add_argument("--chunk_seconds", type=float, default=10.0)
+    parser.add_argument("--noprogressbar", action="store_true")
+    args = parser.parse_args(argv)
+    systems = ([] if args.no_mixture else ["mixture"]) + (args.system or [])
+    asr = [] if args.asr == ["none"] else (args.asr or ["pocketsphinx"])
+    try:
+        summaries = evaluate_systems(
+            args.manifest, systems, args.output_folder, data_folder=args.data_folder, asr=asr,
+            use_dnsmos=args.dnsmos, estimator=args.estimator, device=args.device, limit=args.limit,
+            progress=not args.noprogressbar, chunk_seconds=args.chunk_seconds,
+        )  # fmt: skip
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(comparison_table(summaries))
+    print(f"Written to {args.output_folder}/ (comparison.md, comparison.csv, <system>/results.csv)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
