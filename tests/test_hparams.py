@@ -67,8 +67,31 @@ def test_every_shared_training_key_is_used():
 
 @pytest.mark.parametrize("path", [p for p in YAMLS if "recipes" in p.parts], ids=lambda p: str(p.relative_to(REPO)))
 def test_recipes_include_the_shared_training_block(path):
-    """Recipes say what differs: optimiser, scheduler, checkpointer, logger and dataloaders come from the block."""
+    """Recipes say what differs: the epoch counter, checkpointer, logger and dataloaders come from the block
+    (a recipe may replace the optimiser or the LR schedule by a top-level key of its own)."""
     text = path.read_text()
     assert "!include:../../../../hparams/training.yaml" in text
-    for key in ("optimizer", "epoch_counter", "checkpointer", "train_logger", "dataloader_opts"):
+    for key in ("epoch_counter", "checkpointer", "train_logger", "dataloader_opts"):
         assert not re.search(rf"^{key}:", text, flags=re.M), f"{path.name} redefines {key}"
+
+
+@pytest.mark.parametrize("path", [p for p in YAMLS if "recipes" in p.parts], ids=lambda p: str(p.relative_to(REPO)))
+def test_no_tagged_object_is_overridden_inside_an_include(path):
+    """hyperpyyaml merges such an override into the included object and keeps the included tag (an
+    `optimizer: !name:torch.optim.AdamW` under `training:` silently stays Adam): define it at the top level."""
+    import ruamel.yaml
+
+    from modules.recipe import included_files
+
+    yaml = ruamel.yaml.YAML()
+    doc = yaml.load(path.read_text())
+    for key, included in included_files(path).items():
+        node = doc[key]
+        target = yaml.load(Path(included).read_text())
+        for sub, value in (node or {}).items():
+            tag = getattr(getattr(value, "tag", None), "value", None) or ""
+            target_tag = getattr(getattr(target.get(sub), "tag", None), "value", None) or ""
+            assert not (tag.startswith("!") and target_tag.startswith(("!new:", "!name:", "!apply:"))), (
+                f"{path.name}: `{key}: {sub}` replaces a tagged object of {Path(included).name}; "
+                "define it at the recipe's top level instead"
+            )

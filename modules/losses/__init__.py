@@ -6,11 +6,24 @@
   score matrix (:func:`best_permutation`), shared by every PIT variant;
 * :mod:`modules.losses.patch`: NASS's patch-wise contrastive loss;
 * :mod:`modules.losses.orpit`: SADDEL's one-and-rest PIT;
+* :mod:`modules.losses.dip`: DIP's masked predictive coding, codebook diversity and MMD;
 
 Every public name is importable from ``modules.losses``.
 """
 
 from modules.losses.common import autocast_off, check_signals, output_dtype
+from modules.losses.dip import (
+    MMD_KERNELS,
+    codebook_diversity_loss,
+    contrastive_logits,
+    cue_probability,
+    mic_loss,
+    mmd_loss,
+    mpc_loss,
+    mpc_nce_loss,
+    sample_negative_indices,
+    utterance_statistics,
+)
 from modules.losses.matching import MAX_EXHAUSTIVE_SRC, assignment_table, best_permutation, matched_scores
 from modules.losses.orpit import orpit_scores, orpit_si_snr_loss, rest_targets
 from modules.losses.patch import NASS_DIRECTIONS, nass_contrastive_loss, patch_nce_loss, sample_patch_positions
@@ -25,6 +38,7 @@ from modules.losses.si_snr import (
 
 __all__ = [
     "MAX_EXHAUSTIVE_SRC",
+    "MMD_KERNELS",
     "NASS_DIRECTIONS",
     "apply_perm",
     "assignment_table",
@@ -32,8 +46,15 @@ __all__ = [
     "best_permutation",
     "centered_f64",
     "check_signals",
+    "codebook_diversity_loss",
+    "contrastive_logits",
+    "cue_probability",
     "mask_time",
     "matched_scores",
+    "mic_loss",
+    "mmd_loss",
+    "mpc_loss",
+    "mpc_nce_loss",
     "nass_contrastive_loss",
     "orpit_scores",
     "orpit_si_snr_loss",
@@ -42,6 +63,8 @@ __all__ = [
     "patch_nce_loss",
     "pit_si_snr_loss",
     "rest_targets",
+    "sample_negative_indices",
     "sample_patch_positions",
     "si_snr_from_stats",
+    "utterance_statistics",
 ]
