@@ -1,7 +1,7 @@
 """Miniature copies of the real corpora, made of procedural speech.
 
 Each writer reproduces the on-disk layout of a real corpus (folder names, file
-naming, sample rates, WAV subtypes, metadata files; see ``DATASETS.md``) at a
+naming, sample rates, WAV subtypes, metadata files, as the official generators write them) at a
 tiny size, from the signals of :mod:`data_prep.synth`, deterministically from a
 seed. The real preparation scripts and recipes then run end to end on them.
 

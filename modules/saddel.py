@@ -1,7 +1,7 @@
 """SADDEL: joint separation and denoising by recursive one-and-rest separation, and its comparison systems.
 
 Paper: Wu, Tuan, Lee and Tsao, "SADDEL: Joint Speech Separation and Denoising
-Model based on Multitask Learning" (``papers/saddel_joint_separation_denoising.txt``).
+Model based on Multitask Learning" (arXiv:2005.09966).
 One separator with two outputs, one speaker and the rest, is applied
 recursively to the rest (equation 1) and trained with one-and-rest PIT
 (equation 2, :func:`modules.losses.orpit_si_snr_loss`) on batches that mix the

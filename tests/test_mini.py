@@ -1,4 +1,4 @@
-"""Miniature corpora: layouts as in DATASETS.md, determinism, signal relations."""
+"""Miniature corpora: the official generators' layouts, determinism, signal relations."""
 
 import csv
 import re

@@ -7,11 +7,13 @@
 * :mod:`modules.losses.patch`: NASS's patch-wise contrastive loss;
 * :mod:`modules.losses.orpit`: SADDEL's one-and-rest PIT;
 * :mod:`modules.losses.dip`: DIP's masked predictive coding, codebook diversity and MMD;
+* :mod:`modules.losses.contextual`: InfoNCE with PIT over speakers (context-aware training);
 
 Every public name is importable from ``modules.losses``.
 """
 
 from modules.losses.common import autocast_off, check_signals, output_dtype
+from modules.losses.contextual import INFO_NCE_NEGATIVES, info_nce_pit_loss, pairwise_info_nce, pit_from_pairwise
 from modules.losses.dip import (
     MMD_KERNELS,
     codebook_diversity_loss,
@@ -37,6 +39,7 @@ from modules.losses.si_snr import (
 )
 
 __all__ = [
+    "INFO_NCE_NEGATIVES",
     "MAX_EXHAUSTIVE_SRC",
     "MMD_KERNELS",
     "NASS_DIRECTIONS",
@@ -49,6 +52,7 @@ __all__ = [
     "codebook_diversity_loss",
     "contrastive_logits",
     "cue_probability",
+    "info_nce_pit_loss",
     "mask_time",
     "matched_scores",
     "mic_loss",
@@ -59,8 +63,10 @@ __all__ = [
     "orpit_scores",
     "orpit_si_snr_loss",
     "output_dtype",
+    "pairwise_info_nce",
     "pairwise_si_snr",
     "patch_nce_loss",
+    "pit_from_pairwise",
     "pit_si_snr_loss",
     "rest_targets",
     "sample_negative_indices",
