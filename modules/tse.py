@@ -29,7 +29,6 @@ import logging
 import math
 import os
 
-import soundfile
 import speechbrain as sb
 import torch
 from speechbrain.utils.distributed import if_main_process
@@ -111,7 +110,7 @@ class TSEBrain(SeparationBrain):
             return {}
         return {"enroll": batch.enroll[0].float().cpu()}
 
-    def separate_file(self, path, output_folder, enroll=None, **conditioning):
+    def separate_file(self, path, output_folder, enroll=None, **options):
         """Extracts the speaker of an enrollment file from a mixture file.
 
         Arguments
@@ -122,9 +121,10 @@ class TSEBrain(SeparationBrain):
         output_folder : str
             Where ``<mixture name>_s1.wav`` is written.
         enroll : str, optional
-            The enrollment file (instead of the comma form).
-        **conditioning
-            Further separator inputs (batched tensors).
+            The enrollment file (instead of the comma form); any rate, resampled
+            to the model's (:func:`modules.inference.separate_file`).
+        **options
+            Further options of :func:`modules.inference.separate_file`.
 
         Returns
         -------
@@ -136,15 +136,7 @@ class TSEBrain(SeparationBrain):
                     f"{path}: target speech extraction needs an enrollment: give MIXTURE.wav,ENROLLMENT.wav"
                 )
             path, enroll = path.split(",", 1)
-        info = soundfile.info(enroll)
-        if info.samplerate != self.hparams.sample_rate or info.channels != 1:
-            raise ValueError(
-                f"{enroll}: the enrollment must be mono at {self.hparams.sample_rate} Hz "
-                f"(got {info.channels} channel(s) at {info.samplerate} Hz)"
-            )
-        signal = sb.dataio.dataio.read_audio(enroll)[None].to(self.device)
-        lengths = torch.tensor([signal.shape[-1]], device=self.device)
-        return super().separate_file(path, output_folder, enroll=signal, enroll_lengths=lengths, **conditioning)
+        return super().separate_file(path, output_folder, enroll=enroll, **options)
 
 
 def st_gap(source_si_snr, target_si_snr):

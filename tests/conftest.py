@@ -67,3 +67,14 @@ def run_recipe_cmd(
             f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
         )
     return proc
+
+
+@pytest.fixture(autouse=True)
+def _threads_untouched():
+    """No test may change torch's thread count: on this CPU build, setting it above one after a batched
+    ``torch.linalg.solve`` has run breaks every later solve (oneMKL), and with it the SDR of later tests."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    assert torch.get_num_threads() == threads, "a test changed torch.set_num_threads; leave the thread count alone"

@@ -54,15 +54,6 @@ SSL_NAMES = ("hubert", "wavlm", "wav2vec2")
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread for the in-process runs (two threads spin-wait on a shared 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def fast_shape_inference(monkeypatch):
     """SpeechBrain's ``Sequential.append`` infers shapes by running every layer appended so far on a dummy

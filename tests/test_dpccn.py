@@ -287,9 +287,10 @@ def test_tse_separate_file_takes_the_enrollment_beside_the_mixture(tmp_path):
     written = brain.separate_file(f"{tmp_path / 'mix.wav'},{tmp_path / 'enroll.wav'}", str(tmp_path / "out"))
     assert [p.split("/")[-1] for p in written] == ["mix_s1.wav"]
     assert soundfile.info(written[0]).frames == 5000
-    soundfile.write(tmp_path / "enroll16k.wav", np.zeros(8000), 16000)
-    with pytest.raises(ValueError, match="8000 Hz"):
-        brain.separate_file(str(tmp_path / "mix.wav"), str(tmp_path / "out"), enroll=str(tmp_path / "enroll16k.wav"))
+    soundfile.write(tmp_path / "enroll16k.wav", 0.1 * gen.standard_normal(8000), 16000)  # resampled to 8 kHz
+    enroll16k = str(tmp_path / "enroll16k.wav")
+    written = brain.separate_file(str(tmp_path / "mix.wav"), str(tmp_path / "out16"), enroll=enroll16k)
+    assert soundfile.info(written[0]).frames == 5000
     with pytest.raises(ValueError, match="needs an enrollment"):
         brain.separate_file(str(tmp_path / "mix.wav"), str(tmp_path / "out"))
 

@@ -128,7 +128,8 @@ def test_extra_mixture_only_test_set_writes_separations(mini_root, tmp_path):
     assert rows[-1]["snt_id"] == "avg" and float(rows[-1]["scored"]) == 3
     with open(out / "test_results_realm.csv", newline="") as f:
         realm_rows = list(csv.DictReader(f))
-    assert list(realm_rows[0]) == ["snt_id", "scored"] and all(r["scored"] == "0" for r in realm_rows[:-1])
+    assert list(realm_rows[0]) == ["snt_id", "scored", "reason"] and all(r["scored"] == "0" for r in realm_rows[:-1])
+    assert all(r["reason"].startswith("no references") for r in realm_rows[:-1])
     summary = json.loads((out / "test_summary_realm.json").read_text())
     assert summary["n_scored"] == 0 and summary["n_mixtures"] == len(realm_rows) - 1
     ids = [r["snt_id"] for r in realm_rows[:-1]]
