@@ -38,6 +38,7 @@ setup(
             "export-model=modules.export:main",
             "realm-eval=modules.evaluation.realm:main",
             "sep-results=modules.results:main",
+            "robust-sep-upstream=modules.upstream.__main__:main",
         ]
     },
 )

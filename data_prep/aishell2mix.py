@@ -342,9 +342,11 @@ def _simulate(jobs, out_dir):
     remove_stale_temps(folders)
 
     def is_done(job):
+        """Whether the mixture and both sources of ``job`` are complete files already."""
         return all(wav_is_complete(f / job.cfg.name, job.frames, SAMPLE_RATE, "PCM_16") for f in folders)
 
     def make(job):
+        """Simulates the mixture of ``job`` and writes ``spk1``, ``spk2`` and ``mix`` atomically."""
         x = []
         for path in job.src:
             data, rate = read_wav(path, SOURCE_RATE)
@@ -493,6 +495,7 @@ def prepare_aishell2mix(
     extra = {SUPERVISED_KEY: supervised, "enrollment": {}}
 
     def roots():
+        """The Aishell-1 folders the config lists' utterances are looked up in (a PrepError if none)."""
         found = search_roots(aishell_root)
         if not found:
             raise PrepError(
@@ -502,6 +505,7 @@ def prepare_aishell2mix(
         return found
 
     def scan():
+        """Manifest rows per split: from the dump, or simulated from Aishell-1 and the config lists."""
         if aishell_folder is not None and not Path(aishell_folder).is_dir():
             raise PrepError(f"Aishell-1 folder not found: {aishell_folder}")
         rows = {}

@@ -373,6 +373,7 @@ def prepare_librimix(
         extra["enrollment"] = {}
 
     def scan():
+        """Checks the LibriMix layout and returns the manifest rows of every split."""
         rel_prefix = find_librimix_prefix(data_folder, n_spks, sample_rate, mode)
         label = f"{LABEL} (Libri{n_spks}Mix)"
         short = f"Libri{n_spks}Mix wav{sample_rate // 1000}k/{mode}"

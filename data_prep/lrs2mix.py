@@ -181,6 +181,7 @@ def prepare_lrs2mix(data_folder, save_folder, splits=SPLITS, sample_rate=16000, 
     }
 
     def scan():
+        """Checks the LRS2-2Mix layout and returns the manifest rows of every split."""
         rel = find_lrs2mix_audio(data_folder, sample_rate)
         check_layout(data_folder, rel, splits, tuple(FOLDERS.values()), LABEL)
         return {
@@ -199,7 +200,7 @@ def prepare_lrs2mix(data_folder, save_folder, splits=SPLITS, sample_rate=16000, 
         scan,
         LABEL,
         skip_prep=skip_prep,
-        extra_record={SUPERVISED_KEY: {key: True for key in manifests}},
+        extra_record={SUPERVISED_KEY: dict.fromkeys(manifests, True)},
         data_folder=data_folder,
         skip_bad_files=skip_bad_files,
     )

@@ -259,9 +259,10 @@ def prepare_realm(data_folder, save_folder, with_separations=False, skip_prep=Fa
         "data_folder": str(Path(data_folder).resolve()),
         "with_separations": bool(with_separations),
     }
-    extra = {SUPERVISED_KEY: {key: False for key in manifests}}
+    extra = {SUPERVISED_KEY: dict.fromkeys(manifests, False)}
 
     def scan():
+        """Checks the REAL-M layout and returns the rows of the pretraining and test manifests."""
         root = Path(data_folder)
         if not root.is_dir():
             raise PrepError(f"{LABEL} data_folder not found: {root}")

@@ -635,12 +635,14 @@ def _simulate_jobs(jobs, out_dir, sample_rate, desc=None):
         logger.info("%s: removed %d temporary files of an interrupted run in %s", LABEL, removed, out_dir)
 
     def is_done(job):
+        """Whether the mixture and both sources of ``job`` are complete files already."""
         return all(
             wav_is_complete(out_dir / key / job.name, job.frames, sample_rate, subtype)
             for key, subtype in SIM_SUBTYPES.items()
         )
 
     def make(job):
+        """Mixes the two utterances of ``job`` by the official rule and writes ``s1``, ``s2``, ``mix``."""
         signals = []
         for path in job.src:
             x, rate = read_wav(path, SOURCE_RATE)
@@ -768,10 +770,11 @@ def prepare_vox2mix(
         options["mixing_rule"] = MIXING_RULE
     keys = ["mix", "s1", "s2"] if supervised else ["mix"]
     header = manifest_header(keys)
-    extra = {SUPERVISED_KEY: {key: supervised for key in manifests}, "variant": variant}
+    extra = {SUPERVISED_KEY: dict.fromkeys(manifests, supervised), "variant": variant}
     split_of = {name: key for key, name in WSJ_SPLITS.items()}
 
     def scan_2mix():
+        """Manifest rows of a VoxCeleb2-2Mix copy (``{tr,cv,tt}/{mix,s1,s2}``)."""
         if sample_rate != 16000:
             logger.info("%s: reading the 2mix variant at %d Hz", LABEL, sample_rate)
         check_layout(data_folder, "", splits, SIM_FOLDERS, f"{LABEL} (VoxCeleb2-2Mix)")
@@ -783,6 +786,7 @@ def prepare_vox2mix(
         }
 
     def scan_dip_mixtures():
+        """Manifest rows of the published DIP mixtures (with sources where the layout has them)."""
         folders = OrderedDict((k, k) for k in SIM_FOLDERS) if with_sources else OrderedDict(mix="")
         check_layout(data_folder, mix_rel, sets, tuple(folders.values()), f"{LABEL} (DIP)")
         return {
@@ -793,6 +797,7 @@ def prepare_vox2mix(
         }
 
     def scan_dip_simulated():
+        """Simulates the mixtures of the DIP mixing lists (resumably) and returns their manifest rows."""
         rows_by_set = read_mixing_lists(list_files)
         if not (data_folder / DIP_SRC_DIR).is_dir():
             raise PrepError(

@@ -124,6 +124,7 @@ def prepare_wham(
     rel_prefix = f"wav{sample_rate // 1000}k/{mode}"
 
     def scan():
+        """Checks the WHAM! layout and returns the manifest rows of every split."""
         check_layout(
             data_folder,
             rel_prefix,

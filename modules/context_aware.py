@@ -622,6 +622,7 @@ def write_results_table(folder, system=""):
     realm = _summary(folder, "realm")
 
     def cell(summary, key):
+        """A table cell: the summary's value to two decimals, or '-'."""
         return f"{summary[key]:.2f}" if summary and key in summary else "-"
 
     table = (

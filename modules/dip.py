@@ -454,6 +454,7 @@ def resample_batch(batch, orig_rate, new_rate):
     """
 
     def change(signal, dim):
+        """The signal with axis ``dim`` resampled (``None`` stays ``None``)."""
         if signal is None:
             return None
         moved = signal.movedim(dim, -1)

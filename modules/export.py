@@ -182,6 +182,7 @@ class ExportedModel(Model):
         self.conditioning = tuple(getattr(brain.hparams, "conditioning", None) or ()) if brain else tuple(conditioning)
 
     def separate_batch(self, mix, **conditioning):
+        """``(speakers [B, T, C], noise or None)`` of a batch of mixtures, through the exported interface."""
         if hasattr(self.interface, "separate_with_noise"):
             return self.interface.separate_with_noise(mix, **conditioning)
         return self.interface.separate_batch(mix), None

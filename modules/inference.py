@@ -166,6 +166,7 @@ class StreamingResampler:
 
     @property
     def n_channels(self):
+        """Number of streams buffered."""
         return self.buffer.shape[1]
 
     def add_channels(self, k):
@@ -420,10 +421,12 @@ class ArraySink:
         self.columns, self.noise, self.length = [], [], 0
 
     def add_streams(self, k):
+        """Opens ``k`` more output streams, silent before the current position."""
         for _ in range(k):
             self.columns.append([np.zeros(self.length)] if self.length else [])
 
     def write(self, speakers, noise):
+        """Appends the next samples of the speakers (and the noise)."""
         for j, column in enumerate(self.columns):
             column.append(speakers[:, j])
         if noise is not None:
@@ -431,6 +434,7 @@ class ArraySink:
         self.length += len(speakers)
 
     def result(self):
+        """``(speakers [T, C], noise [T] or None)`` of everything written."""
         speakers = np.stack([np.concatenate(c) if c else np.zeros(0) for c in self.columns], axis=-1)
         return speakers, (np.concatenate(self.noise) if self.noise else None)
 
@@ -445,6 +449,7 @@ class ResamplingSink:
         self.written = 0
 
     def add_streams(self, k):
+        """Opens ``k`` more output streams, silent before the current position."""
         self.speakers.add_channels(k)
         self.inner.add_streams(k)
 
@@ -457,6 +462,7 @@ class ResamplingSink:
             self.written += n
 
     def write(self, speakers, noise):
+        """Appends the next samples of the speakers (and the noise)."""
         out = self.speakers.push(speakers)
         out_noise = None
         if noise is not None:
@@ -467,6 +473,7 @@ class ResamplingSink:
         self._forward(out, out_noise)
 
     def close(self):
+        """Flushes what is left and closes the outputs."""
         out = self.speakers.finish()
         out_noise = None if self.noise is None else self.noise.finish()[:, 0]
         self._forward(out, out_noise)
@@ -495,6 +502,7 @@ class AudioFileSink:
         )
 
     def add_streams(self, k):
+        """Opens ``k`` more output streams, silent before the current position."""
         for _ in range(k):
             f = self._open(f"s{len(self.files) + 1}")
             for i in range(0, self.length, READ_BLOCK):  # a stream that starts late is silent before
@@ -502,6 +510,7 @@ class AudioFileSink:
             self.files.append(f)
 
     def write(self, speakers, noise):
+        """Appends the next samples of the speakers (and the noise)."""
         for j, f in enumerate(self.files):
             f.write(speakers[:, j].astype(np.float32))
         if noise is not None:
@@ -514,9 +523,11 @@ class AudioFileSink:
 
     @property
     def paths(self):
+        """The files written, speakers first, then the noise."""
         return [f.name for f in self.files] + ([self.noise_file.name] if self.noise_file is not None else [])
 
     def close(self):
+        """Flushes what is left and closes the outputs."""
         for f in [*self.files, *([self.noise_file] if self.noise_file is not None else [])]:
             f.close()
         if self.peak > 1 and not self.subtype.startswith("FLOAT") and not self.subtype.startswith("DOUBLE"):
@@ -576,11 +587,13 @@ class BrainModel(Model):
         brain.modules.eval()
 
     def separate_batch(self, mix, **conditioning):
+        """``(speakers [B, T, C], noise or None)`` of a batch of mixtures, through the Brain."""
         return self.brain.separate_speakers(mix, **conditioning)
 
 
 # --------------------------------------------------------------------------- loading a run
 def import_object(dotted):
+    """The object named by a dotted path, e.g. ``modules.nass.NASSBrain``."""
     module, _, name = dotted.rpartition(".")
     if not module:
         raise ValueError(f"expected a dotted name such as modules.nass.NASSBrain, got {dotted!r}")
@@ -811,6 +824,7 @@ class SeparationResult:
 
     @property
     def n_speakers(self):
+        """Number of speaker streams."""
         return self.speakers.shape[1]
 
 

@@ -218,7 +218,10 @@ def collate(items):
     with_noise = [it.get("noise_sig") is not None for it in items]
     if any(with_noise):
         zeros = torch.zeros(0, dtype=batch["mix"].dtype)
-        noises = [torch.as_tensor(it["noise_sig"]) if has else zeros for it, has in zip(items, with_noise)]
+        noises = [  # cut to the item's own mixture (a noise file may be longer, as in SpeechBrain's samples)
+            torch.as_tensor(it["noise_sig"])[: m.shape[0]] if has else zeros
+            for it, has, m in zip(items, with_noise, mixes)
+        ]
         batch.update(noise=_pad_stack(noises, length), noise_mask=torch.tensor(with_noise))
 
     if any(it.get("enroll_sig") is not None for it in items):

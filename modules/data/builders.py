@@ -8,7 +8,8 @@ __all__ = ["build_datasets"]
 def build_datasets(hparams):
     """Train, valid and test datasets from the manifests named in the hparams.
 
-    Reads ``train_data``, ``valid_data``, ``test_data`` and ``data_folder``.
+    Reads ``train_data``, ``valid_data``, ``test_data`` and ``data_folder``
+    (and ``num_spks``: only that many source columns are read).
     Sorting by duration follows ``sorting`` (``random`` by default,
     ``ascending`` or ``descending`` sort the training set, as SpeechBrain does).
     With ``dynamic_mixing: True`` the training set is made on the fly from the
@@ -20,7 +21,8 @@ def build_datasets(hparams):
         ``(train, valid, test)`` datasets.
     """
     manifests = (hparams["train_data"], hparams["valid_data"], hparams["test_data"])
-    datasets = [load_manifest(path, hparams["data_folder"]) for path in manifests]
+    max_sources = hparams.get("num_spks")
+    datasets = [load_manifest(path, hparams["data_folder"], max_sources=max_sources) for path in manifests]
     if hparams.get("dynamic_mixing", False):
         from modules.data.mixing import build_dynamic_mixing
 

@@ -57,12 +57,19 @@ def _audio_pipeline(column):
     @sb.utils.data_pipeline.takes(column)
     @sb.utils.data_pipeline.provides(signal)
     def read(path):
+        """The audio file at ``path`` as a 1-D tensor."""
         return read_audio(path)
 
     return read, signal
 
 
-def load_manifest(csv_path, data_folder, extra_keys=(), scenario=None):
+def _source_index(column):
+    """``k`` of an ``s<k>_wav`` column, else 0."""
+    name = column[: -len(WAV_SUFFIX)]
+    return int(name[1:]) if name[:1] == "s" and name[1:].isdigit() else 0
+
+
+def load_manifest(csv_path, data_folder, extra_keys=(), scenario=None, max_sources=None):
     """Builds a ``DynamicItemDataset`` reading every audio column of a manifest.
 
     Arguments
@@ -76,6 +83,10 @@ def load_manifest(csv_path, data_folder, extra_keys=(), scenario=None):
     scenario : str, optional
         Scenario label of every item (e.g. ``"2sp+n"``), unless the manifest
         has a ``scenario`` column.
+    max_sources : int, optional
+        Read only the source columns ``s1_wav`` ... ``s<max_sources>_wav``
+        (SpeechBrain's sample manifests carry an ``s3_wav`` column beside
+        two-speaker mixtures).
 
     Returns
     -------
@@ -96,6 +107,8 @@ def load_manifest(csv_path, data_folder, extra_keys=(), scenario=None):
     (['id', 'mix_sig', 's1_sig'], torch.Size([80]))
     """
     columns = signal_columns(csv_path)
+    if max_sources is not None:
+        columns = [c for c in columns if not _source_index(c) or _source_index(c) <= max_sources]
     dataset = DynamicItemDataset.from_csv(csv_path=csv_path, replacements={"data_root": str(data_folder)})
     keys = ["id"]
     if "scenario" in next(iter(dataset.data.values()), {}):

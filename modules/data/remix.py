@@ -413,6 +413,7 @@ def build_remix_datasets(hparams):
     data_folder, remix_folder = hparams["data_folder"], hparams["remix_data_folder"]
 
     def remix_set(mixtures, source_manifest, n_remix, seed_offset):
+        """A Mixture-Remix dataset of these target-domain mixtures with the utterances of a source manifest."""
         utterances, _, _ = manifest_pools(source_manifest, sample_rate, rule, data_folder=data_folder, with_noise=False)
         items = load_manifest(source_manifest, data_folder, scenario=SOURCE_SCENARIO) if with_source else None
         return MixtureRemixDataset(

@@ -63,6 +63,7 @@ class PocketSphinxASR(ASR):
         self.decoder = Decoder(loglevel="FATAL", samprate=self.sample_rate, **config)
 
     def transcribe(self, signal, sample_rate):
+        """The text recognised in ``signal`` (resampled to the recogniser's rate)."""
         audio = resample(np.asarray(signal, dtype=np.float64), sample_rate, self.sample_rate)
         peak = np.abs(audio).max() if audio.size else 0.0
         if peak > 1:  # int16 input: keep the shape of a louder-than-full-scale separation, not its clipping
@@ -99,6 +100,7 @@ class SpeechBrainASR(ASR):
         self.name = f"speechbrain_{folder.name}"
 
     def transcribe(self, signal, sample_rate):
+        """The text recognised in ``signal`` (resampled to the recogniser's rate)."""
         audio = resample(np.asarray(signal, dtype=np.float64), sample_rate, self.sample_rate)
         wavs = torch.as_tensor(audio, dtype=torch.float32)[None]
         words, _ = self.model.transcribe_batch(wavs, torch.ones(1))

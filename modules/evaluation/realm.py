@@ -102,11 +102,13 @@ class System:
 
 class MixtureSystem(System):
     def streams(self, row, mixture, rate):
+        """The signals of this system for one REAL-M mixture."""
         return [mixture]
 
 
 class ReferenceSystem(System):
     def streams(self, row, mixture, rate):
+        """The signals of this system for one REAL-M mixture."""
         if not row.get("sep1_wav"):
             raise ValueError("the manifest has no sep1_wav/sep2_wav: prepare with --with_separations")
         return [_read_mono(row[f"sep{k}_wav"])[0] for k in (1, 2)]
@@ -118,6 +120,7 @@ class FolderSystem(System):
         self.folder = Path(folder)
 
     def streams(self, row, mixture, rate):
+        """The signals of this system for one REAL-M mixture."""
         files = sorted(self.folder.glob(f"{row['ID']}_s[0-9]*.wav"), key=lambda p: int(p.stem.rsplit("_s", 1)[1]))
         if not files:
             raise FileNotFoundError(f"{self.folder}: no {row['ID']}_s1.wav")
@@ -136,6 +139,7 @@ class ModelSystem(System):
         self.options = options
 
     def streams(self, row, mixture, rate):
+        """The signals of this system for one REAL-M mixture."""
         from modules.inference import separate_signal
 
         cached = FolderSystem(self.name, self.folder)

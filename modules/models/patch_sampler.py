@@ -296,6 +296,7 @@ class PatchSampler(torch.nn.Module):
         return (BIN_WINDOW, BIN_WINDOW) if self.patch == "bin" else (self.in_channels,)
 
     def extra_repr(self) -> str:
+        """The options shown by ``print(module)``."""
         return f"patch={self.patch!r}, features={self.features}, in_channels={self.in_channels}"
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
