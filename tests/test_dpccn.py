@@ -469,42 +469,88 @@ def test_oracle_recipe_trains_on_aishell2mix_with_references(dpccn_corpus, tiny_
 #: A small sDPCCN that trains in about a minute on 2 CPU cores (95k parameters).
 LEARNING_SIZES = dict(n_fft=256, first_channels=4, dense_channels=8, deep_channels=(16,), tcn_channels=32,
                       tcn_blocks=4, tcn_layers=1, dense_layers=1, spk_hidden=16)  # fmt: skip
+#: A small DPCCN for the separation learning test (wider than the sDPCCN's: no enrollment to lean on).
+SEPARATION_SIZES = dict(n_fft=256, first_channels=8, dense_channels=16, deep_channels=(32,), tcn_channels=64,
+                        tcn_blocks=4, tcn_layers=1, dense_layers=1)  # fmt: skip
 
 
-def test_sdpccn_learns_to_extract_the_enrolled_speaker(tmp_path):
+@pytest.fixture(scope="module")
+def learning_librimix(tmp_path_factory):
+    """Mini Libri2Mix (8k min, clean) with enrollment lists: 150 training mixtures (49 speakers), 16 test mixtures
+    of other speakers. Returns the training and test datasets."""
+    from data_prep.librimix import prepare_librimix
+    from data_prep.mini import make_mini_librimix
+    from modules.data import load_manifest
+
+    tmp_path = tmp_path_factory.mktemp("learning_librimix")
+    root = make_mini_librimix(tmp_path, seed=0, n_train=150, n_valid=1, n_test=16, sample_rates=(8000,),
+                              modes=("min",), n_spks=(2,), mix_types=("mix_clean",), enrollment=True)  # fmt: skip
+    manifests = prepare_librimix(root, tmp_path / "prep", task="sep_clean", enrollment=True,
+                                 aux_list=root / "lists" / "libri2mix")  # fmt: skip
+    return load_manifest(manifests["train"], root), load_manifest(manifests["test"], root)
+
+
+def train_small(brain, train, epochs=10):
+    """The Brain's own training step over ``epochs`` shuffled passes of batches of 4."""
+    loader = torch.utils.data.DataLoader(
+        train, batch_size=4, shuffle=True, collate_fn=collate, generator=torch.Generator().manual_seed(0)
+    )
+    brain.modules.train()
+    for _ in range(epochs):
+        for batch in loader:
+            brain.fit_batch(batch)
+    brain.modules.eval()
+
+
+def test_dpccn_learns_to_separate_unseen_speakers(learning_librimix):
+    """A small DPCCN (two outputs, uPIT) separates mixtures of unseen speakers.
+
+    The corpus of :func:`learning_librimix`; a DPCCN of 0.16M parameters (:data:`SEPARATION_SIZES`),
+    30 epochs of 1 s crops, batches of 4, Adam 1e-3 (the paper's rate), through the separation
+    Brain's own training step, scored by its test stage. Observed: 2.42 dB mean SI-SNRi (2.0 dB
+    with Adam 3e-3; 0.8 dB after 10 epochs: complex spectral mapping learns more slowly than the
+    masking networks at this size). About 130 s of CPU time. The assertion keeps a margin below
+    the observed figure.
+    """
+    train, test = learning_librimix
+    torch.manual_seed(0)
+    brain = cross_domain_brain(
+        {"separator": DPCCN(2, **SEPARATION_SIZES)},
+        opt_class=lambda params: torch.optim.Adam(params, lr=1e-3),
+        hparams={
+            "sample_rate": 8000,
+            "extraction": False,
+            "limit_training_signal_len": True,
+            "training_signal_len": 8000,
+        },
+        run_opts={"device": "cpu"},
+    )
+    brain.init_optimizers()
+    train_small(brain, train, epochs=30)
+    brain.on_stage_start(sb.Stage.TEST)
+    for i in range(len(test)):
+        brain.evaluate_batch(collate([test[i]]), sb.Stage.TEST)
+    mean = float(np.mean([row["si-snr_i"] for row in brain.test_rows]))
+    assert mean > 2.42 - 1.2, mean
+
+
+def test_sdpccn_learns_to_extract_the_enrolled_speaker(learning_librimix):
     """A small sDPCCN extracts the enrolled speaker from mixtures of unseen speakers.
 
-    Mini Libri2Mix (8k min, clean) with LibriSpeech-style enrollment utterances from the
-    published-format aux lists: 150 training mixtures (49 speakers), 16 test mixtures of
-    other speakers. 10 epochs of 1 s crops, batches of 4, Adam 3e-3, through the TSE Brain's
+    The corpus of :func:`learning_librimix` (LibriSpeech-style enrollment utterances from the
+    published-format aux lists). 10 epochs of 1 s crops, batches of 4, Adam 3e-3, through the TSE Brain's
     own training step. Observed: SI-SNRi of the target 3.6 dB with the target's enrollment;
     -8.7 dB when enrolled with the interfering speaker (its utterance in the mixture), i.e.
     the model then extracts the other speaker (a 12.3 dB gap). About 60 s of CPU time.
     The assertions keep a margin below the observed figures.
     """
-    from data_prep.librimix import prepare_librimix
-    from data_prep.mini import make_mini_librimix
-    from modules.data import load_manifest
-
-    root = make_mini_librimix(tmp_path, seed=0, n_train=150, n_valid=1, n_test=16, sample_rates=(8000,),
-                              modes=("min",), n_spks=(2,), mix_types=("mix_clean",), enrollment=True)  # fmt: skip
-    manifests = prepare_librimix(root, tmp_path / "prep", task="sep_clean", enrollment=True,
-                                 aux_list=root / "lists" / "libri2mix")  # fmt: skip
+    train, test = learning_librimix
     torch.manual_seed(0)
     brain = tse_brain(DPCCN(1, speaker_encoder=True, **LEARNING_SIZES), limit_training_signal_len=True,
                       training_signal_len=8000)  # fmt: skip
     brain.optimizer = torch.optim.Adam(brain.modules.parameters(), lr=3e-3)
     brain.optimizers_dict = {"opt_class": brain.optimizer}
-    train = load_manifest(manifests["train"], root)
-    loader = torch.utils.data.DataLoader(
-        train, batch_size=4, shuffle=True, collate_fn=collate, generator=torch.Generator().manual_seed(0)
-    )
-    brain.modules.train()
-    for _ in range(10):
-        for batch in loader:
-            brain.fit_batch(batch)
-    brain.modules.eval()
-    test = load_manifest(manifests["test"], root)
+    train_small(brain, train)
     items = [test[i] for i in range(len(test))]
     means = {}
     for name, enroll_key in (("target", "enroll_sig"), ("interferer", "s2_sig")):

@@ -1,11 +1,13 @@
 """Small models really learn: clearly positive SI-SNRi on unseen mini WHAM! speakers.
 
 Observed on 2 CPU cores (README), 16 noisy test mixtures, 4 epochs over 200 training
-mixtures with hparams/cpu_small.yaml (about 90 s each):
-- baseline Conv-TasNet: 4.1 dB SI-SNRi, 4.7 dB SDRi;
-- NASS Conv-TasNet (noise-speaker + S->N contrastive loss, M=64): 4.0 dB SI-SNRi; its
-  noise estimate scores 2.7 dB SI-SNR above the mixture's (against the true noise); the
-  noise-picking rule for inference finds the noise output on 16 of 16 mixtures.
+mixtures with hparams/cpu_small.yaml (about 90 s each on an idle machine):
+- baseline Conv-TasNet: 4.05 dB SI-SNRi, 4.66 dB SDRi (4.1 / 4.7 before the chassis v2,
+  whose crops are drawn per item);
+- NASS Conv-TasNet (noise-speaker + S->N contrastive loss on time-frequency bins, M=64):
+  4.06 dB SI-SNRi (4.0 with the earlier frame patches); its noise estimate scores 2.66 dB
+  SI-SNR above the mixture's (against the true noise; 2.7 before); the noise-picking rule
+  for inference finds the noise output on 16 of 16 mixtures.
 The mixture itself scores 0 dB SI-SNRi by definition; an untrained model scores below it.
 The assertions keep a margin below the observed figures.
 """
@@ -28,8 +30,8 @@ def test_convtasnet_learns_on_mini_wham(learning_corpus, tmp_path):
     out = tmp_path / "out"
     run_recipe_cmd("WHAM", "baseline", "hparams/convtasnet.yaml", learning_corpus, out, overrides_file=SMALL)
     mean = mean_row(out)
-    assert mean["si-snr_i"] > 4.1 - 1.5, mean
-    assert mean["sdr_i"] > 4.7 - 1.5, mean
+    assert mean["si-snr_i"] > 4.05 - 1.5, mean
+    assert mean["sdr_i"] > 4.66 - 1.5, mean
 
 
 def test_nass_learns_and_predicts_the_noise(learning_corpus, tmp_path):
@@ -37,8 +39,8 @@ def test_nass_learns_and_predicts_the_noise(learning_corpus, tmp_path):
     run_recipe_cmd("WHAM", "nass", "hparams/convtasnet_nass.yaml", learning_corpus, out, "--pcl_patches=64",
                    overrides_file=SMALL)  # fmt: skip
     mean = mean_row(out)
-    assert mean["si-snr_i"] > 4.0 - 1.5, mean
+    assert mean["si-snr_i"] > 4.06 - 1.5, mean
     # the noise output estimates the noise: well above the mixture as an estimate of it
-    assert mean["noise_si-snr_i"] > 2.7 - 1.2, mean
+    assert mean["noise_si-snr_i"] > 2.66 - 1.2, mean
     # the inference rule (modules.nass.pick_noise_output) finds the noise output
     assert mean["noise_rule_correct"] >= 0.8, mean

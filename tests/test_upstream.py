@@ -130,14 +130,12 @@ def test_resolved_yaml_loads_to_the_same_objects(recipe, yaml, tmp_path):
     assert check_equivalent(path, changed, _tiny_overrides(changed, tmp_path))  # a difference is found
 
 
-def test_upstream_style_samples_run_needs_a_data_change():
+def test_upstream_style_samples_load_as_a_two_speaker_recipe_reads_them():
     """Upstream's tests/samples rows: an s3 column for two-speaker recipes and a noise longer than the mixture.
 
-    Our data pipeline takes every ``s<k>`` column as a source and pads the
-    noise to the mixture's length, so the exported recipes fail on upstream's
-    own samples (the strict samples reproduce this). This test turns from
-    expected failure into a pass when ``modules/data`` reads ``num_spks``
-    sources and cuts the noise to the mixture (see the report of issue 14).
+    A recipe with ``num_spks: 2`` reads the first two ``s<k>`` columns only, and
+    the noise is cut to the mixture it belongs to, so the exported recipes run
+    on upstream's own samples (the strict samples reproduce both quirks).
     """
     import tempfile
 
@@ -154,13 +152,10 @@ def test_upstream_style_samples_run_needs_a_data_change():
         "dataloader_opts": {},
     }
     train, _, _ = build_datasets(hparams)
-    try:
-        batch = collate([train[0]])
-    except RuntimeError as err:
-        assert "expanded size" in str(err)  # the noise, longer than the mixture, does not fit the padding
-        pytest.xfail("collate cannot pad a noise longer than its mixture (modules/data/batch.py)")
-    if batch.sources.shape[-1] != 2:
-        pytest.xfail("a two-speaker recipe reads the s3 column of upstream's samples (modules/data/builders.py)")
+    item = train[0]
+    assert "s3_sig" not in item and item["noise_sig"].shape[0] > item["mix_sig"].shape[0]  # as upstream's samples
+    batch = collate([item])
+    assert batch.sources.shape[-1] == 2
     assert batch.noise.shape == batch.mix.shape
 
 

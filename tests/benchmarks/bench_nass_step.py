@@ -9,7 +9,8 @@ Both brains are built from the recipe yamls (``recipes/WHAM/{baseline,nass}``) w
 (forward, loss, backward, optimizer step) on the same batch, timed in alternation, at two
 sizes: ``cpu_small`` (the yaml's own model, 0.15M parameters for Conv-TasNet) and
 ``small`` (Conv-TasNet with N = B = 128, H = 256, X = 6, R = 3). NASS adds one mask (the
-noise) and the patch-wise contrastive loss (M patches through an MLP of 256 features).
+noise) and the patch-wise contrastive loss (M time-frequency bins through the 3x3 conv front
+end and an MLP of 256 features).
 The issue's budget: at most 10 % more step time. The contrastive head costs about the
 same at any model size (M and the MLP are fixed), so its share is largest for the
 smallest model.
@@ -28,10 +29,11 @@ sys.path.insert(0, str(REPO))
 import ruamel.yaml  # noqa: E402
 import torch  # noqa: E402
 from hyperpyyaml import load_hyperpyyaml  # noqa: E402
-from speechbrain.dataio.batch import PaddedBatch  # noqa: E402
 
 from modules.brain import SeparationBrain  # noqa: E402
+from modules.data import collate  # noqa: E402
 from modules.nass import NASSBrain  # noqa: E402
+from modules.recipe import lift_training_block  # noqa: E402
 
 SIZES = {
     "cpu_small": {},
@@ -44,12 +46,14 @@ def build(method, backbone, patches, folder, size):
     name = f"{backbone}_nass.yaml" if method == "nass" else f"{backbone}.yaml"
     with open(REPO / "hparams" / "cpu_small.yaml") as f:
         overrides = dict(ruamel.yaml.YAML().load(f))
-    overrides["backbone"] = {**overrides["backbone"], **SIZES[size]}
+    overrides["backbone"] = {**overrides.pop("backbone_sizes")[backbone], **SIZES[size]}
+    for key in ("min_crop", "max_crop", "warmup_updates", "num_negatives", "cue_distractors"):
+        overrides.pop(key, None)
     overrides.update(data_folder=folder, output_folder=f"{folder}/{method}")
     if method == "nass":
         overrides["pcl_patches"] = patches
     with open(REPO / "recipes" / "WHAM" / method / "hparams" / name) as f:
-        hp = load_hyperpyyaml(f, overrides)
+        hp = lift_training_block(load_hyperpyyaml(f, overrides))
     brain_class = NASSBrain if method == "nass" else SeparationBrain
     brain = brain_class(hp["modules"], opt_class=hp["optimizer"], hparams=hp, run_opts={"device": "cpu"})
     brain.init_optimizers()
@@ -65,7 +69,7 @@ def make_batch(batch_size, length):
     for i in range(batch_size):
         s1, s2, noise = (torch.randn(length, generator=gen) for _ in range(3))
         items.append({"id": str(i), "mix_sig": s1 + s2 + noise, "s1_sig": s1, "s2_sig": s2, "noise_sig": noise})
-    return PaddedBatch(items)
+    return collate(items)
 
 
 def measure(args, size):
@@ -82,8 +86,7 @@ def measure(args, size):
                 if rep >= 3:  # warm-up
                     times[name].append(time.perf_counter() - start)
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    separator = ("encoder", "masknet", "decoder")
-    n_params = {k: sum(p.numel() for m in separator for p in b.modules[m].parameters()) for k, b in brains.items()}
+    n_params = {k: sum(p.numel() for p in b.modules["separator"].parameters()) for k, b in brains.items()}
     print(
         f"One training step, {args.backbone} at size {size}, batch {hp.batch_size} x {hp.training_signal_len} "
         f"samples, M={args.patches}, median of {args.reps} (torch threads: {torch.get_num_threads()})"
