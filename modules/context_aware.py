@@ -47,7 +47,7 @@ Choices the paper leaves open (yaml keys in brackets):
 * Cache (``teacher_cache``, ``teacher_cache_folder``): the targets of every source
   file are computed once and stored in half precision, one file per utterance
   and tap (:class:`TeacherCache`), then cropped with the audio. It needs the
-  source paths in the batch (:func:`build_datasets`) and is refused with speed
+  source paths in the batch (:func:`build_group_datasets`) and is refused with speed
   perturbation or dynamic mixing (the sources are no longer the files).
 * Candidates of InfoNCE (``info_nce_negatives``), temperature
   (``info_nce_temperature``, 0.1 as the paper), predictor pooling
@@ -102,8 +102,7 @@ from speechbrain.utils.run_opts import RunOptions
 
 from modules.audio import resample
 from modules.brain import SeparationBrain
-from modules.data import build_datasets as build_chassis_datasets
-from modules.data import signal_columns
+from modules.data import build_datasets, signal_columns
 from modules.files import write_csv_atomic, write_text_atomic
 from modules.losses import pairwise_info_nce, pairwise_si_snr, pit_from_pairwise
 from modules.losses.matching import matched_scores
@@ -128,7 +127,7 @@ __all__ = [
     "GroupStageBrain",
     "TeacherCache",
     "available_test_sets",
-    "build_datasets",
+    "build_group_datasets",
     "contextual_taps",
     "grid_crop",
     "prepare_resampled",
@@ -196,13 +195,13 @@ def uses_signal(target):
 
 
 # ---------------------------------------------------------------------------------------------- data
-def build_datasets(hparams):
+def build_group_datasets(hparams):
     """The chassis' datasets (:func:`modules.data.build_datasets`) plus the source file paths.
 
     Each item also carries its ``s<k>_wav`` paths (``batch.extra["s1_wav"]``, ...),
-    the keys of the teacher-target cache. Use it as the recipe's ``dataset_builder``.
+    the keys of the teacher-target cache. The group stage's datasets (:func:`context_aware_stages`).
     """
-    train, valid, test = build_chassis_datasets(hparams)
+    train, valid, test = build_datasets(hparams)
     for dataset, manifest in ((train, hparams["train_data"]), (valid, hparams["valid_data"])):
         if not hasattr(dataset, "pipeline"):  # dynamic mixing: no files behind the sources
             continue
@@ -743,7 +742,8 @@ def run_stages(stages, recipe_file, argv, other_files=()):
         ``output_folder``; ``test`` (``True``: :func:`modules.recipe.run_recipe`,
         trained and tested; ``False``: :func:`fit_stage`, trained only);
         ``init_from`` (optional: a run folder the stage's ``init_modules`` are
-        initialised from, unless the command line sets ``init_from``).
+        initialised from, unless the command line sets ``init_from``);
+        ``dataset_builder`` (optional: see :func:`modules.recipe.run_recipe`).
     recipe_file : str
         The recipe's ``train.py``.
     argv : list of str
@@ -772,18 +772,18 @@ def run_stages(stages, recipe_file, argv, other_files=()):
         stage_argv = [stage["hparams"], *run_options, f"--overrides_file={path}"]
         logger.info("Stage %s: %s", stage["name"], " ".join(stage_argv))
         run = run_recipe if stage["test"] else fit_stage
-        brains.append(run(stage["brain"], recipe_file, stage_argv))
+        brains.append(run(stage["brain"], recipe_file, stage_argv, dataset_builder=stage.get("dataset_builder")))
     return brains
 
 
-def fit_stage(brain_class, recipe_file, argv):
+def fit_stage(brain_class, recipe_file, argv, dataset_builder=None):
     """:func:`modules.recipe.run_recipe` without the test: prepare, initialise, train.
 
     For a stage whose model is the next stage's starting point (the group stage).
     """
     hparams, run_opts = load_recipe(argv, recipe_file)
     prepare_data(hparams)
-    builder = hparams.get("dataset_builder") or build_chassis_datasets
+    builder = hparams.get("dataset_builder") or dataset_builder or build_datasets
     train_data, valid_data, _ = builder(hparams)
     brain = make_brain(brain_class, hparams, run_opts)
     initialise_modules(brain, hparams)
@@ -830,10 +830,10 @@ def context_aware_stages(hparams_file, overrides, names=STAGES):
     system_files : list of str
         The yaml files of all the system's stages (their keys are valid overrides).
     """
-    system = _resolved(hparams_file, overrides)
-    root = str(overrides.get("output_folder") or system["output_folder"])
-    target = overrides.get("target", system.get("target", "none"))
-    group_file = system.get("group_hparams")
+    hparams = _resolved(hparams_file, overrides)
+    root = str(overrides.get("output_folder") or hparams["output_folder"])
+    target = overrides.get("target", hparams.get("target", "none"))
+    group_file = hparams.get("group_hparams")
     group_path = os.path.join(os.path.dirname(os.path.abspath(hparams_file)), str(group_file)) if group_file else None
     system_files = [hparams_file, *([group_path] if group_path else [])]
     if not group_path or target in (None, "none"):  # one stage: an unsplit baseline, or Sys. 1
@@ -844,7 +844,7 @@ def context_aware_stages(hparams_file, overrides, names=STAGES):
     stages = []
     if "group" in names:
         stages.append({"name": "group", "brain": GroupStageBrain, "hparams": group_path, "test": False,
-                       "output_folder": group_folder})  # fmt: skip
+                       "output_folder": group_folder, "dataset_builder": build_group_datasets})  # fmt: skip
     if "segregate" in names:
         stages.append({"name": "segregate", "brain": SeparationBrain, "hparams": hparams_file, "test": True,
                        "output_folder": final_folder, "init_from": group_folder})  # fmt: skip
@@ -903,11 +903,11 @@ def system_label(hparams_file, overrides):
     >>> system_label(os.path.join(r.REPO_ROOT, "recipes/LibriMix/context_aware/hparams/dprnn.yaml"), {"target": "word"})
     'dprnn (word, hubert)'
     """
-    system = _resolved(hparams_file, overrides)
+    hparams = _resolved(hparams_file, overrides)
     name = Path(hparams_file).stem
-    target = overrides.get("target", system.get("target"))
-    if not system.get("group_hparams") or target in (None, "none"):
+    target = overrides.get("target", hparams.get("target"))
+    if not hparams.get("group_hparams") or target in (None, "none"):
         return name if target is None else f"{name} (no group stage)"
     if not contextual_taps(target):
         return f"{name} ({target})"
-    return f"{name} ({target}, {overrides.get('ssl_model', system.get('ssl_model'))})"
+    return f"{name} ({target}, {overrides.get('ssl_model', hparams.get('ssl_model'))})"

@@ -27,7 +27,8 @@ results. Command lines are SpeechBrain's, with these additions:
 
 Hyperparameters the runner reads: ``prepare_data``; ``train_data``,
 ``valid_data``, ``test_data``, ``data_folder`` (through
-:func:`modules.data.build_datasets`, or the recipe's own ``dataset_builder``);
+:func:`modules.data.build_datasets`, or the builder the recipe's ``train.py``
+passes, e.g. SADDEL's scenarios; a yaml may still name one as ``dataset_builder``);
 ``extra_test_sets`` (``{name: {manifest, data_folder[, prepare]}}``, each
 tested after the main test set, results in ``test_results_<name>.csv``);
 ``modules``, ``optimizer``, ``checkpointer``, ``epoch_counter``,
@@ -370,7 +371,7 @@ def evaluation_sets(hparams, test_data):
     return sets
 
 
-def run_recipe(brain_class, recipe_file, argv=None):
+def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None):
     """Prepares data, trains, tests and writes the results of one recipe.
 
     Arguments
@@ -381,6 +382,9 @@ def run_recipe(brain_class, recipe_file, argv=None):
         The recipe's ``train.py`` (hparams are looked up beside it).
     argv : list of str, optional
         Defaults to ``sys.argv[1:]``.
+    dataset_builder : callable, optional
+        ``hparams -> (train, valid, test)`` datasets; default
+        :func:`modules.data.build_datasets` (a yaml's ``dataset_builder`` wins).
 
     Returns
     -------
@@ -393,7 +397,7 @@ def run_recipe(brain_class, recipe_file, argv=None):
         return separate_files(brain_class, recipe_file, argv, to_separate)
     hparams, run_opts = load_recipe(argv, recipe_file)
     prepare_data(hparams)
-    builder = hparams.get("dataset_builder") or build_datasets
+    builder = hparams.get("dataset_builder") or dataset_builder or build_datasets
     train_data, valid_data, test_data = builder(hparams)
     brain = make_brain(brain_class, hparams, run_opts)
     write_run_info(brain, recipe_file, hparams)

@@ -109,6 +109,7 @@ __all__ = [
     "degradation_histogram",
     "make_saddel_brain",
     "recursive_separation",
+    "saddel_brain_class",
     "scenario_table",
     "score_with_count",
 ]
@@ -538,8 +539,10 @@ class SADDELBrain(_CountingTestStage, SeparationBrain):
         rule = self._hp("stop_rule", "flag")
         max_steps = self._hp("max_steps", 4)
         if rule == "flag":
-            return f"learned flag > {self._hp('flag_threshold', 0.5)} (at most {max_steps} steps)"
-        return f"rest energy < {self._hp('energy_threshold_db', -15.0)} dB of the mixture (at most {max_steps} steps)"
+            threshold = self._hp("flag_threshold", 0.5)
+            return f"learned flag > {threshold} (at most {max_steps} steps)"
+        threshold_db = self._hp("energy_threshold_db", -15.0)
+        return f"rest energy < {threshold_db} dB of the mixture (at most {max_steps} steps)"
 
     # ------------------------------------------------------------ recursion input
     def recursion_input(self, batch):
@@ -878,18 +881,28 @@ class A2PITBrain(_CountingTestStage, SeparationBrain):
         return (speakers * keep[:, None, :])[..., : int(counts.max())], None
 
 
-#: ``system`` key of the recipe yamls -> Brain class.
-SYSTEMS = {
-    "saddel": SADDELBrain,
-    "bl_ss": SADDELBrain,
-    "bl_sd": SADDELBrain,
-    "cascade": CascadeBrain,
-    "a2pit": A2PITBrain,
-}
+#: ``system`` values of the recipe yamls (the Brain of each: :func:`saddel_brain_class`).
+SYSTEMS = ("saddel", "bl_ss", "bl_sd", "cascade", "a2pit")
+
+
+def saddel_brain_class(system):
+    """The Brain class of a ``system``: SADDEL, bl.SS and bl.SD share :class:`SADDELBrain`.
+
+    (A function, not a module-level table, so that an upstream export can move
+    the Brains into ``train.py``: nothing refers to them at import time.)
+
+    Example
+    -------
+    >>> saddel_brain_class("cascade").__name__
+    'CascadeBrain'
+    """
+    if system not in SYSTEMS:
+        raise ValueError(f"system must be one of {list(SYSTEMS)}, not {system!r}")
+    return {"cascade": CascadeBrain, "a2pit": A2PITBrain}.get(system, SADDELBrain)
 
 
 def make_saddel_brain(modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
-    """The Brain of the yaml's ``system`` (:data:`SYSTEMS`): what the SADDEL recipes' ``train.py`` runs.
+    """The Brain of the yaml's ``system`` (:func:`saddel_brain_class`): what the SADDEL recipes' ``train.py`` runs.
 
     Example
     -------
@@ -898,7 +911,6 @@ def make_saddel_brain(modules=None, opt_class=None, hparams=None, run_opts=None,
     >>> type(brain).__name__
     'A2PITBrain'
     """
-    system = (hparams or {}).get("system", "saddel")
-    if system not in SYSTEMS:
-        raise ValueError(f"system must be one of {sorted(SYSTEMS)}, not {system!r}")
-    return SYSTEMS[system](modules, opt_class, hparams, run_opts, checkpointer)
+    hparams = hparams or {}
+    brain_class = saddel_brain_class(hparams.get("system", "saddel"))
+    return brain_class(modules, opt_class, hparams, run_opts, checkpointer)

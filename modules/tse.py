@@ -286,8 +286,8 @@ def cross_domain_brain(modules=None, opt_class=None, hparams=None, run_opts=None
     >>> type(brain).__name__
     'CrossDomainTSEBrain'
     """
-    extraction = bool((hparams or {}).get("extraction", False))
-    brain_class = CrossDomainTSEBrain if extraction else CrossDomainSeparationBrain
+    hparams = hparams or {}
+    brain_class = CrossDomainTSEBrain if hparams.get("extraction", False) else CrossDomainSeparationBrain
     return brain_class(
         modules=modules, opt_class=opt_class, hparams=hparams, run_opts=run_opts, checkpointer=checkpointer
     )

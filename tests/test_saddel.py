@@ -13,6 +13,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.lobes.models.dual_path import Decoder, Encoder
 
 from modules.data import collate
+from modules.data.scenarios import build_scenario_datasets
 from modules.losses import orpit_si_snr_loss, rest_targets
 from modules.models import MaskingSeparator, OneAndRestSeparator, TCNMaskNet
 from modules.recipe import REPO_ROOT, run_recipe
@@ -399,7 +400,8 @@ def run_saddel(dataset, hparams, data_folder, out, overrides, *extra):
     """
     argv = [f"hparams/{hparams}", f"--data_folder={data_folder}", f"--output_folder={out}",
             f"--overrides_file={overrides}", "--device=cpu", "--noprogressbar", *extra]  # fmt: skip
-    return run_recipe(make_saddel_brain, f"{REPO_ROOT}/recipes/{dataset}/saddel/train.py", argv=argv)
+    recipe = f"{REPO_ROOT}/recipes/{dataset}/saddel/train.py"
+    return run_recipe(make_saddel_brain, recipe, argv=argv, dataset_builder=build_scenario_datasets)  # as train.py
 
 
 def read_rows(path):
@@ -552,7 +554,6 @@ def test_builder_mixes_three_speakers_from_wham_sources(saddel_corpora, tmp_path
     """The WHAM! scenarios: manifests for 1sp+n, 2sp, 2sp+n; 3sp and 3sp+n mixed on the fly by the paper's rules."""
     from data_prep.scenarios import prepare_wham_scenarios
     from modules.data.mixing import DynamicMixingDataset
-    from modules.data.scenarios import build_scenario_datasets
 
     paths = prepare_wham_scenarios(saddel_corpora["WHAM"], tmp_path / "prep")
     hparams = {

@@ -57,6 +57,7 @@ import numpy as np
 import soundfile
 import torch
 
+from modules.data.builders import build_datasets
 from modules.data.manifests import load_manifest
 from modules.data.mixing import GAIN_RULES, AudioPool, MixingSampler, manifest_pools, manifest_rows, register_gain_rule
 
@@ -375,9 +376,14 @@ def manifest_mixture_pool(manifest, sample_rate, data_folder=None):
 
 
 def build_remix_datasets(hparams):
-    """Train, valid and test sets of a Mixture-Remix fine-tuning recipe (the yaml's ``dataset_builder``).
+    """Train, valid and test sets of a Mixture-Remix fine-tuning recipe (the Aishell2Mix DPCCN ``train.py`` gives it
+    to ``run_recipe``).
 
     Keys read:
+
+    * ``mixture_remix`` (``True``): ``False`` gives the manifests' datasets as
+      they are (:func:`modules.data.build_datasets`; Table 4's oracle row,
+      trained on target-domain references); the keys below are then unused;
 
     * ``remix_train_mixtures``, ``remix_valid_mixtures``: target-domain
       mixture manifests (Aishell2Mix ``tr`` and ``cv``, mixture-only),
@@ -403,6 +409,9 @@ def build_remix_datasets(hparams):
         ``(train, valid, test)``; ``train.sampler`` is its
         :class:`~modules.data.mixing.MixingSampler` (``modules.recipe`` passes it to the loader).
     """
+    remix = hparams.get("mixture_remix", True)
+    if not remix:  # a recipe folder's supervised row (the oracle)
+        return build_datasets(hparams)
     sample_rate = int(hparams["sample_rate"])
     seed = int(hparams.get("seed", 0))
     snr_range = tuple(hparams.get("remix_snr_range") or DEFAULT_SNR_RANGE)

@@ -18,7 +18,7 @@ speakers, with or without noise), every update running over all of them
   that ``DistributedSamplerWrapper`` (which gives rank ``r`` every
   ``world_size``-th index) hands each rank balanced batches of different items;
 * :func:`build_scenario_datasets` builds the train / valid / test sets of a
-  recipe (its ``dataset_builder``);
+  recipe (what the SADDEL recipes' ``train.py`` gives ``run_recipe``);
 * the ``saddel`` gain rule (:func:`saddel_gains`) mixes on the fly by the
   paper's rules.
 """
@@ -361,7 +361,7 @@ def _mixing_dataset(hparams, scenario, manifest, split, noise_folder=None, size=
 
 
 def build_scenario_datasets(hparams):
-    """Train, valid and test sets of a multi-scenario recipe (its ``dataset_builder``).
+    """Train, valid and test sets of a multi-scenario recipe (SADDEL's ``train.py`` gives it to ``run_recipe``).
 
     Keys read:
 

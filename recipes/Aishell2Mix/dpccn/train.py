@@ -9,11 +9,13 @@ Run from the repository root (or from this folder)::
     python recipes/Aishell2Mix/dpccn/train.py hparams/sdpccn_remix.yaml --data_folder=<LibriMix root> \\
         --aishell2mix_folder=<Aishell2Mix root> --init_from=<trained recipes/LibriMix/dpccn sDPCCN run>
 
-The remixed training set is ``modules.data.remix``; the Brain ``modules.tse.CrossDomainTSEBrain``.
+The remixed training set is ``modules.data.remix.build_remix_datasets`` (``mixture_remix: False`` in the
+oracle's yaml: the manifests as they are); the Brain ``modules.tse.CrossDomainTSEBrain``.
 """
 
+from modules.data.remix import build_remix_datasets
 from modules.recipe import run_recipe
 from modules.tse import CrossDomainTSEBrain
 
 if __name__ == "__main__":
-    run_recipe(CrossDomainTSEBrain, recipe_file=__file__)
+    run_recipe(CrossDomainTSEBrain, recipe_file=__file__, dataset_builder=build_remix_datasets)
