@@ -832,6 +832,10 @@ def context_aware_stages(hparams_file, overrides, names=STAGES):
     """
     hparams = _resolved(hparams_file, overrides)
     root = str(overrides.get("output_folder") or hparams["output_folder"])
+    if hparams.get("stage") == "group":  # a group-stage file given alone: that stage only, in the run folder
+        stage = {"name": "group", "brain": GroupStageBrain, "hparams": hparams_file, "test": False,
+                 "output_folder": root, "dataset_builder": build_group_datasets}  # fmt: skip
+        return [stage], root, [hparams_file]
     target = overrides.get("target", hparams.get("target", "none"))
     group_file = hparams.get("group_hparams")
     group_path = os.path.join(os.path.dirname(os.path.abspath(hparams_file)), str(group_file)) if group_file else None
@@ -862,7 +866,9 @@ def run_context_aware(recipe_file, argv=None):
     ``--stages=segregate`` or ``--stages=group,segregate`` (the default) choose
     the stages. A two-stage system writes ``<output_folder>/group`` and
     ``<output_folder>/segregate`` (initialised from ``group`` unless ``init_from``
-    is given); a single-stage one writes ``<output_folder>``. After a tested
+    is given); a single-stage one writes ``<output_folder>``. A group-stage
+    yaml given alone (its ``stage: group``) trains that stage only, in
+    ``<output_folder>``. After a tested
     stage, ``results_table.md`` holds the scores in the layout of Table I.
     ``--separate FILE ...`` separates files with the system's final model.
 

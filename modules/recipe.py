@@ -364,10 +364,14 @@ def initialise_modules(brain, hparams):
 
 
 def evaluation_sets(hparams, test_data):
-    """``[(name or None, dataset)]``: the main test set, then ``extra_test_sets`` in yaml order."""
+    """``[(name or None, dataset)]``: the main test set, then ``extra_test_sets`` in yaml order.
+
+    As for the main sets, a recipe with ``num_spks`` reads that many source columns.
+    """
     sets = [(None, test_data)]
+    max_sources = hparams.get("num_spks")
     for name, spec in (hparams.get("extra_test_sets") or {}).items():
-        sets.append((name, load_manifest(spec["manifest"], spec["data_folder"])))
+        sets.append((name, load_manifest(spec["manifest"], spec["data_folder"], max_sources=max_sources)))
     return sets
 
 

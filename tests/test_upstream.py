@@ -84,28 +84,62 @@ def test_export_passes_upstream_rules(exported):
     assert "Result_url" in readme
 
 
-#: The method recipes whose Brains and dataset builders are picked by the yaml or by train.py.
+#: The method recipes: Brains picked by the yaml or the stage, dataset builders given by train.py, inputs
+#: beyond a manifest (scenarios, cross-domain sets, stages, pretraining branches).
 METHOD_RECIPES = [
     "recipes/LibriMix/saddel",
     "recipes/LibriMix/dpccn",
     "recipes/Aishell2Mix/dpccn",
     "recipes/LibriMix/context_aware",
+    "recipes/LibriMix/dip",
 ]
 
 
-def test_method_recipes_export_with_every_yaml_variable_read_in_train_py(tmp_path):
-    """SADDEL, DPCCN (both folders) and context-aware: every static rule passes, the variable rule included.
+@pytest.fixture(scope="module")
+def method_export(tmp_path_factory):
+    root = tmp_path_factory.mktemp("method_export")
+    for recipe in METHOD_RECIPES:
+        export_recipe(REPO / recipe, root, validate=False)
+    return root
+
+
+def test_method_recipes_export_with_every_yaml_variable_read_in_train_py(method_export):
+    """Every static rule passes on every yaml of the method recipes, the variable rule included.
 
     Their Brains (picked by the yaml's ``system`` / ``extraction``, or by the
     stage) and their dataset builders (given by ``train.py``) move into the
     exported ``train.py``, so upstream's line-based check sees every read.
     """
-    for recipe in METHOD_RECIPES:
-        export_recipe(REPO / recipe, tmp_path, validate=False)
-    findings = check_tree(tmp_path, run=False)
+    findings = check_tree(method_export, run=False)
     assert not _failures(findings)
     passed = {f.subject for f in findings if f.rule == "yaml-variables-read" and f.status == "pass"}
     assert len(passed) == sum(len(list((REPO / r / "hparams").glob("*.yaml"))) for r in METHOD_RECIPES)
+
+
+#: One yaml per kind of method input, run as upstream's recipe test runs it.
+METHOD_DEBUG_ROWS = [
+    "recipes/LibriMix/separation/saddel/hparams/saddel.yaml",  # scenarios (2sp+n from the samples)
+    "recipes/LibriMix/separation/dpccn/hparams/dpccn.yaml",  # a required cross-domain test set
+    "recipes/LibriMix/separation/context_aware/hparams/convtasnet.yaml",  # two stages in their own folders
+    "recipes/LibriMix/separation/dip/hparams/mpc.yaml",  # pretraining on a synthetic and a real branch
+]
+
+
+def test_method_recipes_run_on_upstream_samples_with_only_their_folder(method_export):
+    """upstream's recipe test on the strict samples (s3 column, longer noise): the method rows pass; a TSE row
+    is reported unmet with its reason (the samples have no enrollment column), not run."""
+    findings = check_tree(method_export, run=True, strict_samples=True, small=True, only=set(METHOD_DEBUG_ROWS))
+    runs = {f.subject: f for f in findings if f.rule == "debug-run"}
+    checks = {f.subject: f for f in findings if f.rule == "debug-checks"}
+    for row in METHOD_DEBUG_ROWS:
+        assert runs[row].status == "pass", (row, runs[row].detail)
+        assert checks[row].status == "pass", (row, checks[row].detail)
+    tse = "recipes/LibriMix/separation/dpccn/hparams/sdpccn.yaml"
+    blocked = check_tree(method_export, run=True, small=True, only={tse})
+    (finding,) = [f for f in blocked if f.rule == "debug-run"]
+    assert finding.status == "unmet" and "enroll" in finding.detail
+    readme = (method_export / "recipes/LibriMix/separation/dpccn/README.md").read_text()
+    assert "hparams/sdpccn.yaml" in readme and "enrollment column" in readme
 
 
 def test_debug_run_with_only_the_recipe_folder(exported, tmp_path):

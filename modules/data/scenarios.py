@@ -256,8 +256,8 @@ class ScenarioSampler(torch.utils.data.Sampler):
     """
 
     def __init__(self, dataset, weights, batch_size, epoch_size=None, seed=0, epoch_counter=None, world_size=None):
-        unknown = sorted(set(weights) - set(dataset.names))
-        if unknown:
+        unknown = sorted(name for name, weight in weights.items() if weight > 0 and name not in dataset.names)
+        if unknown:  # a scenario with weight 0 is not trained on and needs no data
             raise ValueError(f"scenario_weights names scenarios without data: {unknown} (have {dataset.names})")
         drawn = [name for name in dataset.names if float(weights.get(name, 0.0)) > 0]
         if not drawn:

@@ -40,6 +40,7 @@ from modules.upstream.graph import (
     free_globals,
     is_ours,
     is_stdlib,
+    nested_globals,
     third_party_imports,
     top_level_bindings,
 )
@@ -600,17 +601,7 @@ def _statement_globals(text):
 
     table = symtable.symtable(text, "<statement>", "exec")
     names = {sym.get_name() for sym in table.get_symbols() if sym.is_referenced()}
-
-    def walk(tab):
-        for sym in tab.get_symbols():
-            if sym.is_referenced() and sym.is_global():
-                names.add(sym.get_name())
-        for child in tab.get_children():
-            walk(child)
-
-    for child in table.get_children():
-        walk(child)
-    return {n for n in names if n not in dir(builtins)}
+    return {n for n in names | nested_globals(table) if n not in dir(builtins)}
 
 
 def _alias_value(tree, alias, text):

@@ -37,7 +37,7 @@ from modules.upstream.graph import YAML_TAG, ExportError, ModuleGraph, is_ours, 
 from modules.upstream.readme import _docstring_summary, exported_readme
 from modules.upstream.reads import hparam_reads
 from modules.upstream.registry import DATASETS, write_rows
-from modules.upstream.samples import sample_flags
+from modules.upstream.samples import debug_blocker, debug_checks, sample_flags
 from modules.upstream.yamlflat import (
     LIFTED,
     _code_part,
@@ -63,8 +63,6 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[2]
 RUFF_CONFIG = Path(__file__).resolve().parent / "core" / "ruff.toml"
 TASK = "separation"
-#: What the recipe test of a row checks in the output folder (upstream: ``test_debug_checks``).
-DEBUG_CHECKS = "file_exists=[train.py,hyperparams.yaml,log.txt,env.log,train_log.txt,test_results.csv]"
 #: Rules an export cannot meet before a full-scale run: (rule, reason).
 PENDING = (
     (
@@ -426,6 +424,10 @@ def export_recipe(target, out, validate=True, format_code=True):
         (dest / "extra_requirements.txt").write_text("\n".join(requirements) + "\n", encoding="utf-8")
         written.append(dest / "extra_requirements.txt")
     unmet = [reason for _rule, reason in PENDING]
+    for path in yamls:
+        blocker = debug_blocker(yaml_out[path.name])
+        if blocker:
+            unmet.append(f"`hparams/{path.name}`: the recipe test on tests/samples cannot run: {blocker}")
     problem = samples_problem()
     if problem:
         unmet.append(f"the recipe test on SpeechBrain's own tests/samples data fails: {problem}")
@@ -449,8 +451,8 @@ def export_recipe(target, out, validate=True, format_code=True):
                 "Readme_file": f"{rel_folder}/README.md",
                 "Result_url": "",
                 "HF_repo": "",
-                "test_debug_flags": sample_flags(keys),
-                "test_debug_checks": DEBUG_CHECKS,
+                "test_debug_flags": sample_flags(keys, yaml_out[path.name]),
+                "test_debug_checks": debug_checks(keys, yaml_out[path.name], scripts[path]),
                 "performance": "",
             }
         )

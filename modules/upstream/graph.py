@@ -27,6 +27,7 @@ __all__ = [
     "ModuleGraph",
     "ParsedModule",
     "free_globals",
+    "nested_globals",
     "top_level_bindings",
 ]
 
@@ -139,6 +140,12 @@ def free_globals(module, node):
     for sym in table.get_symbols():  # decorators, bases, defaults evaluated at module level
         if sym.is_referenced() and sym.get_name() != node.name:
             names.add(sym.get_name())
+    return {n for n in names | nested_globals(table) if n not in _BUILTINS}
+
+
+def nested_globals(table):
+    """Global names referenced in the nested scopes (functions, classes, comprehensions) of a symbol table."""
+    names = set()
 
     def walk(tab):
         for sym in tab.get_symbols():
@@ -149,7 +156,7 @@ def free_globals(module, node):
 
     for child in table.get_children():
         walk(child)
-    return {n for n in names if n not in _BUILTINS}
+    return names
 
 
 def _dedent_first(text):

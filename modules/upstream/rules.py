@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from modules.upstream.exporter import PENDING, RUFF_CONFIG, extra_requirements, 
 from modules.upstream.graph import OUR_PACKAGES, YAML_TAG, is_ours
 from modules.upstream.reads import hparam_reads, upstream_visible
 from modules.upstream.registry import COLUMNS, FILE_COLUMNS, MANDATORY_COLUMNS, read_registry
-from modules.upstream.samples import make_samples
+from modules.upstream.samples import debug_blocker, make_samples
 from modules.upstream.yamlflat import _code_part, variables_to_read
 
 __all__ = ["RULES", "Finding", "check_tree", "docstring_problems", "report", "yaml_variables"]
@@ -216,7 +217,7 @@ def _debug_run(root, row, out, extra, timeout):
         _BOOT,
         row["Script_file"],
         row["Hparam_file"],
-        *row["test_debug_flags"].split(),
+        *shlex.split(row["test_debug_flags"]),  # upstream runs the command through a shell
         "--device=cpu",
         f"--output_folder={out}",
         "--debug",
@@ -288,6 +289,10 @@ def _row_rules(root, csv_name, row, findings, run, samples_ready, small, timeout
 
     if not run:
         return
+    blocker = debug_blocker(hparam.read_text(encoding="utf-8")) if hparam.is_file() else None
+    if blocker:  # stated in the exported README too
+        findings.append(Finding("debug-run", subject, "unmet", blocker))
+        return
     if not samples_ready[0]:
         make_samples(root, strict=samples_ready[1])
         (root / "tests" / "samples" / MARKER).write_text("written by modules.upstream.samples\n", encoding="utf-8")
@@ -305,10 +310,10 @@ def _row_rules(root, csv_name, row, findings, run, samples_ready, small, timeout
     findings.append(Finding("debug-run", subject, "pass", str(out)))
     wanted = _file_exists_list(row.get("test_debug_checks"))
     absent = [f for f in wanted if not (out / f).exists()]
-    if Path(row["Script_file"]).name not in wanted:
-        absent.append(f"(the check list does not name {Path(row['Script_file']).name})")
-    elif not (out / Path(row["Script_file"]).name).exists():
-        absent.append(Path(row["Script_file"]).name)
+    script_name = Path(row["Script_file"]).name
+    copies = [f for f in wanted if Path(f).name == script_name]  # a multi-stage run: one copy per stage folder
+    if not copies:
+        absent.append(f"(the check list does not name {script_name})")
     findings.append(Finding("debug-checks", subject, "fail" if absent else "pass", ", ".join(absent)))
 
 

@@ -22,12 +22,13 @@ flow apart from them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import soundfile
 
-__all__ = ["SAMPLE_RATE", "make_samples", "sample_flags"]
+__all__ = ["SAMPLE_RATE", "debug_blocker", "debug_checks", "make_samples", "sample_flags"]
 
 SAMPLE_RATE = 16000
 _COLUMNS = ("mix", "s1", "s2", "s3", "noise")
@@ -117,7 +118,91 @@ def make_samples(root, strict=True, seed=0, seconds=1.0):
     }
 
 
-def sample_flags(keys):
+#: The sample files the flags point to.
+SAMPLE_FOLDER = "tests/samples/separation"
+SAMPLE_TRAIN = "tests/samples/annotation/separation_train.csv"
+SAMPLE_DEV = "tests/samples/annotation/separation_dev.csv"
+#: Folders of the other corpora a recipe tests on (cross-domain sets) or draws from.
+DOMAIN_FOLDERS = ("aishell2mix_folder", "vox2mix_folder", "lrs2mix_folder", "realm_folder", "librimix_folder")
+#: SADDEL's five scenarios; the debug run trains and tests on the one upstream's samples hold (2sp+n).
+SCENARIOS = ("1sp+n", "2sp", "3sp", "2sp+n", "3sp+n")
+
+
+def _extra_test_set_names(yaml_text):
+    """Names of the yaml's ``extra_test_sets`` (the keys of that mapping, one indentation level in)."""
+    names, inside = [], False
+    for line in yaml_text.splitlines():
+        if re.match(r"^extra_test_sets:\s*(#.*)?$", line):
+            inside = True
+            continue
+        if inside:
+            if line.strip() == "" or line.lstrip().startswith("#"):
+                continue
+            if not line.startswith(" "):
+                break
+            match = re.match(r"^ {4}([\w.+-]+):", line)
+            if match:
+                names.append(match.group(1))
+    return names
+
+
+def _placeholders(yaml_text):
+    """Top-level keys of a yaml whose value is ``!PLACEHOLDER``."""
+    return set(re.findall(r"^(\w+):\s*!PLACEHOLDER", yaml_text, flags=re.M))
+
+
+def debug_blocker(yaml_text):
+    """Why a recipe cannot run on upstream's ``tests/samples`` data, or ``None`` when it can.
+
+    A target-speech-extraction recipe reads an enrollment utterance per
+    mixture (``enroll_wav``), a column upstream's separation samples do not
+    have; a DIP separator refuses to train on a frontend without pretrained
+    weights; the blind SI-SNR estimator needs trained separators.
+    """
+    if re.search(r"^conditioning:\s*\[[^\]]*\benroll\b", yaml_text, flags=re.M):
+        return "target speech extraction needs an enrollment column (enroll_wav), which tests/samples lacks"
+    pretraining = re.search(r"^min_crop:", yaml_text, flags=re.M)
+    if re.search(r"^pretrained_frontend:", yaml_text, flags=re.M) and not pretraining:
+        return "the separator fuses a pretrained DIP frontend (a pretraining run or fairseq weights); none exists here"
+    if "separators" in _placeholders(yaml_text):
+        return "the estimator scores the outputs of trained separators (separators); none exists here"
+    return None
+
+
+#: What every run writes in its output folder besides a copy of its script (SpeechBrain's experiment files and
+#: our train log).
+RUN_FILES = ("hyperparams.yaml", "log.txt", "env.log", "train_log.txt")
+
+
+def debug_checks(keys, yaml_text="", script="train.py"):
+    """``test_debug_checks`` of a recipe's registry row: the files its debug run must write.
+
+    ``script`` is the row's script (SpeechBrain copies it into the output folder).
+
+    A tested run writes ``test_results.csv`` beside the run files; a stage
+    that only trains (a context-aware group stage given alone, DIP's
+    pretraining) does not; a two-stage context-aware system writes each stage
+    in its own folder (``group/``, then ``segregate/``, which is tested).
+
+    Example
+    -------
+    >>> debug_checks({"data_folder"})
+    'file_exists=[train.py,hyperparams.yaml,log.txt,env.log,train_log.txt,test_results.csv]'
+    >>> debug_checks({"group_hparams"})
+    'file_exists=[group/train.py,group/train_log.txt,segregate/train.py,segregate/hyperparams.yaml,\
+segregate/log.txt,segregate/env.log,segregate/train_log.txt,segregate/test_results.csv]'
+    """
+    if "group_hparams" in keys:
+        files = [f"group/{script}", "group/train_log.txt", f"segregate/{script}"]
+        files += [f"segregate/{f}" for f in RUN_FILES] + ["segregate/test_results.csv"]
+    elif re.search(r"^stage:\s*group\b", yaml_text, flags=re.M) or "min_crop" in keys:
+        files = [script, *RUN_FILES]
+    else:
+        files = [script, *RUN_FILES, "test_results.csv"]
+    return f"file_exists=[{','.join(files)}]"
+
+
+def sample_flags(keys, yaml_text=""):
     """``test_debug_flags`` for a separation recipe on the ``tests/samples`` data.
 
     Arguments
@@ -125,10 +210,23 @@ def sample_flags(keys):
     keys : collection of str
         Top-level keys of the recipe's yaml: a flag is given only for a key
         the yaml has (an override of a missing key is an error).
+    yaml_text : str
+        The exported yaml, for what a method needs beyond the manifests:
+        every required other corpus folder and cross-domain test set point
+        to the samples (their preparation off: ``prepare: null``; optional
+        ones stay off); DIP's pretraining reads the samples as both its
+        synthetic and its real branch; SADDEL trains and tests on its
+        ``2sp+n`` scenario only (the samples' mixtures hold two speakers and
+        noise), the other scenarios at weight 0; a stage that starts from
+        another run (``init_from``; DIP+'s ``pretrained_frontend``) starts from scratch; a context-aware
+        system uses the signal target (no SSL checkpoint exists in the
+        samples). :func:`debug_blocker` says which recipes cannot run at all.
 
     Returns
     -------
     str
+        Space-separated flags; a value with spaces is single-quoted (upstream's
+        runner passes the flags through a shell).
 
     Example
     -------
@@ -136,14 +234,44 @@ def sample_flags(keys):
     '--data_folder=tests/samples/separation --train_data=tests/samples/annotation/separation_train.csv \
 --valid_data=tests/samples/annotation/separation_dev.csv --test_data=tests/samples/annotation/separation_dev.csv \
 --skip_prep=True --N_epochs=2'
+    >>> sample_flags({"init_from", "target", "group_hparams"}, "init_from: !ref <first_run>\\n")
+    '--init_from=null --target=signal'
     """
-    wanted = (
-        ("data_folder", "tests/samples/separation"),
-        ("train_data", "tests/samples/annotation/separation_train.csv"),
-        ("valid_data", "tests/samples/annotation/separation_dev.csv"),
-        ("test_data", "tests/samples/annotation/separation_dev.csv"),
+    wanted = [
+        ("data_folder", SAMPLE_FOLDER),
+        ("train_data", SAMPLE_TRAIN),
+        ("valid_data", SAMPLE_DEV),
+        ("test_data", SAMPLE_DEV),
         ("skip_prep", "True"),
         ("N_epochs", "2"),
         ("sample_rate", str(SAMPLE_RATE)),
-    )
-    return " ".join(f"--{key}={value}" for key, value in wanted if key in keys)
+    ]
+    wanted += [(f"synthetic_{split}", path) for split, path in (("train", SAMPLE_TRAIN), ("valid", SAMPLE_DEV))]
+    wanted += [(f"real_{split}", path) for split, path in (("train", SAMPLE_TRAIN), ("valid", SAMPLE_DEV))]
+    pending = _placeholders(yaml_text)
+    wanted += [(key, SAMPLE_FOLDER) for key in DOMAIN_FOLDERS if key in pending]  # optional ones stay off
+    sets = _extra_test_set_names(yaml_text)
+    if sets:
+        spec = f"{{manifest: {SAMPLE_DEV}, data_folder: {SAMPLE_FOLDER}, prepare: null}}"
+        wanted.append(("extra_test_sets", "{" + ", ".join(f"{name}: {spec}" for name in sets) + "}"))
+    if "scenario_manifests" in keys:
+        paths = f"{{train: {SAMPLE_TRAIN}, valid: {SAMPLE_DEV}, test: {SAMPLE_DEV}}}"
+        weights = ", ".join(f"{s}: {int(s == '2sp+n')}" for s in SCENARIOS)
+        wanted += [
+            ("scenario_manifests", f"{{2sp+n: {paths}}}"),
+            ("scenario_weights", f"{{{weights}}}"),
+            ("test_scenarios", "[2sp+n]"),
+        ]
+    if re.search(r"^init_from:\s*(?!null\b)\S", yaml_text, flags=re.M):
+        wanted.append(("init_from", "null"))  # a stage that starts from another run starts from scratch
+    if "min_crop" in keys:
+        wanted.append(("min_crop", "0.5"))  # DIP pretraining leaves out mixtures shorter (the samples: 1 s)
+        if "pretrained_frontend" in pending:
+            wanted.append(("pretrained_frontend", "null"))  # DIP+ continues the pretraining of a random frontend
+    if "group_hparams" in keys or "ssl_checkpoint" in keys:
+        wanted.append(("target", "signal"))  # a group stage without an SSL teacher
+    flags = []
+    for key, value in wanted:
+        if key in keys:
+            flags.append(f"--{key}='{value}'" if " " in value else f"--{key}={value}")
+    return " ".join(flags)
