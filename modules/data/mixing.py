@@ -78,6 +78,7 @@ __all__ = [
     "SPEAKER_RULES",
     "AudioPool",
     "DynamicMixingDataset",
+    "EpochSampler",
     "MixingSampler",
     "build_dynamic_mixing",
     "folder_pool",
@@ -823,7 +824,32 @@ class DynamicMixingDataset(torch.utils.data.Dataset):
         return self.make(*self.decode(index))
 
 
-class MixingSampler(torch.utils.data.Sampler):
+class EpochSampler(torch.utils.data.Sampler):
+    """A sampler whose order depends on the epoch: set by ``set_epoch`` (as SpeechBrain's
+    loader does for a sampler that has it), else read from the ``epoch_counter``, else 0.
+
+    Subclasses set ``self.epoch_counter`` and ``self.epoch = None`` and read
+    :attr:`current_epoch` in ``__iter__``.
+    """
+
+    epoch = None
+    epoch_counter = None
+
+    def set_epoch(self, epoch):
+        """Sets the epoch of the next iteration."""
+        self.epoch = int(epoch)
+
+    @property
+    def current_epoch(self):
+        """The epoch the next ``__iter__`` uses."""
+        if self.epoch is not None:
+            return self.epoch
+        if self.epoch_counter is not None:
+            return int(self.epoch_counter.current)
+        return 0
+
+
+class MixingSampler(EpochSampler):
     """Yields the indices of one epoch of a :class:`DynamicMixingDataset`.
 
     The indices are ``epoch * epoch_size + position``, the positions in an
@@ -854,19 +880,6 @@ class MixingSampler(torch.utils.data.Sampler):
         self.shuffle = shuffle
         self.epoch_counter = epoch_counter
         self.epoch = None
-
-    def set_epoch(self, epoch):
-        """Sets the epoch of the next iteration."""
-        self.epoch = int(epoch)
-
-    @property
-    def current_epoch(self):
-        """The epoch the next ``__iter__`` uses."""
-        if self.epoch is not None:
-            return self.epoch
-        if self.epoch_counter is not None:
-            return int(self.epoch_counter.current)
-        return 0
 
     def __len__(self):
         return self.epoch_size

@@ -35,6 +35,7 @@ from modules.data.manifests import load_manifest
 from modules.data.mixing import (
     GAIN_RULES,
     DynamicMixingDataset,
+    EpochSampler,
     folder_pool,
     manifest_pools,
     register_gain_rule,
@@ -216,7 +217,7 @@ class ScenarioDataset(torch.utils.data.Dataset):
         return self.datasets[slot][inner]
 
 
-class ScenarioSampler(torch.utils.data.Sampler):
+class ScenarioSampler(EpochSampler):
     """Indices of one epoch of a :class:`ScenarioDataset`, batch by batch in fixed proportions.
 
     Arguments
@@ -280,19 +281,6 @@ class ScenarioSampler(torch.utils.data.Sampler):
         self.seed = int(seed)
         self.epoch_counter = epoch_counter
         self.epoch = None
-
-    def set_epoch(self, epoch):
-        """Sets the epoch of the next iteration."""
-        self.epoch = int(epoch)
-
-    @property
-    def current_epoch(self):
-        """The epoch the next ``__iter__`` uses."""
-        if self.epoch is not None:
-            return self.epoch
-        if self.epoch_counter is not None:
-            return int(self.epoch_counter.current)
-        return 0
 
     def max_draws(self, name):
         """Most items of scenario ``name`` one epoch can draw (sizes the mixing datasets' epochs)."""
