@@ -108,13 +108,7 @@ from modules.losses import pairwise_info_nce, pairwise_si_snr, pit_from_pairwise
 from modules.losses.matching import matched_scores
 from modules.models.ssl import SSL_SAMPLE_RATE, ssl_frame_lengths
 from modules.recipe import (
-    finish_distributed,
-    initialise_modules,
-    load_recipe,
-    loader_options,
-    make_brain,
     parse_arguments,
-    prepare_data,
     run_recipe,
     split_separate_arguments,
 )
@@ -781,25 +775,7 @@ def fit_stage(brain_class, recipe_file, argv, dataset_builder=None):
 
     For a stage whose model is the next stage's starting point (the group stage).
     """
-    hparams, run_opts = load_recipe(argv, recipe_file)
-    prepare_data(hparams)
-    builder = hparams.get("dataset_builder") or dataset_builder or build_datasets
-    train_data, valid_data, _ = builder(hparams)
-    brain = make_brain(brain_class, hparams, run_opts)
-    initialise_modules(brain, hparams)
-    train_opts = loader_options(hparams["dataloader_opts"])
-    if getattr(train_data, "sampler", None) is not None:
-        train_opts.pop("shuffle", None)
-        train_opts["sampler"] = brain.train_sampler = train_data.sampler
-    brain.fit(
-        hparams["epoch_counter"],
-        train_data,
-        valid_data,
-        train_loader_kwargs=train_opts,
-        valid_loader_kwargs=loader_options(hparams["test_dataloader_opts"]),
-    )
-    finish_distributed()  # the next stage initialises the process group again
-    return brain
+    return run_recipe(brain_class, recipe_file, argv, dataset_builder=dataset_builder, test=False)
 
 
 def _take_flag(argv, flag):

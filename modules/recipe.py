@@ -375,7 +375,7 @@ def evaluation_sets(hparams, test_data):
     return sets
 
 
-def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None):
+def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None, test=True):
     """Prepares data, trains, tests and writes the results of one recipe.
 
     Arguments
@@ -389,6 +389,9 @@ def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None):
     dataset_builder : callable, optional
         ``hparams -> (train, valid, test)`` datasets; default
         :func:`modules.data.build_datasets` (a yaml's ``dataset_builder`` wins).
+    test : bool
+        ``False``: prepare, initialise and train only (a stage whose model is
+        the next stage's starting point).
 
     Returns
     -------
@@ -420,6 +423,9 @@ def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None):
         )
     except CheckpointSaveError as err:  # e.g. a full disk: the last good checkpoint is kept
         sys.exit(f"error: {err}")
+    if not test:
+        finish_distributed()  # a next stage initialises the process group again
+        return brain
     key, mode = brain.best_key
     written = []
     for name, dataset in evaluation_sets(hparams, test_data):
