@@ -13,19 +13,33 @@ and the recursion carries the noise on to the next step, SADDEL section 4.4).
 
 Vectorised
 ----------
-All candidates of all items are scored at once, from the zero-mean float64
-statistics :func:`modules.losses.pairwise_si_snr` is built on (its hand-written
-backward included): one batched matrix product of the two outputs and the
-total (real sources plus real noise) against the ``C`` sources and the total.
-The rests are never formed: their inner products and energies follow by
-linearity, and :func:`modules.losses.si_snr_from_stats` turns them into SI-SNRs.
-:func:`modules.losses.best_permutation` picks the best candidate of each item
-on the device (a one-target assignment over ``C`` candidates) and
-:func:`modules.losses.matched_scores` reads it. No Python loop over items or
-candidates, no host synchronisation; safe under autocast (float64 inside).
+All candidates of all items are scored at once, from zero-mean float64
+statistics (as :func:`modules.losses.pairwise_si_snr`'s, read by
+:func:`modules.losses.si_snr_from_stats`): one batched matrix product of
+every signal of the item (the two outputs, the ``C`` sources, the noise and a
+valid-sample mask) with itself over time gives all inner products. No rest
+is ever formed: each candidate's rest, ``total - s_i``, is a combination of
+those signals, so its inner products and energy follow by linearity. The
+best candidate of each item is an argmax on the device. No Python loop over
+items or candidates, no host synchronisation; safe under autocast (float64
+inside, which autocast leaves alone).
 Items of one batch may have 1, 2 or 3 speakers, with or without noise
 (``source_mask``, ``noise_mask``): padded sources are never candidates and
 never part of a rest; an item without any candidate has loss 0.
+
+What it costs is two passes over the signals and the overhead of some
+hundred small ops on ``[B, C]``-sized tensors, so the loss keeps both low:
+
+* the float64 copies exist only chunk by chunk on the CPU (``_CPU_CHUNK``
+  samples, a buffer that is read back from cache), in one pass elsewhere;
+* the backward is written by hand (:class:`_OrPitLoss`): per item, the
+  derivatives of the two chosen scores with respect to their inner product
+  and their output's energy, then one combination of the input signals
+  themselves (float32 for float32 inputs, float64 for float64), so nothing
+  the size of the signals is kept for it. Its float32 gradient differs from
+  the float64 one by about 1e-6 relative;
+* :func:`orpit_scores` runs the same statistics under autograd and checks the
+  hand-written backward in the tests.
 
 Silent rest
 -----------
@@ -55,16 +69,19 @@ Departures
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 
-from modules.losses.common import check_signals, output_dtype
-from modules.losses.matching import best_permutation, matched_scores
+from modules.losses.common import autocast_off, check_signals, output_dtype
 from modules.losses.si_snr import si_snr_from_stats
 
 __all__ = ["orpit_scores", "orpit_si_snr_loss", "rest_targets"]
 
 
 def _masks(sources, source_mask, noise, noise_mask):
+    """bool ``source_mask`` ``[B, C]`` and ``noise_mask`` ``[B]`` on the sources' device (defaults: all real)."""
     batch, _, n_src = sources.shape
     if source_mask is None:
         source_mask = torch.ones(batch, n_src, dtype=torch.bool, device=sources.device)
@@ -110,36 +127,201 @@ def rest_targets(sources, source_mask=None, noise=None, noise_mask=None):
     return total - real
 
 
-class _OutputStats(torch.autograd.Function):
-    """float64 inner products of the two outputs with the references, and the outputs' energies.
+# On the CPU the signals are read in chunks of this many samples (a float64 buffer of ``B x (C + 4)`` rows
+# that stays in cache); on an accelerator in one pass.
+_CPU_CHUNK = 16384
+_DB = 10.0 / math.log(10.0)
 
-    ``forward(estimates [B, T, 2], refs [B, K, T] float64)`` returns
-    ``(<est_a, ref_k> [B, 2, K], ||est_a||^2 [B, 2])`` on the raw (uncentred)
-    signals; the last reference row is ones on each item's valid samples and
-    zeros beyond (with ``padded``, the estimates are masked by it, so padded
-    samples never count). Like ``pairwise_si_snr``'s statistics, the
-    backward is written by hand: one batched matrix product and one fused
-    multiply-add instead of autograd's chain of float64 ops over the signals.
+
+def _valid(lengths, length, device):
+    """``[B, T]`` bool, ``True`` on each item's valid samples."""
+    return torch.arange(length, device=device)[None, :] < lengths.to(device)[:, None]
+
+
+def _gram(estimates, sources, noise, lengths):
+    """float64 inner products ``[B, K, K]`` of the rows ``s_hat, r_hat, s_1 .. s_C, noise, valid mask``.
+
+    The valid-mask row (ones on each item's valid samples) gives every
+    signal's sum and, against itself, the item's length; padded samples
+    count nowhere. Time is cut into chunks on the CPU (module constant
+    ``_CPU_CHUNK``) so that the float64 copies are read back from cache.
     """
+    batch, length, n_src = sources.shape
+    n_rows = n_src + 4
+    chunk = min(length, _CPU_CHUNK) if sources.device.type == "cpu" else length
+    gram = torch.zeros(batch, n_rows, n_rows, dtype=torch.float64, device=sources.device)
+    buffer = torch.empty(batch, n_rows, chunk, dtype=torch.float64, device=sources.device)
+    if noise is None:
+        buffer[:, -2].zero_()
+    if lengths is None:
+        buffer[:, -1].fill_(1.0)
+    else:
+        valid = _valid(lengths, length, sources.device)
+    with autocast_off(sources.device):
+        for start in range(0, length, chunk):
+            stop = min(start + chunk, length)
+            rows = buffer if stop - start == chunk else buffer[..., : stop - start]
+            rows[:, :2].copy_(estimates[:, start:stop].transpose(1, 2))
+            rows[:, 2:-2].copy_(sources[:, start:stop].transpose(1, 2))
+            if noise is not None:
+                rows[:, -2].copy_(noise[:, start:stop])
+            if lengths is not None:
+                rows[:, -1].copy_(valid[:, start:stop])
+                rows[:, :-1].mul_(rows[:, -1:])
+            gram.baddbmm_(rows, rows.transpose(1, 2))
+    return gram
+
+
+def _combine(coef, estimates, sources, noise, lengths):
+    """``[B, T, 2]``: ``sum_k coef[:, a, k] row_k`` for ``a`` = the two outputs, on the valid samples.
+
+    The gradient of anything computed from :func:`_gram` with respect to the
+    outputs is such a combination. It is formed from the inputs themselves
+    (float32 for float32 and lower inputs, float64 for float64), in two
+    batched products, not from float64 copies of them.
+    """
+    dtype = output_dtype(estimates)
+    coef = coef.to(dtype)
+    with autocast_off(estimates.device):
+        grad = torch.baddbmm(coef[:, :, -1:], coef[:, :, :2], estimates.to(dtype).transpose(1, 2))
+        grad.baddbmm_(coef[:, :, 2:-2], sources.to(dtype).transpose(1, 2))
+        if noise is not None:
+            grad.addcmul_(coef[:, :, -2:-1], noise.to(dtype)[:, None, :])
+    if lengths is not None:
+        grad.mul_(_valid(lengths, grad.shape[-1], grad.device)[:, None, :])
+    return grad.transpose(1, 2).to(estimates.dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _constants(n_src, device):
+    """Fixed parts of :func:`_statistics`' reference rows, per number of candidates and device."""
+    n_rows = n_src + 3
+    base = torch.zeros(2 * n_src, n_rows, dtype=torch.float64)
+    base[:n_src, 2:-1] = torch.eye(n_src)  # s_i
+    base[n_src:, 2:-1] = -torch.eye(n_src)  # rest_i = total - s_i
+    rest = torch.tensor([0.0] * n_src + [1.0] * n_src, dtype=torch.float64)[:, None]
+    return base.to(device), rest.to(device)
+
+
+def _statistics(gram, source_mask, noise_mask):
+    """Zero-mean statistics of the outputs against every candidate's two references.
+
+    The references are combinations of the rows: ``s_i``, and its rest
+    ``total - s_i`` with ``total`` the real sources plus the real noise, so
+    with ``R`` (``[B, 2C, K]``) their weights and ``G`` the zero-mean Gram
+    matrix (``<x - mean x, y - mean y> = <x, y> - sum x sum y / n``), ``R G``
+    holds every inner product and ``diag(R G R^T)`` every energy.
+
+    Returns
+    -------
+    dot : ``[B, 2, C]``: output ``a`` against reference ``a`` of candidate ``i``.
+    est_energy : ``[B, 2]``.
+    ref_energy : ``[B, 2, C]`` (clamped at 0).
+    refs : ``[B, 2C, K]``, ``R``.
+    """
+    batch, n_src = source_mask.shape
+    sums = gram[:, -1:, :-1]
+    centred = torch.baddbmm(gram[:, :-1, :-1], sums.transpose(1, 2), sums / -gram[:, -1:, -1:])
+    base, rest = _constants(n_src, gram.device)
+    total = torch.nn.functional.pad(torch.cat([source_mask, noise_mask[:, None]], dim=1).to(gram.dtype), (2, 0))
+    refs = torch.addcmul(base, rest, total[:, None, :])
+    products = torch.bmm(refs, centred)  # [B, 2C, K]
+    ref_energy = (products * refs).sum(-1).clamp_min(0.0).view(batch, 2, n_src)
+    dot = products[..., :2].reshape(batch, 2, n_src, 2).diagonal(dim1=1, dim2=3).transpose(1, 2)
+    return dot, torch.diagonal(centred, dim1=1, dim2=2)[:, :2], ref_energy, refs
+
+
+def _scores(dot, est_energy, ref_energy, silent, eps, silence_snr_max):
+    """``[B, 2, C]`` scores: SI-SNR, and for a silent rest (``silent`` items) the capped residual level."""
+    scores = si_snr_from_stats(dot, est_energy[:, :, None], ref_energy, eps)
+    floor = 10.0 ** (-float(silence_snr_max) / 10.0)
+    silence = torch.log10(est_energy[:, 1:] / (ref_energy[:, 0] + eps) + floor).mul(-10.0)  # [B, C]
+    return torch.cat([scores[:, :1], torch.where(silent[:, None, None], silence[:, None], scores[:, 1:])], dim=1)
+
+
+def _si_snr_partials(dot, est_energy, ref_energy, eps):
+    """Derivatives of :func:`modules.losses.si_snr_from_stats` with respect to ``dot`` and ``est_energy``."""
+    alpha = dot / (ref_energy + eps)
+    target_energy = alpha.square() * ref_energy
+    raw_noise = est_energy - 2.0 * alpha * dot + target_energy
+    noise_energy = raw_noise.clamp_min(0.0) + eps
+    ratio = target_energy / noise_energy
+    d_ratio = _DB / (ratio + eps) / noise_energy
+    d_target = 2.0 * alpha * ref_energy / (ref_energy + eps)  # d target_energy / d dot
+    live = raw_noise >= 0  # clamp_min passes the gradient where its input is not below 0
+    d_dot = d_ratio * (d_target - ratio * torch.where(live, d_target - 4.0 * alpha, 0.0))
+    d_energy = torch.where(live, -d_ratio * ratio, 0.0)
+    return d_dot, d_energy
+
+
+class _Gram(torch.autograd.Function):
+    """:func:`_gram`, differentiable in the outputs (for :func:`orpit_scores`)."""
 
     @staticmethod
-    def forward(ctx, estimates, refs, padded):
-        """Statistics in float64 (with ``padded``, the references' last row, ones on valid samples, masks them)."""
-        est = estimates.transpose(1, 2).to(torch.float64, memory_format=torch.contiguous_format, copy=True)
-        if padded:
-            est.mul_(refs[:, -1:])
-        ctx.save_for_backward(est, refs)
-        ctx.dtype = estimates.dtype
-        return torch.bmm(est, refs.transpose(1, 2)), torch.linalg.vecdot(est, est)
+    def forward(ctx, estimates, sources, noise, lengths):
+        """float64 ``[B, K, K]``."""
+        ctx.save_for_backward(estimates, sources, noise, lengths)
+        return _gram(estimates, sources, noise, lengths)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_cross, grad_energy):
-        """Gradient with respect to the estimates (zero on padded samples)."""
-        est, refs = ctx.saved_tensors
-        grad = torch.bmm(grad_cross, refs)  # [B, 2, T]
-        grad.addcmul_(est, (2.0 * grad_energy).unsqueeze(-1))
-        return grad.transpose(1, 2).to(ctx.dtype), None, None
+    def backward(ctx, grad):
+        """``d/d row_a = sum_k (grad[a, k] + grad[k, a]) row_k`` for the two output rows."""
+        coef = grad[:, :2] + grad[:, :, :2].transpose(1, 2)
+        return _combine(coef, *ctx.saved_tensors), None, None, None
+
+
+class _OrPitLoss(torch.autograd.Function):
+    """The whole loss in one pass, with its gradient written by hand.
+
+    The forward is :func:`orpit_scores`' computation plus the choice of the
+    best candidate. The backward needs, per item, only the derivatives of
+    the two chosen scores with respect to their inner product and their
+    output's energy: the gradient on output ``a`` is
+    ``d_dot (ref - mean ref) + 2 d_energy (est_a - mean est_a)`` on the
+    valid samples, a combination of the rows (:func:`_combine`). This
+    replaces autograd's backward through some 40 small ops (their overhead
+    is much of what the loss costs); :func:`orpit_scores`, which autograd
+    differentiates through :class:`_Gram`, checks it in the tests.
+    """
+
+    @staticmethod
+    def forward(ctx, estimates, sources, source_mask, noise, noise_mask, lengths, eps, silence_snr_max):
+        """Loss ``[B]`` (float64) and the chosen candidate ``[B]``."""
+        gram = _gram(estimates, sources, noise, lengths)
+        dot, est_energy, ref_energy, refs = _statistics(gram, source_mask, noise_mask)
+        silent = (source_mask.sum(-1) == 1) & ~noise_mask
+        scores = _scores(dot, est_energy, ref_energy, silent, eps, silence_snr_max).sum(1)  # [B, C]
+        best, index = torch.where(source_mask, scores, torch.finfo(scores.dtype).min).max(dim=-1)
+        has_candidate = source_mask.any(dim=-1)
+        ctx.save_for_backward(
+            estimates, sources, noise, lengths, gram[:, -1], refs, dot, est_energy, ref_energy, index, silent
+        )
+        ctx.eps, ctx.silence_floor, ctx.has_candidate = eps, 10.0 ** (-float(silence_snr_max) / 10.0), has_candidate
+        ctx.mark_non_differentiable(index)
+        return torch.where(has_candidate, -0.5 * best, 0.0), index
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss, _grad_index):
+        """Gradient with respect to the estimates (zero on padded samples and for items without candidate)."""
+        estimates, sources, noise, lengths, sums, refs, dot, est_energy, ref_energy, index, silent = ctx.saved_tensors
+        batch, n_src = dot.shape[0], dot.shape[-1]
+        pick = index[:, None, None].expand(-1, 2, 1)
+        ref_energy = ref_energy.gather(2, pick)[..., 0]  # [B, 2]: the chosen candidate's
+        d_dot, d_energy = _si_snr_partials(dot.gather(2, pick)[..., 0], est_energy, ref_energy, ctx.eps)
+        # A silent rest scores -10 log10(e / (E + eps) + floor): only the residual's energy e counts.
+        d_silence = -_DB / (est_energy[:, 1] + ctx.silence_floor * (ref_energy[:, 0] + ctx.eps))
+        d_dot[:, 1].masked_fill_(silent, 0.0)
+        d_energy[:, 1] = torch.where(silent, d_silence, d_energy[:, 1])
+        # The chosen references' rows, weighted; the outputs' own energies; then each row's mean (sum / n).
+        chosen = refs.view(batch, 2, n_src, -1).gather(2, pick[..., None].expand(-1, -1, -1, refs.shape[-1]))
+        coef = chosen[:, :, 0] * d_dot[..., None]  # [B, 2, K]
+        coef[:, :, :2] += torch.diag_embed(2.0 * d_energy)
+        offset = -(coef * sums[:, None, :-1]).sum(-1, keepdim=True) / sums[:, None, -1:]
+        weight = torch.where(ctx.has_candidate, -0.5 * grad_loss.to(torch.float64), 0.0)[:, None, None]
+        coef = torch.cat([coef, offset], dim=-1).mul_(weight)  # [B, 2, K + 1]
+        return _combine(coef, estimates, sources, noise, lengths), None, None, None, None, None, None, None
 
 
 def orpit_scores(
@@ -156,12 +338,13 @@ def orpit_scores(
 
     The statistics are those of :func:`modules.losses.pairwise_si_snr`
     (zero-mean float64 inner products and energies, read by
-    :func:`modules.losses.si_snr_from_stats`), but the rests are never
-    formed: with ``total`` the sum of the real sources and the real noise,
-    ``<r_hat, rest_i> = <r_hat, total> - <r_hat, s_i>`` and
-    ``||rest_i||^2 = ||total||^2 - 2 <total, s_i> + ||s_i||^2``, so one
-    batched matrix product of ``(s_hat, r_hat, total)`` against
-    ``(s_1, ..., s_C, total)`` over time gives every score.
+    :func:`modules.losses.si_snr_from_stats`), but no reference is ever
+    formed: one batched matrix product of all signals (the two outputs, the
+    ``C`` sources, the noise and a valid-sample mask) with themselves over
+    time gives every inner product, and each candidate's rest,
+    ``sum_{n != i} s_n + noise``, follows by linearity
+    (``<r_hat, rest_i> = sum_k w_ik <r_hat, x_k>``,
+    ``||rest_i||^2 = w_i^T G w_i``).
 
     Arguments
     ---------
@@ -194,50 +377,20 @@ def orpit_scores(
     >>> bool(one[0, 1] > 60 and rest[0, 1] > 60 and one[0, 0] < 0), candidate.tolist()
     (True, [[True, True]])
     """
+    _check(estimates, sources)
+    source_mask, noise_mask = _masks(sources, source_mask, noise, noise_mask)
+    gram = _Gram.apply(estimates, sources, noise, lengths)
+    dot, est_energy, ref_energy, _ = _statistics(gram, source_mask, noise_mask)
+    silent = (source_mask.sum(-1) == 1) & ~noise_mask
+    one, rest = _scores(dot, est_energy, ref_energy, silent, eps, silence_snr_max).unbind(1)
+    return one, rest, source_mask
+
+
+def _check(estimates, sources):
+    """Raise ``ValueError`` unless ``estimates`` are ``[B, T, 2]`` and agree with ``sources``."""
     check_signals(estimates, sources)
     if estimates.shape[-1] != 2:
         raise ValueError(f"one-and-rest PIT needs exactly two outputs (one, rest), got {estimates.shape[-1]}")
-    source_mask, noise_mask = _masks(sources, source_mask, noise, noise_mask)
-    batch, length, n_src = sources.shape
-    # References in float64, time contiguous: s_1 .. s_C, the total (real sources + real noise), ones.
-    refs = torch.empty(batch, n_src + 2, length, dtype=torch.float64, device=sources.device)
-    refs[:, :n_src].copy_(sources.detach().transpose(1, 2))
-    total = refs[:, n_src]
-    if noise is None:
-        total.zero_()
-    else:
-        total.copy_(noise.detach()).mul_(noise_mask[:, None])
-    total.add_(torch.bmm(source_mask.to(torch.float64)[:, None, :], refs[:, :n_src])[:, 0])
-    refs[:, n_src + 1].fill_(1.0)
-    if lengths is None:
-        count = refs.new_full((batch, 1), float(length))
-    else:
-        refs.mul_(torch.arange(length, device=refs.device)[None, None, :] < lengths.to(refs.device)[:, None, None])
-        count = lengths.to(refs.device, torch.float64)[:, None]
-    raw_cross, raw_energy = _OutputStats.apply(estimates, refs, lengths is not None)  # [B, 2, C + 2], [B, 2]
-    raw_total = torch.bmm(refs[:, : n_src + 1], refs[:, n_src:].transpose(1, 2))  # <s_i | total, total | 1>
-    raw_src_energy = torch.linalg.vecdot(refs[:, :n_src], refs[:, :n_src])  # [B, C]
-    # Zero-mean statistics over each item's valid samples: <x - mean x, y - mean y> = <x, y> - sum x sum y / n.
-    est_sum, ref_sum = raw_cross[..., -1], raw_total[..., 1]  # [B, 2], [B, C + 1] (sources, total)
-    cross = raw_cross[..., :-1] - est_sum[:, :, None] * ref_sum[:, None, :] / count[:, :, None]  # [B, 2, C + 1]
-    est_energy = raw_energy - est_sum.square() / count  # [B, 2]
-    with_total = raw_total[..., 0] - ref_sum * ref_sum[:, -1:] / count  # <s_i | total, total> [B, C + 1]
-    src_energy = raw_src_energy - ref_sum[:, :n_src].square() / count  # ||s_i||^2 [B, C]
-
-    # Each candidate's rest, total - s_i, by linearity.
-    src_dots = cross[..., :n_src]  # <s_hat | r_hat, s_i> [B, 2, C]
-    rest_dots = cross[:, 1, n_src:] - src_dots[:, 1]  # <r_hat, total - s_i> [B, C]
-    rest_energy = (with_total[:, n_src:] - 2.0 * with_total[:, :n_src] + src_energy).clamp_min(0.0)
-
-    one = si_snr_from_stats(src_dots[:, 0], est_energy[:, :1], src_energy, eps)
-    rest = si_snr_from_stats(rest_dots, est_energy[:, 1:], rest_energy, eps)
-
-    # Silent rest (one real source, no noise): the residual's level below that source, capped.
-    silent = (source_mask.sum(-1) == 1) & ~noise_mask  # [B]
-    floor = 10.0 ** (-float(silence_snr_max) / 10.0)
-    silence = -10.0 * torch.log10(est_energy[:, 1:] / (src_energy + eps) + floor)
-    rest = torch.where(silent[:, None], silence, rest)
-    return one, rest, source_mask
 
 
 def orpit_si_snr_loss(
@@ -291,14 +444,9 @@ def orpit_si_snr_loss(
     >>> index.tolist(), bool((loss < -60).all())
     ([2, 1], True)
     """
-    one, rest, candidate = orpit_scores(
-        estimates, sources, source_mask, noise, noise_mask, lengths, eps=eps, silence_snr_max=silence_snr_max
+    _check(estimates, sources)
+    source_mask, noise_mask = _masks(sources, source_mask, noise, noise_mask)
+    loss, index = _OrPitLoss.apply(
+        estimates, sources, source_mask, noise, noise_mask, lengths, float(eps), float(silence_snr_max)
     )
-    total = one + rest  # [B, C]
-    lowest = torch.finfo(total.dtype).min
-    search = torch.where(candidate, total, torch.full_like(total, lowest)).unsqueeze(-1)  # [B, C, 1]
-    index = best_permutation(search)  # [B, 1]: the candidate matched to the one target
-    matched = matched_scores(total.unsqueeze(-1), index)[:, 0]  # [B]
-    has_candidate = candidate.any(dim=-1)
-    loss = torch.where(has_candidate, -0.5 * matched, torch.zeros_like(matched))
-    return loss.to(output_dtype(estimates)), index[:, 0]
+    return loss.to(output_dtype(estimates)), index
