@@ -12,7 +12,7 @@ our code in two, by what the code does, not by a list:
 * everything else (models, losses, metrics, the typed batch, dynamic mixing,
   file helpers, data preparation) becomes a local module beside ``train.py``,
   named after its file (``modules/losses/si_snr.py`` -> ``si_snr.py``; the
-  module of the yaml's ``prepare_data`` -> ``prepare_data.py``; other
+  module of the yaml's ``prepare_data`` -> ``<dataset>_<method>_prepare.py``; other
   ``data_prep`` modules -> ``prep_<name>.py``; a name taken twice, or taken by
   the standard library or an installed package, gets its package path:
   ``losses_dip.py``).
@@ -102,7 +102,7 @@ def definition_span(lines, node):
 
 
 # ------------------------------------------------------------------ naming
-def flat_names(modules, prep_module=None, taken=()):
+def flat_names(modules, prep_module=None, taken=(), prep_name="prepare_data"):
     """Local module name of each of our modules (see the module docstring).
 
     Example
@@ -115,7 +115,7 @@ def flat_names(modules, prep_module=None, taken=()):
     def candidates(name):
         parts = name.split(".")
         if name == prep_module:
-            return ["prepare_data"]
+            return [prep_name]
         tail = parts[1:] or parts
         prefix = "prep_" if parts[0] == "data_prep" else ""
         return [prefix + tail[-1], prefix + "_".join(tail), "_".join(parts)]
@@ -220,7 +220,7 @@ def _binding_target(graph, module, name):
     return None
 
 
-def plan_export(graph: ModuleGraph, roots, pinned=(), prep_module=None):
+def plan_export(graph: ModuleGraph, roots, pinned=(), prep_module=None, prep_name="prepare_data"):
     """Decides which definitions go into ``train.py`` and names the local modules.
 
     A top-level definition that reads hyperparameters moves, and so does
@@ -238,7 +238,9 @@ def plan_export(graph: ModuleGraph, roots, pinned=(), prep_module=None):
     pinned : iterable of (module, name)
         Definitions the yaml names by tag.
     prep_module : str, optional
-        The module of the yaml's ``prepare_data`` (named ``prepare_data.py``).
+        The module of the yaml's ``prepare_data``.
+    prep_name : str
+        Its local name (:func:`modules.upstream.exporter.prep_module_name`).
 
     Returns
     -------
@@ -276,7 +278,7 @@ def plan_export(graph: ModuleGraph, roots, pinned=(), prep_module=None):
     taken = set()
     for m in closure:
         taken |= third_party_imports(graph.module(m).tree)
-    names = flat_names(closure, prep_module, taken)
+    names = flat_names(closure, prep_module, taken, prep_name)
     statements = {}
     for m in closure:
         module = graph.module(m)

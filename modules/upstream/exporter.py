@@ -6,7 +6,7 @@ out as the root of SpeechBrain's repository)::
     recipes/WHAMandWHAMR/separation/nass/
         train.py                 the Brain classes and the steps of a run (modules.upstream.code)
         <local modules>.py       models, losses, metrics, data pipeline, file helpers
-        prepare_data.py          the dataset's preparation (its helpers as prep_*.py)
+        <dataset>_<method>_prepare.py   the dataset's preparation (its helpers as prep_*.py)
         hparams/<name>.yaml      each recipe yaml with its includes written in (modules.upstream.yamlflat)
         extra_requirements.txt   what the code imports that SpeechBrain does not require
         README.md
@@ -37,7 +37,7 @@ from modules.upstream.graph import YAML_TAG, ExportError, ModuleGraph, is_ours, 
 from modules.upstream.readme import _docstring_summary, exported_readme
 from modules.upstream.reads import hparam_reads
 from modules.upstream.registry import DATASETS, write_rows
-from modules.upstream.samples import debug_blocker, debug_checks, sample_flags
+from modules.upstream.samples import debug_blocker, debug_checks, load_blocker, sample_flags
 from modules.upstream.yamlflat import (
     LIFTED,
     _code_part,
@@ -182,6 +182,41 @@ def _rewrite_comments(text):
     return "".join(out)
 
 
+#: Upstream's yaml load test overrides these !PLACEHOLDER keys itself (tests/utils/recipe_tests.py).
+UPSTREAM_PLACEHOLDERS = ("data_folder", "output_folder")
+#: Keys whose value is a list (their stand-in is a list of one path).
+LIST_VALUED = ("separators",)
+
+
+def dummy_paths(text):
+    """Each required path other than ``data_folder`` as upstream writes one: ``/yourpath/<name>``.
+
+    Upstream's ``load_yaml_test`` (tests/utils/recipe_tests.py) loads every
+    yaml overriding ``data_folder`` and ``output_folder`` (and a fixed list of
+    other upstream keys) only, so a second ``!PLACEHOLDER`` (another corpus, a
+    first-stage run) fails it; upstream's recipes give such paths as
+    ``/yourpath/...`` (e.g. LibriMix's ``base_folder_dm``). The comment on the
+    line stays; the run then fails on the missing path, naming it.
+
+    Example
+    -------
+    >>> text = "data_folder: !PLACEHOLDER\\nvox2mix_folder: !PLACEHOLDER  # Vox2Mix\\nseparators: !PLACEHOLDER"
+    >>> print(dummy_paths(text))
+    data_folder: !PLACEHOLDER
+    vox2mix_folder: /yourpath/vox2mix  # Vox2Mix
+    separators: [/yourpath/separators]
+    """
+
+    def stand_in(match):
+        key = match.group(1)
+        if key in UPSTREAM_PLACEHOLDERS:
+            return match.group(0)
+        path = "/yourpath/" + re.sub(r"_folder$", "", key)
+        return f"{key}: " + (f"[{path}]" if key in LIST_VALUED else path)
+
+    return re.sub(r"^(\w+):[ \t]*!PLACEHOLDER\b", stand_in, text, flags=re.M)
+
+
 def _tiny_overrides(flat_text, tmp):
     """Overrides that shrink the nested backbone blocks (``hparams/tiny.yaml``'s sizes) for validation."""
     import ruamel.yaml
@@ -300,6 +335,24 @@ def extra_requirements(folder, yaml_texts=()):
     return sorted(lines, key=str.lower)
 
 
+def prep_module_name(dataset, method):
+    """Local name of an exported recipe's preparation module: ``<dataset>_<method>_prepare``.
+
+    The yamls name it by tag (``prepare_data: !name:<module>.<function>``), and
+    upstream's ``load_yaml_test`` (tests/utils/recipe_tests.py) loads every
+    recipe's yamls in one process: a module is imported once per process, so
+    two recipes with a ``prepare_data.py`` each would find the first one's
+    functions only. The name follows upstream's ``<dataset>_prepare.py`` and is
+    unique per recipe.
+
+    Example
+    -------
+    >>> prep_module_name("WHAM", "saddel")
+    'wham_saddel_prepare'
+    """
+    return f"{dataset.lower()}_{method}_prepare"
+
+
 def export_recipe(target, out, validate=True, format_code=True):
     """Writes the upstream-shaped folder of a recipe (see the module docstring).
 
@@ -353,7 +406,8 @@ def export_recipe(target, out, validate=True, format_code=True):
                     target = graph.resolve(node.module, alias.name)
                     roots.add(target[0])
                     starts[script].add(target)
-    plan = plan_export(graph, sorted(roots), pinned, prep_module)
+    prep_name = prep_module_name(dataset, method)
+    plan = plan_export(graph, sorted(roots), pinned, prep_module, prep_name)
 
     notes = list(plan.notes)
     texts = {}
@@ -402,7 +456,7 @@ def export_recipe(target, out, validate=True, format_code=True):
                 if problems:
                     raise ExportError(f"{path.name}: the resolved yaml differs from the original: {problems[:5]}")
 
-    yaml_out = {p.name: _rewrite_comments(_rewrite_tags(t, graph, plan)) for p, t in flat.items()}
+    yaml_out = {p.name: dummy_paths(_rewrite_comments(_rewrite_tags(t, graph, plan))) for p, t in flat.items()}
     keep = _reachable(texts, yaml_out, [Path(s).stem for s in sources])
 
     if dest.exists():
@@ -428,17 +482,20 @@ def export_recipe(target, out, validate=True, format_code=True):
         blocker = debug_blocker(yaml_out[path.name])
         if blocker:
             unmet.append(f"`hparams/{path.name}`: the recipe test on tests/samples cannot run: {blocker}")
+        blocker = load_blocker(yaml_out[path.name])
+        if blocker:
+            unmet.append(f"`hparams/{path.name}`: {blocker}")
     problem = samples_problem()
     if problem:
         unmet.append(f"the recipe test on SpeechBrain's own tests/samples data fails: {problem}")
     readme = exported_readme(
-        dataset, upstream_dataset, method, rel_folder, yamls, summary, unmet, requirements, scripts
+        dataset, upstream_dataset, method, rel_folder, yamls, summary, unmet, requirements, scripts, prep_name
     )
     (dest / "README.md").write_text(readme, encoding="utf-8")
     written.append(dest / "README.md")
 
     rows = []
-    prep_file = f"{rel_folder}/prepare_data.py" if (dest / "prepare_data.py").exists() else ""
+    prep_file = f"{rel_folder}/{prep_name}.py" if (dest / f"{prep_name}.py").exists() else ""
     for path in yamls:
         keys = {e.key for e in split_entries(yaml_out[path.name]) if e.key}
         rows.append(

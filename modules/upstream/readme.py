@@ -286,7 +286,18 @@ def recipe_readme(recipe_dir):
     return "\n".join(parts)
 
 
-def exported_readme(dataset, upstream_dataset, method, folder, yamls, summary, unmet, extra_requirements, scripts=None):
+def exported_readme(
+    dataset,
+    upstream_dataset,
+    method,
+    folder,
+    yamls,
+    summary,
+    unmet,
+    extra_requirements,
+    scripts=None,
+    prep_name="prepare_data",
+):
     """README text of an exported (upstream-shaped) recipe folder.
 
     Arguments
@@ -304,6 +315,8 @@ def exported_readme(dataset, upstream_dataset, method, folder, yamls, summary, u
     extra_requirements : list of str
     scripts : dict, optional
         ``{yaml path: script name}`` (default: ``train.py`` for every yaml).
+    prep_name : str
+        The preparation module's name (without ``.py``).
     """
     info = DATASETS.get(dataset, {"name": dataset, "root": "<root>", "root_note": ""})
     title = METHODS.get(method, {}).get("title", method)
@@ -326,7 +339,7 @@ def exported_readme(dataset, upstream_dataset, method, folder, yamls, summary, u
         "## How to run",
         "",
         f"From `{folder}`; `{info['root']}` is {info.get('root_note') or 'the dataset root'}. The recipe "
-        "prepares its manifests (`prepare_data.py`), trains, validates and tests:",
+        f"prepares its manifests (`{prep_name}.py`), trains, validates and tests:",
         "",
         "```bash",
         *commands,
@@ -348,7 +361,7 @@ def exported_readme(dataset, upstream_dataset, method, folder, yamls, summary, u
         "## Files",
         "",
         "`train.py` holds the Brain classes and the steps of a run (everything that reads the yaml); "
-        "the models, losses, metrics and data pipeline are the modules beside it; `prepare_data.py` "
+        f"the models, losses, metrics and data pipeline are the modules beside it; `{prep_name}.py` "
         "writes the CSV manifests. Exported from robust-sep-recipes "
         f"(`recipes/{dataset}/{method}/`) by `python -m modules.upstream export`.",
         "",
