@@ -183,9 +183,7 @@ def test_librimix_aux_list_errors(tmp_path, libri):
     assert run(f"{mix}\t{listed}\textra").startswith(f"{lst}:1: expected '<mixture><TAB><enrollment path>'")
     msg = _prep_error(prepare_librimix, libri, tmp_path / "s", enrollment=True, aux_list=tmp_path / "none.lst")
     assert msg == f"aux list not found: {tmp_path / 'none.lst'}"
-    msg = _prep_error(
-        prepare_librimix, libri, tmp_path / "s", enrollment=True, librispeech_folder=tmp_path / "typo"
-    )
+    msg = _prep_error(prepare_librimix, libri, tmp_path / "s", enrollment=True, librispeech_folder=tmp_path / "typo")
     assert msg == f"LibriSpeech folder not found: {tmp_path / 'typo'}"
 
 

@@ -32,9 +32,7 @@ def a2m(tmp_path_factory):
     """The mini simulator inputs, and one simulation of them in a separate data folder."""
     root = make_mini_aishell2mix(tmp_path_factory.mktemp("a2m"), seed=0, n_train=4, n_valid=2, n_test=3)
     dump = tmp_path_factory.mktemp("dump") / "Aishell2Mix"
-    paths = prepare_aishell2mix(
-        dump, tmp_path_factory.mktemp("prep"), cfg_folder=root / "lst", aishell_folder=root
-    )
+    paths = prepare_aishell2mix(dump, tmp_path_factory.mktemp("prep"), cfg_folder=root / "lst", aishell_folder=root)
     return root, dump, paths
 
 
@@ -170,6 +168,7 @@ def test_interrupted_simulation_resumes(tmp_path, a2m, monkeypatch):
     first = calls[2]  # the mixture of the first complete job
     stamp = first.stat().st_mtime_ns
     calls.clear()
+
     def counting(path, *args, **kwargs):
         calls.append(Path(path))
         return original(path, *args, **kwargs)
