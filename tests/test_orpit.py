@@ -121,6 +121,35 @@ def test_hand_written_backward_equals_autograd_through_the_scores():
     assert est_fused.grad[2].abs().sum() > 0 and est_fused.grad[3].abs().sum() > 0  # 1sp+n and the silent rest
 
 
+def test_score_derivatives_equal_autograd_in_every_regime():
+    """The forward's derivatives (``d_dot``, ``q``) against autograd through ``_scores``, on raw statistics.
+
+    Covers what realistic signals rarely reach: a noise energy that rounds
+    below zero (the clamp passes no gradient), reference energies near and at
+    ``eps`` (where ``E_ref / (E_ref + eps)`` matters) and silent rests (whose
+    reference, and so whose ``dot``, is zero).
+    """
+    gen = torch.Generator().manual_seed(5)
+    eps, cap = 1e-8, 30.0
+    dot = torch.randn(6, 2, 3, generator=gen, dtype=torch.float64)
+    ref_energy = torch.rand(6, 2, 3, generator=gen, dtype=torch.float64) * 4 + 0.1
+    ref_energy[0, :, 0] = 3e-8  # near eps
+    ref_energy[1, 0, 1] = 0.0  # a zero reference
+    dot[1, 0, 1] = 0.0
+    silent = torch.tensor([False, False, False, True, False, True])
+    dot[silent, 1], ref_energy[silent, 1] = 0.0, 0.0
+    est_energy = (dot.square() / (ref_energy + eps)).amax(-1) * 1.5 + 0.2  # [B, 2]
+    est_energy[2, 0] = (dot[2, 0].square() / (ref_energy[2, 0] + eps)).max() * (1 - 1e-6)  # rounds below zero
+    scores, d_dot, q = orpit._scores_and_partials(dot, est_energy, ref_energy, silent, eps, 10 ** (-cap / 10))
+    dot_auto, est_auto = dot.clone().requires_grad_(), est_energy.clone().requires_grad_()
+    expected = orpit._scores(dot_auto, est_auto, ref_energy, silent, eps, cap)
+    torch.testing.assert_close(scores, expected.detach(), rtol=1e-12, atol=1e-12)
+    grad_dot, grad_est = torch.autograd.grad(expected.sum(), [dot_auto, est_auto])
+    assert (q[2, 0] == 0).sum() == 1  # the clamp was reached for one candidate
+    torch.testing.assert_close(d_dot, grad_dot, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(-q.sum(-1), grad_est, rtol=1e-10, atol=1e-12)
+
+
 def test_float32_inputs_match_the_loop_and_give_float32():
     estimates, sources, mask, noise, noise_mask, lengths = mixed_batch(seed=3, dtype=torch.float32)
     est = estimates.clone().requires_grad_()

@@ -30,14 +30,18 @@ never part of a rest; an item without any candidate has loss 0.
 What it costs is two passes over the signals and the overhead of some
 hundred small ops on ``[B, C]``-sized tensors, so the loss keeps both low:
 
-* the float64 copies exist only chunk by chunk on the CPU (``_CPU_CHUNK``
-  samples, a buffer that is read back from cache), in one pass elsewhere;
-* the backward is written by hand (:class:`_OrPitLoss`): per item, the
-  derivatives of the two chosen scores with respect to their inner product
-  and their output's energy, then one combination of the input signals
-  themselves (float32 for float32 inputs, float64 for float64), so nothing
-  the size of the signals is kept for it. Its float32 gradient differs from
-  the float64 one by about 1e-6 relative;
+* the signals are gathered once into one contiguous tensor of rows
+  (:func:`_rows`, in the estimates' precision); its float64 copy exists only
+  chunk by chunk on the CPU (``_CPU_CHUNK`` samples, one buffer that is read
+  back from cache), in one pass elsewhere;
+* the backward is written by hand (:class:`_OrPitLoss`): the forward also
+  takes, for every candidate, the derivatives of its two scores with respect
+  to their inner product and their output's energy, and keeps the chosen
+  candidate's as weights of the rows; the backward is then one batched
+  product of those weights with the rows (float32 for float32 inputs,
+  float64 for float64). What it keeps is the rows, about the size of the
+  inputs, and no float64 copy. Its float32 gradient differs from the
+  float64 one by about 1e-6 relative;
 * :func:`orpit_scores` runs the same statistics under autograd and checks the
   hand-written backward in the tests.
 
@@ -127,10 +131,35 @@ def rest_targets(sources, source_mask=None, noise=None, noise_mask=None):
     return total - real
 
 
-# On the CPU the signals are read in chunks of this many samples (a float64 buffer of ``B x (C + 4)`` rows
-# that stays in cache); on an accelerator in one pass.
+# On the CPU the float64 copies are made in chunks of this many samples (a buffer of ``B x (C + 4)`` rows that
+# stays in cache); on an accelerator in one pass.
 _CPU_CHUNK = 16384
 _DB = 10.0 / math.log(10.0)
+
+
+def _rows(estimates, sources, noise, lengths):
+    """``[B, K, T]``, ``K = C + 4``: the rows ``s_hat, r_hat, s_1 .. s_C, noise, valid mask``, one contiguous tensor.
+
+    The valid-mask row (ones on each item's valid samples) gives every
+    signal's sum and, against itself, the item's length; every other row is
+    zero on padded samples, so padding counts nowhere. The dtype is the
+    estimates' (float32 for lower precisions); the loss keeps this tensor for
+    its backward, whose gradient is a combination of the rows.
+    """
+    batch, length, n_src = sources.shape
+    rows = torch.empty(batch, n_src + 4, length, dtype=output_dtype(estimates), device=sources.device)
+    rows[:, :2].copy_(estimates.transpose(1, 2))
+    rows[:, 2:-2].copy_(sources.transpose(1, 2))
+    if noise is None:
+        rows[:, -2].zero_()
+    else:
+        rows[:, -2].copy_(noise)
+    if lengths is None:
+        rows[:, -1].fill_(1.0)
+    else:
+        rows[:, -1].copy_(_valid(lengths, length, sources.device))
+        rows[:, :-1].mul_(rows[:, -1:])
+    return rows
 
 
 def _valid(lengths, length, device):
@@ -138,67 +167,48 @@ def _valid(lengths, length, device):
     return torch.arange(length, device=device)[None, :] < lengths.to(device)[:, None]
 
 
-def _gram(estimates, sources, noise, lengths):
-    """float64 inner products ``[B, K, K]`` of the rows ``s_hat, r_hat, s_1 .. s_C, noise, valid mask``.
+def _gram(rows):
+    """float64 inner products ``[B, K, K]`` of the rows of :func:`_rows`.
 
-    The valid-mask row (ones on each item's valid samples) gives every
-    signal's sum and, against itself, the item's length; padded samples
-    count nowhere. Time is cut into chunks on the CPU (module constant
-    ``_CPU_CHUNK``) so that the float64 copies are read back from cache.
+    Products of float32 values are exact in float64, so the only rounding
+    is float64 accumulation. Two blocks are computed, the outputs against
+    every row and the other rows among themselves (the outputs against the
+    others is the transpose of part of the first). On the CPU the float64
+    copy is made ``_CPU_CHUNK`` samples at a time into one buffer, which is
+    read back from cache and spares the allocator a large block per call.
     """
-    batch, length, n_src = sources.shape
-    n_rows = n_src + 4
-    chunk = min(length, _CPU_CHUNK) if sources.device.type == "cpu" else length
-    gram = torch.zeros(batch, n_rows, n_rows, dtype=torch.float64, device=sources.device)
-    buffer = torch.empty(batch, n_rows, chunk, dtype=torch.float64, device=sources.device)
-    if noise is None:
-        buffer[:, -2].zero_()
-    if lengths is None:
-        buffer[:, -1].fill_(1.0)
-    else:
-        valid = _valid(lengths, length, sources.device)
-    with autocast_off(sources.device):
+    batch, n_rows, length = rows.shape
+    chunk = min(length, _CPU_CHUNK) if rows.device.type == "cpu" else length
+    outputs = torch.zeros(batch, 2, n_rows, dtype=torch.float64, device=rows.device)
+    others = torch.zeros(batch, n_rows - 2, n_rows - 2, dtype=torch.float64, device=rows.device)
+    buffer = torch.empty(batch, n_rows, chunk, dtype=torch.float64, device=rows.device)
+    with autocast_off(rows.device):
         for start in range(0, length, chunk):
-            stop = min(start + chunk, length)
-            rows = buffer if stop - start == chunk else buffer[..., : stop - start]
-            rows[:, :2].copy_(estimates[:, start:stop].transpose(1, 2))
-            rows[:, 2:-2].copy_(sources[:, start:stop].transpose(1, 2))
-            if noise is not None:
-                rows[:, -2].copy_(noise[:, start:stop])
-            if lengths is not None:
-                rows[:, -1].copy_(valid[:, start:stop])
-                rows[:, :-1].mul_(rows[:, -1:])
-            gram.baddbmm_(rows, rows.transpose(1, 2))
-    return gram
+            part = buffer[..., : min(chunk, length - start)]
+            part.copy_(rows[..., start : start + chunk])
+            outputs.baddbmm_(part[:, :2], part.transpose(1, 2))
+            others.baddbmm_(part[:, 2:], part[:, 2:].transpose(1, 2))
+    return torch.cat([outputs, torch.cat([outputs[:, :, 2:].transpose(1, 2), others], dim=2)], dim=1)
 
 
-def _combine(coef, estimates, sources, noise, lengths):
-    """``[B, T, 2]``: ``sum_k coef[:, a, k] row_k`` for ``a`` = the two outputs, on the valid samples.
+def _combine(coef, rows, dtype):
+    """``[B, T, 2]`` in ``dtype``: ``sum_k coef[:, a, k] row_k`` for ``a`` = the two outputs (one batched product).
 
     The gradient of anything computed from :func:`_gram` with respect to the
-    outputs is such a combination. It is formed from the inputs themselves
-    (float32 for float32 and lower inputs, float64 for float64), in two
-    batched products, not from float64 copies of them.
+    outputs is such a combination; it is zero on padded samples, as every row
+    is there.
     """
-    dtype = output_dtype(estimates)
-    coef = coef.to(dtype)
-    with autocast_off(estimates.device):
-        grad = torch.baddbmm(coef[:, :, -1:], coef[:, :, :2], estimates.to(dtype).transpose(1, 2))
-        grad.baddbmm_(coef[:, :, 2:-2], sources.to(dtype).transpose(1, 2))
-        if noise is not None:
-            grad.addcmul_(coef[:, :, -2:-1], noise.to(dtype)[:, None, :])
-    if lengths is not None:
-        grad.mul_(_valid(lengths, grad.shape[-1], grad.device)[:, None, :])
-    return grad.transpose(1, 2).to(estimates.dtype)
+    with autocast_off(rows.device):
+        grad = torch.bmm(coef.to(rows.dtype), rows)
+    return grad.transpose(1, 2).to(dtype)
 
 
 @functools.lru_cache(maxsize=16)
 def _constants(n_src, device):
-    """Fixed parts of :func:`_statistics`' reference rows, per number of candidates and device."""
-    n_rows = n_src + 3
-    base = torch.zeros(2 * n_src, n_rows, dtype=torch.float64)
-    base[:n_src, 2:-1] = torch.eye(n_src)  # s_i
-    base[n_src:, 2:-1] = -torch.eye(n_src)  # rest_i = total - s_i
+    """Fixed parts of :func:`_statistics`' reference weights, per number of candidates and device."""
+    base = torch.zeros(2 * n_src, n_src + 1, dtype=torch.float64)
+    base[:n_src, :-1] = torch.eye(n_src)  # s_i
+    base[n_src:, :-1] = -torch.eye(n_src)  # rest_i = total - s_i
     rest = torch.tensor([0.0] * n_src + [1.0] * n_src, dtype=torch.float64)[:, None]
     return base.to(device), rest.to(device)
 
@@ -206,29 +216,32 @@ def _constants(n_src, device):
 def _statistics(gram, source_mask, noise_mask):
     """Zero-mean statistics of the outputs against every candidate's two references.
 
-    The references are combinations of the rows: ``s_i``, and its rest
-    ``total - s_i`` with ``total`` the real sources plus the real noise, so
-    with ``R`` (``[B, 2C, K]``) their weights and ``G`` the zero-mean Gram
-    matrix (``<x - mean x, y - mean y> = <x, y> - sum x sum y / n``), ``R G``
-    holds every inner product and ``diag(R G R^T)`` every energy.
+    The references are combinations of the sources and the noise: ``s_i``,
+    and its rest ``total - s_i`` with ``total`` the real sources plus the
+    real noise. With ``W`` (``[B, 2C, C + 1]``) their weights and ``G`` the
+    zero-mean Gram matrix (``<x - mean x, y - mean y> = <x, y> - sum x sum y
+    / n``), ``W G`` holds every inner product and ``diag(W G W^T)`` every
+    energy.
 
     Returns
     -------
     dot : ``[B, 2, C]``: output ``a`` against reference ``a`` of candidate ``i``.
     est_energy : ``[B, 2]``.
     ref_energy : ``[B, 2, C]`` (clamped at 0).
-    refs : ``[B, 2C, K]``, ``R``.
+    weights : ``[B, 2C, C + 1]``, ``W``.
+    neg_means : ``[B, K - 1, 1]``: minus each row's mean over the valid samples.
     """
     batch, n_src = source_mask.shape
     sums = gram[:, -1:, :-1]
-    centred = torch.baddbmm(gram[:, :-1, :-1], sums.transpose(1, 2), sums / -gram[:, -1:, -1:])
+    neg_means = sums / -gram[:, -1:, -1:]
+    centred = torch.baddbmm(gram[:, :-1, :-1], sums.transpose(1, 2), neg_means)
     base, rest = _constants(n_src, gram.device)
-    total = torch.nn.functional.pad(torch.cat([source_mask, noise_mask[:, None]], dim=1).to(gram.dtype), (2, 0))
-    refs = torch.addcmul(base, rest, total[:, None, :])
-    products = torch.bmm(refs, centred)  # [B, 2C, K]
-    ref_energy = (products * refs).sum(-1).clamp_min(0.0).view(batch, 2, n_src)
-    dot = products[..., :2].reshape(batch, 2, n_src, 2).diagonal(dim1=1, dim2=3).transpose(1, 2)
-    return dot, torch.diagonal(centred, dim1=1, dim2=2)[:, :2], ref_energy, refs
+    real = torch.cat([source_mask, noise_mask[:, None]], dim=1).to(gram.dtype)
+    weights = torch.addcmul(base, rest, real[:, None, :])
+    products = torch.bmm(weights, centred[:, 2:])  # [B, 2C, K - 1]
+    ref_energy = (products[..., 2:] * weights).sum(-1).clamp_min(0.0).view(batch, 2, n_src)
+    dot = products.view(batch, 2, n_src, -1)[..., :2].diagonal(dim1=1, dim2=3).transpose(1, 2)
+    return dot, torch.diagonal(centred, dim1=1, dim2=2)[:, :2], ref_energy, weights, neg_means.transpose(1, 2)
 
 
 def _scores(dot, est_energy, ref_energy, silent, eps, silence_snr_max):
@@ -239,19 +252,57 @@ def _scores(dot, est_energy, ref_energy, silent, eps, silence_snr_max):
     return torch.cat([scores[:, :1], torch.where(silent[:, None, None], silence[:, None], scores[:, 1:])], dim=1)
 
 
-def _si_snr_partials(dot, est_energy, ref_energy, eps):
-    """Derivatives of :func:`modules.losses.si_snr_from_stats` with respect to ``dot`` and ``est_energy``."""
-    alpha = dot / (ref_energy + eps)
-    target_energy = alpha.square() * ref_energy
-    raw_noise = est_energy - 2.0 * alpha * dot + target_energy
-    noise_energy = raw_noise.clamp_min(0.0) + eps
-    ratio = target_energy / noise_energy
-    d_ratio = _DB / (ratio + eps) / noise_energy
-    d_target = 2.0 * alpha * ref_energy / (ref_energy + eps)  # d target_energy / d dot
-    live = raw_noise >= 0  # clamp_min passes the gradient where its input is not below 0
-    d_dot = d_ratio * (d_target - ratio * torch.where(live, d_target - 4.0 * alpha, 0.0))
-    d_energy = torch.where(live, -d_ratio * ratio, 0.0)
-    return d_dot, d_energy
+def _scores_and_partials(dot, est_energy, ref_energy, silent, eps, floor):
+    """:func:`_scores` and the derivatives the hand-written backward needs (all ``[B, 2, C]``).
+
+    The same quantities as :func:`modules.losses.si_snr_from_stats` (with
+    ``alpha = dot / (E_ref + eps)``, target ``alpha^2 E_ref``, noise
+    ``N = max(E_est - 2 alpha dot + alpha^2 E_ref, 0) + eps``, ratio ``r``)
+    and the silent-rest score, for every candidate, with ``d score / d dot``
+    and ``q = -d score / d E_est``. With ``p = 10 / ln 10 / ((r + eps) N)``
+    and ``q = p r`` where the clamp passes its input (else 0)::
+
+        d score / d dot = 2 (p - q) alpha E_ref / (E_ref + eps) + 4 alpha q
+    """
+    est_energy = est_energy[:, :, None]
+    ref_eps = ref_energy + eps
+    alpha = dot / ref_eps
+    target = alpha.square().mul_(ref_energy)
+    raw_noise = torch.addcmul(target + est_energy, alpha, dot, value=-2.0)
+    noise = raw_noise.clamp_min(0.0).add_(eps)
+    ratio = target / noise
+    shifted = ratio + eps
+    scores = torch.log10(shifted).mul_(10.0)
+    p = (shifted * noise).reciprocal_().mul_(_DB)
+    q = torch.where(raw_noise >= 0, p * ratio, 0.0)
+    d_dot = torch.addcmul((p - q).mul_(ref_energy / ref_eps).mul_(alpha).mul_(2.0), alpha, q, value=4.0)
+    # A silent rest scores -10 log10(e / (E + eps) + floor): only the residual's energy e counts (its reference
+    # weights are all zero, so its dot, alpha and d_dot are exactly 0 already).
+    level = torch.add(est_energy[:, 1], ref_eps[:, 0], alpha=floor)  # e + floor (E + eps), [B, C]
+    silent = silent[:, None]
+    scores[:, 1] = torch.where(silent, torch.log10(level / ref_eps[:, 0]).mul_(-10.0), scores[:, 1])
+    q[:, 1] = torch.where(silent, _DB / level, q[:, 1])
+    return scores, d_dot, q
+
+
+@functools.lru_cache(maxsize=16)
+def _own_energy(device):
+    """``[2, 1, 2]``: ``-2 I``, where minus each output's ``q`` enters twice on its own row."""
+    return torch.eye(2, dtype=torch.float64, device=device)[:, None, :].mul(-2.0)
+
+
+def _chosen_coefficients(index, d_dot, q, weights, neg_means):
+    """``[B, 2, K]``: the gradient of the chosen candidate's two scores as weights of the rows.
+
+    On output ``a`` it is ``d_dot (ref - mean ref) - 2 q (est_a - mean
+    est_a)`` on the valid samples: ``-2 q`` on the output's own row, the
+    reference's weights times ``d_dot``, and on the valid-mask row the
+    weighted sum of ``neg_means`` (:func:`_statistics`).
+    """
+    batch, _, n_src = d_dot.shape
+    body = torch.cat([q[..., None] * _own_energy(q.device), weights.view(batch, 2, n_src, -1) * d_dot[..., None]], -1)
+    body = body.gather(2, index[:, None, None, None].expand(-1, 2, 1, body.shape[-1]))[:, :, 0]  # [B, 2, K - 1]
+    return torch.cat([body, torch.bmm(body, neg_means)], dim=-1)
 
 
 class _Gram(torch.autograd.Function):
@@ -260,44 +311,49 @@ class _Gram(torch.autograd.Function):
     @staticmethod
     def forward(ctx, estimates, sources, noise, lengths):
         """float64 ``[B, K, K]``."""
-        ctx.save_for_backward(estimates, sources, noise, lengths)
-        return _gram(estimates, sources, noise, lengths)
+        rows = _rows(estimates, sources, noise, lengths)
+        ctx.save_for_backward(rows)
+        ctx.dtype = estimates.dtype
+        return _gram(rows)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         """``d/d row_a = sum_k (grad[a, k] + grad[k, a]) row_k`` for the two output rows."""
         coef = grad[:, :2] + grad[:, :, :2].transpose(1, 2)
-        return _combine(coef, *ctx.saved_tensors), None, None, None
+        return _combine(coef, *ctx.saved_tensors, ctx.dtype), None, None, None
 
 
 class _OrPitLoss(torch.autograd.Function):
     """The whole loss in one pass, with its gradient written by hand.
 
     The forward is :func:`orpit_scores`' computation plus the choice of the
-    best candidate. The backward needs, per item, only the derivatives of
-    the two chosen scores with respect to their inner product and their
-    output's energy: the gradient on output ``a`` is
-    ``d_dot (ref - mean ref) + 2 d_energy (est_a - mean est_a)`` on the
-    valid samples, a combination of the rows (:func:`_combine`). This
-    replaces autograd's backward through some 40 small ops (their overhead
-    is much of what the loss costs); :func:`orpit_scores`, which autograd
-    differentiates through :class:`_Gram`, checks it in the tests.
+    best candidate, and the derivatives of every candidate's two scores with
+    respect to their inner product and their output's energy
+    (:func:`_scores_and_partials`). The gradient on output ``a`` is
+    ``d_dot (ref - mean ref) - 2 q (est_a - mean est_a)`` on the valid
+    samples, a combination of the rows whose weights the forward keeps for
+    the chosen candidate (:func:`_chosen_coefficients`); the backward is one
+    batched product (:func:`_combine`). This replaces autograd's backward
+    through some 40 small ops (their overhead is much of what the loss
+    costs); :func:`orpit_scores`, which autograd differentiates through
+    :class:`_Gram`, checks it in the tests.
     """
 
     @staticmethod
     def forward(ctx, estimates, sources, source_mask, noise, noise_mask, lengths, eps, silence_snr_max):
         """Loss ``[B]`` (float64) and the chosen candidate ``[B]``."""
-        gram = _gram(estimates, sources, noise, lengths)
-        dot, est_energy, ref_energy, refs = _statistics(gram, source_mask, noise_mask)
+        rows = _rows(estimates, sources, noise, lengths)
+        gram = _gram(rows)
+        dot, est_energy, ref_energy, weights, neg_means = _statistics(gram, source_mask, noise_mask)
         silent = (source_mask.sum(-1) == 1) & ~noise_mask
-        scores = _scores(dot, est_energy, ref_energy, silent, eps, silence_snr_max).sum(1)  # [B, C]
-        best, index = torch.where(source_mask, scores, torch.finfo(scores.dtype).min).max(dim=-1)
+        floor = 10.0 ** (-float(silence_snr_max) / 10.0)
+        scores, d_dot, q = _scores_and_partials(dot, est_energy, ref_energy, silent, eps, floor)
+        best, index = torch.where(source_mask, scores.sum(1), torch.finfo(scores.dtype).min).max(dim=-1)
         has_candidate = source_mask.any(dim=-1)
-        ctx.save_for_backward(
-            estimates, sources, noise, lengths, gram[:, -1], refs, dot, est_energy, ref_energy, index, silent
-        )
-        ctx.eps, ctx.silence_floor, ctx.has_candidate = eps, 10.0 ** (-float(silence_snr_max) / 10.0), has_candidate
+        coef = torch.where(has_candidate[:, None, None], _chosen_coefficients(index, d_dot, q, weights, neg_means), 0.0)
+        ctx.save_for_backward(rows, coef)
+        ctx.dtype = estimates.dtype
         ctx.mark_non_differentiable(index)
         return torch.where(has_candidate, -0.5 * best, 0.0), index
 
@@ -305,23 +361,9 @@ class _OrPitLoss(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss, _grad_index):
         """Gradient with respect to the estimates (zero on padded samples and for items without candidate)."""
-        estimates, sources, noise, lengths, sums, refs, dot, est_energy, ref_energy, index, silent = ctx.saved_tensors
-        batch, n_src = dot.shape[0], dot.shape[-1]
-        pick = index[:, None, None].expand(-1, 2, 1)
-        ref_energy = ref_energy.gather(2, pick)[..., 0]  # [B, 2]: the chosen candidate's
-        d_dot, d_energy = _si_snr_partials(dot.gather(2, pick)[..., 0], est_energy, ref_energy, ctx.eps)
-        # A silent rest scores -10 log10(e / (E + eps) + floor): only the residual's energy e counts.
-        d_silence = -_DB / (est_energy[:, 1] + ctx.silence_floor * (ref_energy[:, 0] + ctx.eps))
-        d_dot[:, 1].masked_fill_(silent, 0.0)
-        d_energy[:, 1] = torch.where(silent, d_silence, d_energy[:, 1])
-        # The chosen references' rows, weighted; the outputs' own energies; then each row's mean (sum / n).
-        chosen = refs.view(batch, 2, n_src, -1).gather(2, pick[..., None].expand(-1, -1, -1, refs.shape[-1]))
-        coef = chosen[:, :, 0] * d_dot[..., None]  # [B, 2, K]
-        coef[:, :, :2] += torch.diag_embed(2.0 * d_energy)
-        offset = -(coef * sums[:, None, :-1]).sum(-1, keepdim=True) / sums[:, None, -1:]
-        weight = torch.where(ctx.has_candidate, -0.5 * grad_loss.to(torch.float64), 0.0)[:, None, None]
-        coef = torch.cat([coef, offset], dim=-1).mul_(weight)  # [B, 2, K + 1]
-        return _combine(coef, estimates, sources, noise, lengths), None, None, None, None, None, None, None
+        rows, coef = ctx.saved_tensors
+        coef = coef * grad_loss.to(torch.float64).mul(-0.5)[:, None, None]
+        return _combine(coef, rows, ctx.dtype), None, None, None, None, None, None, None
 
 
 def orpit_scores(
@@ -380,7 +422,7 @@ def orpit_scores(
     _check(estimates, sources)
     source_mask, noise_mask = _masks(sources, source_mask, noise, noise_mask)
     gram = _Gram.apply(estimates, sources, noise, lengths)
-    dot, est_energy, ref_energy, _ = _statistics(gram, source_mask, noise_mask)
+    dot, est_energy, ref_energy, _, _ = _statistics(gram, source_mask, noise_mask)
     silent = (source_mask.sum(-1) == 1) & ~noise_mask
     one, rest = _scores(dot, est_energy, ref_energy, silent, eps, silence_snr_max).unbind(1)
     return one, rest, source_mask

@@ -25,7 +25,10 @@ small ops that turn them into scores. The loop's time over it is the most
 this design can gain on the machine at hand.
 
 Prints the median (and min) time of interleaved repetitions after a warm-up,
-the speed-ups, and the largest difference between the losses. A second table
+the speed-ups, the largest difference between the losses, and the number of
+ops each forward+backward dispatches (views and allocations left out): what
+an accelerator launches as kernels, where small ops cost their launch rather
+than their arithmetic. A second table
 shows why the statistics are float64: the error in dB of an SI-SNR near 40,
 60 and 70 dB, for ours (``orpit_scores``), for SpeechBrain's float32 loop
 (``cal_si_snr``) and for the faster alternative that was not taken, float32
@@ -41,9 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from speechbrain.nnet.losses import cal_si_snr
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from modules.losses import orpit_scores, orpit_si_snr_loss, pairwise_si_snr
-from modules.losses.orpit import _combine, _gram
+from modules.losses.orpit import _combine, _gram, _rows
 
 BATCH, TIME, N_SPK, N_WARMUP, N_REPS = 4, 32000, 3, 10, 25
 
@@ -91,8 +95,9 @@ def loop_over_items_and_candidates(estimates, sources, noise):
 def signal_passes_only(estimates, sources, noise):
     """The two passes over the signals of ``orpit_si_snr_loss`` (forward and gradient), and nothing else."""
     coef = torch.ones(estimates.shape[0], 2, sources.shape[-1] + 4, dtype=torch.float64)
-    _gram(estimates.detach(), sources, noise, None)
-    _combine(coef, estimates.detach(), sources, noise, None)
+    rows = _rows(estimates.detach(), sources, noise, None)
+    _gram(rows)
+    _combine(coef, rows, estimates.dtype)
     return torch.zeros(estimates.shape[0])
 
 
@@ -132,6 +137,28 @@ def _interleaved_times(steps):
             steps[index]()
             times[index].append(time.perf_counter() - start)
     return [(statistics.median(t), min(t)) for t in times]
+
+
+class _OpCounter(TorchDispatchMode):
+    """Counts the ops that do work (not views, not bare allocations) dispatched inside it."""
+
+    SKIP = (torch.ops.aten.empty, torch.ops.aten.empty_strided, torch.ops.aten.detach, torch.ops.aten.lift_fresh)
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func.overloadpacket not in self.SKIP:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(step):
+    """Ops dispatched by one call of ``step`` (after the warm-up, so that cached constants exist)."""
+    with _OpCounter() as counter:
+        step()
+    return counter.count
 
 
 def si_snr_textbook(est, ref):
@@ -190,16 +217,20 @@ def main():
     }
     timings = dict(zip(steps, _interleaved_times(list(steps.values()))))
     losses = {name: step() for name, step in steps.items()}
+    ops = {name: count_ops(step) for name, step in steps.items()}
     ours = timings["ours (vectorised)"][0]
     print(
         f"OR-PIT loss, forward+backward, batch {BATCH}, {TIME} samples, {N_SPK} speakers + noise, "
         f"median (min) of {N_REPS * len(steps)} interleaved reps (torch threads: {torch.get_num_threads()})"
     )
-    print(f"{'implementation':<32} {'time [ms]':>17} {'ratio':>9} {'max |diff| [dB]':>16}")
+    print(f"{'implementation':<32} {'time [ms]':>17} {'ratio':>9} {'max |diff| [dB]':>16} {'ops':>6} {'ratio':>6}")
     for name, (median, fastest) in timings.items():
         diff = (losses[name].double() - losses["ours (vectorised)"].double()).abs().max().item()
         diff = f"{diff:>16.2e}" if name != "lower bound: signal passes only" else f"{'-':>16}"
-        print(f"{name:<32} {median * 1e3:>8.2f} ({fastest * 1e3:6.2f}) {median / ours:>8.1f}x {diff}")
+        print(
+            f"{name:<32} {median * 1e3:>8.2f} ({fastest * 1e3:6.2f}) {median / ours:>8.1f}x {diff}"
+            f" {ops[name]:>6} {ops[name] / ops['ours (vectorised)']:>5.1f}x"
+        )
     loop, bound = timings["loop over candidates"][0], timings["lower bound: signal passes only"][0]
     print(f"loop over candidates / lower bound: {loop / bound:.1f}x (the most this design could show here)")
     print()
