@@ -122,7 +122,7 @@ def test_hand_written_backward_equals_autograd_through_the_scores():
 
 
 def test_score_derivatives_equal_autograd_in_every_regime():
-    """The forward's derivatives (``d_dot``, ``q``) against autograd through ``_scores``, on raw statistics.
+    """The forward's derivatives (``d``, ``q``) against autograd through ``_scores``, on raw statistics.
 
     Covers what realistic signals rarely reach: a noise energy that rounds
     below zero (the clamp passes no gradient), reference energies near and at
@@ -140,14 +140,15 @@ def test_score_derivatives_equal_autograd_in_every_regime():
     dot[silent, 1], ref_energy[silent, 1] = 0.0, 0.0
     est_energy = (dot.square() / (ref_energy + eps)).amax(-1) * 1.5 + 0.2  # [B, 2]
     est_energy[2, 0] = (dot[2, 0].square() / (ref_energy[2, 0] + eps)).max() * (1 - 1e-6)  # rounds below zero
-    scores, d_dot, q = orpit._scores_and_partials(dot, est_energy, ref_energy, silent, eps, 10 ** (-cap / 10))
+    scores, d, q = orpit._scores_and_partials(dot, est_energy, ref_energy, silent, eps, 10 ** (-cap / 10))
     dot_auto, est_auto = dot.clone().requires_grad_(), est_energy.clone().requires_grad_()
     expected = orpit._scores(dot_auto, est_auto, ref_energy, silent, eps, cap)
-    torch.testing.assert_close(scores, expected.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(10 * scores, expected.detach(), rtol=1e-12, atol=1e-12)  # bels
     grad_dot, grad_est = torch.autograd.grad(expected.sum(), [dot_auto, est_auto])
     assert (q[2, 0] == 0).sum() == 1  # the clamp was reached for one candidate
-    torch.testing.assert_close(d_dot, grad_dot, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(-q.sum(-1), grad_est, rtol=1e-10, atol=1e-12)
+    db = 10 / math.log(10)
+    torch.testing.assert_close(2 * db * d, grad_dot, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(-db * q.sum(-1), grad_est, rtol=1e-10, atol=1e-12)
 
 
 def test_float32_inputs_match_the_loop_and_give_float32():

@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import functools
 import math
+import typing
 
 import torch
 
@@ -213,6 +214,17 @@ def _constants(n_src, device):
     return base.to(device), rest.to(device)
 
 
+class _Statistics(typing.NamedTuple):
+    """What :func:`_statistics` returns."""
+
+    dot: torch.Tensor  # [B, 2, C]: output a against reference a of candidate i
+    est_energy: torch.Tensor  # [B, 2]
+    ref_energy: torch.Tensor  # [B, 2, C] (clamped at 0)
+    weights: torch.Tensor  # [B, 2C, C + 1]: W
+    neg_means: torch.Tensor  # [B, K - 1, 1]: minus each row's mean over the valid samples
+    silent: torch.Tensor  # [B] bool: items whose rest is silence (one real source, no noise)
+
+
 def _statistics(gram, source_mask, noise_mask):
     """Zero-mean statistics of the outputs against every candidate's two references.
 
@@ -221,15 +233,9 @@ def _statistics(gram, source_mask, noise_mask):
     real noise. With ``W`` (``[B, 2C, C + 1]``) their weights and ``G`` the
     zero-mean Gram matrix (``<x - mean x, y - mean y> = <x, y> - sum x sum y
     / n``), ``W G`` holds every inner product and ``diag(W G W^T)`` every
-    energy.
-
-    Returns
-    -------
-    dot : ``[B, 2, C]``: output ``a`` against reference ``a`` of candidate ``i``.
-    est_energy : ``[B, 2]``.
-    ref_energy : ``[B, 2, C]`` (clamped at 0).
-    weights : ``[B, 2C, C + 1]``, ``W``.
-    neg_means : ``[B, K - 1, 1]``: minus each row's mean over the valid samples.
+    energy (:class:`_Statistics`). An item with one real signal in all is
+    flagged ``silent`` (when that signal is the noise, the item has no
+    candidate and its flag is never read).
     """
     batch, n_src = source_mask.shape
     sums = gram[:, -1:, :-1]
@@ -241,7 +247,8 @@ def _statistics(gram, source_mask, noise_mask):
     products = torch.bmm(weights, centred[:, 2:])  # [B, 2C, K - 1]
     ref_energy = (products[..., 2:] * weights).sum(-1).clamp_min(0.0).view(batch, 2, n_src)
     dot = products.view(batch, 2, n_src, -1)[..., :2].diagonal(dim1=1, dim2=3).transpose(1, 2)
-    return dot, torch.diagonal(centred, dim1=1, dim2=2)[:, :2], ref_energy, weights, neg_means.transpose(1, 2)
+    est_energy = torch.diagonal(centred, dim1=1, dim2=2)[:, :2]
+    return _Statistics(dot, est_energy, ref_energy, weights, neg_means.transpose(1, 2), real.sum(-1) == 1)
 
 
 def _scores(dot, est_energy, ref_energy, silent, eps, silence_snr_max):
@@ -253,16 +260,21 @@ def _scores(dot, est_energy, ref_energy, silent, eps, silence_snr_max):
 
 
 def _scores_and_partials(dot, est_energy, ref_energy, silent, eps, floor):
-    """:func:`_scores` and the derivatives the hand-written backward needs (all ``[B, 2, C]``).
+    """:func:`_scores` in bels, with their derivatives, for every candidate (all ``[B, 2, C]``).
 
-    The same quantities as :func:`modules.losses.si_snr_from_stats` (with
-    ``alpha = dot / (E_ref + eps)``, target ``alpha^2 E_ref``, noise
-    ``N = max(E_est - 2 alpha dot + alpha^2 E_ref, 0) + eps``, ratio ``r``)
-    and the silent-rest score, for every candidate, with ``d score / d dot``
-    and ``q = -d score / d E_est``. With ``p = 10 / ln 10 / ((r + eps) N)``
-    and ``q = p r`` where the clamp passes its input (else 0)::
+    With the statistics read as :func:`modules.losses.si_snr_from_stats`
+    reads them (``alpha = dot / (E_ref + eps)``, target ``alpha^2 E_ref``,
+    noise ``N = max(E_est - 2 alpha dot + alpha^2 E_ref, 0) + eps``, ratio
+    ``r = target / N``), returns ``log10(r + eps)`` (the score in bels: the
+    score in dB is ``S = 10 log10(r + eps)``) and ``d``, ``q`` such that::
 
-        d score / d dot = 2 (p - q) alpha E_ref / (E_ref + eps) + 4 alpha q
+        d S / d dot   =  2 D d      d = (p - q) alpha E_ref / (E_ref + eps) + 2 alpha q
+        d S / d E_est = -D q        p = 1 / ((r + eps) N),   q = p r (0 where N was clamped)
+
+    with ``D = 10 / ln 10``. For a silent rest the score is
+    ``log10((E + eps) / level)``, ``level = E_est + floor (E + eps)``, and
+    ``q = 1 / level``. The constant factors are left to the caller, which
+    folds them into one scale of the gradient.
     """
     est_energy = est_energy[:, :, None]
     ref_eps = ref_energy + eps
@@ -272,35 +284,41 @@ def _scores_and_partials(dot, est_energy, ref_energy, silent, eps, floor):
     noise = raw_noise.clamp_min(0.0).add_(eps)
     ratio = target / noise
     shifted = ratio + eps
-    scores = torch.log10(shifted).mul_(10.0)
-    p = (shifted * noise).reciprocal_().mul_(_DB)
-    q = torch.where(raw_noise >= 0, p * ratio, 0.0)
-    d_dot = torch.addcmul((p - q).mul_(ref_energy / ref_eps).mul_(alpha).mul_(2.0), alpha, q, value=4.0)
-    # A silent rest scores -10 log10(e / (E + eps) + floor): only the residual's energy e counts (its reference
-    # weights are all zero, so its dot, alpha and d_dot are exactly 0 already).
-    level = torch.add(est_energy[:, 1], ref_eps[:, 0], alpha=floor)  # e + floor (E + eps), [B, C]
-    silent = silent[:, None]
-    scores[:, 1] = torch.where(silent, torch.log10(level / ref_eps[:, 0]).mul_(-10.0), scores[:, 1])
-    q[:, 1] = torch.where(silent, _DB / level, q[:, 1])
-    return scores, d_dot, q
+    p = (shifted * noise).reciprocal_()
+    q = (p * ratio).masked_fill_(raw_noise < 0, 0.0)  # the clamp passes no gradient where its input is below 0
+    d = torch.addcmul((p - q).mul_(ref_energy / ref_eps).mul_(alpha), alpha, q, value=2.0)
+    # A silent rest: only the residual's energy counts (its reference weights are all zero, so its dot, alpha and
+    # d are exactly 0 already).
+    level = torch.add(est_energy[:, 1], ref_eps[:, 0], alpha=floor)[:, None]  # [B, 1, C]
+    silent_rest = silent[:, None, None] & _rest_output(silent.device)
+    scores = torch.where(silent_rest, torch.log10(ref_eps[:, :1] / level), torch.log10(shifted))
+    return scores, d, torch.where(silent_rest, level.reciprocal(), q)
+
+
+@functools.lru_cache(maxsize=16)
+def _rest_output(device):
+    """``[2, 1]`` bool: ``True`` for the rest output."""
+    return torch.tensor([[False], [True]], device=device)
 
 
 @functools.lru_cache(maxsize=16)
 def _own_energy(device):
-    """``[2, 1, 2]``: ``-2 I``, where minus each output's ``q`` enters twice on its own row."""
-    return torch.eye(2, dtype=torch.float64, device=device)[:, None, :].mul(-2.0)
+    """``[2, 1, 2]``: ``-I``, where each output's ``q`` enters on its own row (:func:`_chosen_coefficients`)."""
+    return torch.eye(2, dtype=torch.float64, device=device)[:, None, :].neg()
 
 
-def _chosen_coefficients(index, d_dot, q, weights, neg_means):
-    """``[B, 2, K]``: the gradient of the chosen candidate's two scores as weights of the rows.
+def _chosen_coefficients(index, d, q, weights, neg_means):
+    """``[B, 2, K]``: the gradient of the chosen candidate's two scores as weights of the rows, over ``2 D``.
 
-    On output ``a`` it is ``d_dot (ref - mean ref) - 2 q (est_a - mean
-    est_a)`` on the valid samples: ``-2 q`` on the output's own row, the
-    reference's weights times ``d_dot``, and on the valid-mask row the
-    weighted sum of ``neg_means`` (:func:`_statistics`).
+    With ``d``, ``q`` of :func:`_scores_and_partials`, the gradient on output
+    ``a`` is ``2 D (d (ref - mean ref) - q (est_a - mean est_a))`` on the
+    valid samples (``d dot / d est_a = ref - mean ref``, ``d E_est / d est_a
+    = 2 (est_a - mean est_a)``): ``-q`` on the output's own row, the
+    reference's weights times ``d``, and on the valid-mask row the weighted
+    sum of ``neg_means`` (:func:`_statistics`).
     """
-    batch, _, n_src = d_dot.shape
-    body = torch.cat([q[..., None] * _own_energy(q.device), weights.view(batch, 2, n_src, -1) * d_dot[..., None]], -1)
+    batch, _, n_src = d.shape
+    body = torch.cat([q[..., None] * _own_energy(q.device), weights.view(batch, 2, n_src, -1) * d[..., None]], -1)
     body = body.gather(2, index[:, None, None, None].expand(-1, 2, 1, body.shape[-1]))[:, :, 0]  # [B, 2, K - 1]
     return torch.cat([body, torch.bmm(body, neg_means)], dim=-1)
 
@@ -330,14 +348,13 @@ class _OrPitLoss(torch.autograd.Function):
     The forward is :func:`orpit_scores`' computation plus the choice of the
     best candidate, and the derivatives of every candidate's two scores with
     respect to their inner product and their output's energy
-    (:func:`_scores_and_partials`). The gradient on output ``a`` is
-    ``d_dot (ref - mean ref) - 2 q (est_a - mean est_a)`` on the valid
-    samples, a combination of the rows whose weights the forward keeps for
-    the chosen candidate (:func:`_chosen_coefficients`); the backward is one
-    batched product (:func:`_combine`). This replaces autograd's backward
-    through some 40 small ops (their overhead is much of what the loss
-    costs); :func:`orpit_scores`, which autograd differentiates through
-    :class:`_Gram`, checks it in the tests.
+    (:func:`_scores_and_partials`). The gradient of the chosen candidate's
+    two scores is a combination of the rows, whose weights the forward keeps
+    (:func:`_chosen_coefficients`); the backward scales them by the incoming
+    gradient and takes one batched product (:func:`_combine`). This replaces
+    autograd's backward through some 40 small ops (their overhead is much of
+    what the loss costs); :func:`orpit_scores`, which autograd
+    differentiates through :class:`_Gram`, checks it in the tests.
     """
 
     @staticmethod
@@ -345,24 +362,25 @@ class _OrPitLoss(torch.autograd.Function):
         """Loss ``[B]`` (float64) and the chosen candidate ``[B]``."""
         rows = _rows(estimates, sources, noise, lengths)
         gram = _gram(rows)
-        dot, est_energy, ref_energy, weights, neg_means = _statistics(gram, source_mask, noise_mask)
-        silent = (source_mask.sum(-1) == 1) & ~noise_mask
+        stats = _statistics(gram, source_mask, noise_mask)
         floor = 10.0 ** (-float(silence_snr_max) / 10.0)
-        scores, d_dot, q = _scores_and_partials(dot, est_energy, ref_energy, silent, eps, floor)
+        scores, d, q = _scores_and_partials(*stats[:3], stats.silent, eps, floor)  # bels
         best, index = torch.where(source_mask, scores.sum(1), torch.finfo(scores.dtype).min).max(dim=-1)
         has_candidate = source_mask.any(dim=-1)
-        coef = torch.where(has_candidate[:, None, None], _chosen_coefficients(index, d_dot, q, weights, neg_means), 0.0)
+        coef = torch.where(
+            has_candidate[:, None, None], _chosen_coefficients(index, d, q, stats.weights, stats.neg_means), 0.0
+        )
         ctx.save_for_backward(rows, coef)
         ctx.dtype = estimates.dtype
         ctx.mark_non_differentiable(index)
-        return torch.where(has_candidate, -0.5 * best, 0.0), index
+        return torch.where(has_candidate, -5.0 * best, 0.0), index  # minus the mean of the two scores in dB
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss, _grad_index):
         """Gradient with respect to the estimates (zero on padded samples and for items without candidate)."""
         rows, coef = ctx.saved_tensors
-        coef = coef * grad_loss.to(torch.float64).mul(-0.5)[:, None, None]
+        coef = coef * grad_loss.to(torch.float64).mul(-_DB)[:, None, None]  # -0.5 times the 2 D of the coefficients
         return _combine(coef, rows, ctx.dtype), None, None, None, None, None, None, None
 
 
@@ -422,9 +440,8 @@ def orpit_scores(
     _check(estimates, sources)
     source_mask, noise_mask = _masks(sources, source_mask, noise, noise_mask)
     gram = _Gram.apply(estimates, sources, noise, lengths)
-    dot, est_energy, ref_energy, _, _ = _statistics(gram, source_mask, noise_mask)
-    silent = (source_mask.sum(-1) == 1) & ~noise_mask
-    one, rest = _scores(dot, est_energy, ref_energy, silent, eps, silence_snr_max).unbind(1)
+    stats = _statistics(gram, source_mask, noise_mask)
+    one, rest = _scores(*stats[:3], stats.silent, eps, silence_snr_max).unbind(1)
     return one, rest, source_mask
 
 
