@@ -180,15 +180,17 @@ def _gram(rows):
     """
     batch, n_rows, length = rows.shape
     chunk = min(length, _CPU_CHUNK) if rows.device.type == "cpu" else length
-    outputs = torch.zeros(batch, 2, n_rows, dtype=torch.float64, device=rows.device)
-    others = torch.zeros(batch, n_rows - 2, n_rows - 2, dtype=torch.float64, device=rows.device)
     buffer = torch.empty(batch, n_rows, chunk, dtype=torch.float64, device=rows.device)
     with autocast_off(rows.device):
         for start in range(0, length, chunk):
             part = buffer[..., : min(chunk, length - start)]
             part.copy_(rows[..., start : start + chunk])
-            outputs.baddbmm_(part[:, :2], part.transpose(1, 2))
-            others.baddbmm_(part[:, 2:], part[:, 2:].transpose(1, 2))
+            if start == 0:
+                outputs = torch.bmm(part[:, :2], part.transpose(1, 2))  # [B, 2, K]
+                others = torch.bmm(part[:, 2:], part[:, 2:].transpose(1, 2))  # [B, K - 2, K - 2]
+            else:
+                outputs.baddbmm_(part[:, :2], part.transpose(1, 2))
+                others.baddbmm_(part[:, 2:], part[:, 2:].transpose(1, 2))
     return torch.cat([outputs, torch.cat([outputs[:, :, 2:].transpose(1, 2), others], dim=2)], dim=1)
 
 
@@ -359,28 +361,31 @@ class _OrPitLoss(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, estimates, sources, source_mask, noise, noise_mask, lengths, eps, silence_snr_max):
-        """Loss ``[B]`` (float64) and the chosen candidate ``[B]``."""
+        """Loss ``[B]`` (float32, float64 for float64 estimates) and the chosen candidate ``[B]``."""
         rows = _rows(estimates, sources, noise, lengths)
         gram = _gram(rows)
         stats = _statistics(gram, source_mask, noise_mask)
         floor = 10.0 ** (-float(silence_snr_max) / 10.0)
         scores, d, q = _scores_and_partials(*stats[:3], stats.silent, eps, floor)  # bels
-        best, index = torch.where(source_mask, scores.sum(1), torch.finfo(scores.dtype).min).max(dim=-1)
-        has_candidate = source_mask.any(dim=-1)
-        coef = torch.where(
-            has_candidate[:, None, None], _chosen_coefficients(index, d, q, stats.weights, stats.neg_means), 0.0
-        )
-        ctx.save_for_backward(rows, coef)
+        padded = ~source_mask
+        best, index = scores.sum(1).masked_fill_(padded, torch.finfo(scores.dtype).min).max(dim=-1)
+        no_candidate = padded.all(dim=-1)
+        coef = _chosen_coefficients(index, d, q, stats.weights, stats.neg_means)
+        ctx.save_for_backward(rows, coef.masked_fill_(no_candidate[:, None, None], 0.0))
         ctx.dtype = estimates.dtype
         ctx.mark_non_differentiable(index)
-        return torch.where(has_candidate, -5.0 * best, 0.0), index  # minus the mean of the two scores in dB
+        ctx.set_materialize_grads(False)  # no zeros for the index's gradient
+        loss = best.mul(-5.0).masked_fill_(no_candidate, 0.0)  # minus the mean of the two scores in dB
+        return loss.to(output_dtype(estimates)), index
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_loss, _grad_index):
         """Gradient with respect to the estimates (zero on padded samples and for items without candidate)."""
+        if grad_loss is None:  # gradients are not materialised: nothing reached the loss
+            return (None,) * 8
         rows, coef = ctx.saved_tensors
-        coef = coef * grad_loss.to(torch.float64).mul(-_DB)[:, None, None]  # -0.5 times the 2 D of the coefficients
+        coef = coef * grad_loss.mul(-_DB)[:, None, None]  # -0.5 times the 2 D of the coefficients
         return _combine(coef, rows, ctx.dtype), None, None, None, None, None, None, None
 
 
@@ -508,4 +513,4 @@ def orpit_si_snr_loss(
     loss, index = _OrPitLoss.apply(
         estimates, sources, source_mask, noise, noise_mask, lengths, float(eps), float(silence_snr_max)
     )
-    return loss.to(output_dtype(estimates)), index
+    return loss, index
