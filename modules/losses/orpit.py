@@ -28,12 +28,12 @@ Items of one batch may have 1, 2 or 3 speakers, with or without noise
 never part of a rest; an item without any candidate has loss 0.
 
 What it costs is two passes over the signals and the overhead of some
-hundred small ops on ``[B, C]``-sized tensors, so the loss keeps both low:
+seventy small ops on ``[B, C]``-sized tensors, so the loss keeps both low:
 
 * the signals are gathered once into one contiguous tensor of rows
-  (:func:`_rows`, in the estimates' precision); its float64 copy exists only
-  chunk by chunk on the CPU (``_CPU_CHUNK`` samples, one buffer that is read
-  back from cache), in one pass elsewhere;
+  (:func:`_rows`: float32, or float64 where an input is); its float64 copy
+  exists only chunk by chunk on the CPU (``_CPU_CHUNK`` samples, one buffer
+  that is read back from cache), in one pass elsewhere;
 * the backward is written by hand (:class:`_OrPitLoss`): the forward also
   takes, for every candidate, the derivatives of its two scores with respect
   to their inner product and their output's energy, and keeps the chosen
@@ -143,12 +143,14 @@ def _rows(estimates, sources, noise, lengths):
 
     The valid-mask row (ones on each item's valid samples) gives every
     signal's sum and, against itself, the item's length; every other row is
-    zero on padded samples, so padding counts nowhere. The dtype is the
-    estimates' (float32 for lower precisions); the loss keeps this tensor for
-    its backward, whose gradient is a combination of the rows.
+    zero on padded samples, so padding counts nowhere. float32 (from lower
+    precisions too), float64 where the estimates or the sources are; the
+    loss keeps this tensor for its backward, whose gradient is a
+    combination of the rows.
     """
     batch, length, n_src = sources.shape
-    rows = torch.empty(batch, n_src + 4, length, dtype=output_dtype(estimates), device=sources.device)
+    dtype = torch.promote_types(output_dtype(estimates), output_dtype(sources))
+    rows = torch.empty(batch, n_src + 4, length, dtype=dtype, device=sources.device)
     rows[:, :2].copy_(estimates.transpose(1, 2))
     rows[:, 2:-2].copy_(sources.transpose(1, 2))
     if noise is None:
