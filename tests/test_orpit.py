@@ -124,8 +124,8 @@ def test_hand_written_backward_equals_autograd_through_the_scores():
 def test_score_derivatives_equal_autograd_in_every_regime():
     """The forward's derivatives (``d``, ``q``) against autograd through ``_scores``, on raw statistics.
 
-    Covers what realistic signals rarely reach: a noise energy that rounds
-    below zero (the clamp passes no gradient), reference energies near and at
+    Covers what realistic signals rarely reach: a noise energy below zero
+    before the clamp (which then passes no gradient), reference energies near and at
     ``eps`` (where ``E_ref / (E_ref + eps)`` matters) and silent rests (whose
     reference, and so whose ``dot``, is zero).
     """
@@ -139,7 +139,7 @@ def test_score_derivatives_equal_autograd_in_every_regime():
     silent = torch.tensor([False, False, False, True, False, True])
     dot[silent, 1], ref_energy[silent, 1] = 0.0, 0.0
     est_energy = (dot.square() / (ref_energy + eps)).amax(-1) * 1.5 + 0.2  # [B, 2]
-    est_energy[2, 0] = (dot[2, 0].square() / (ref_energy[2, 0] + eps)).max() * (1 - 1e-6)  # rounds below zero
+    est_energy[2, 0] = (dot[2, 0].square() / (ref_energy[2, 0] + eps)).max() * (1 - 1e-6)  # noise < 0 before the clamp
     scores, d, q = orpit._scores_and_partials(dot, est_energy, ref_energy, silent, eps, 10 ** (-cap / 10))
     dot_auto, est_auto = dot.clone().requires_grad_(), est_energy.clone().requires_grad_()
     expected = orpit._scores(dot_auto, est_auto, ref_energy, silent, eps, cap)

@@ -28,11 +28,11 @@ Prints the median (and min) time of interleaved repetitions after a warm-up,
 the speed-ups, the largest difference between the losses, and the number of
 ops each forward+backward dispatches (views and allocations left out): what
 an accelerator launches as kernels, where small ops cost their launch rather
-than their arithmetic. A second table
-shows why the statistics are float64: the error in dB of an SI-SNR near 40,
-60 and 70 dB, for ours (``orpit_scores``), for SpeechBrain's float32 loop
-(``cal_si_snr``) and for the faster alternative that was not taken, float32
-inner products summed in float64 over 128-sample blocks.
+than their arithmetic. A second table shows why the statistics are float64:
+the error in dB of an SI-SNR near 40, 60 and 70 dB, for ours
+(``orpit_scores``), for SpeechBrain's float32 loop (``cal_si_snr``) and for
+the faster alternative that was not taken, float32 inner products summed in
+float64 over 128-sample blocks.
 """
 
 import statistics
