@@ -18,10 +18,10 @@ pass) against obvious implementations of SADDEL's equation 2:
   which has no batch dimension), one item and one candidate at a time
   (``cal_si_snr``).
 
-One more row is not an implementation but a lower bound of ours: its two
-passes over the signals alone (the float64 inner products of the forward,
-the combination of the signals that is its gradient), without any of the
-small ops that turn them into scores. The loop's time over it is the most
+One more row is not an implementation but a lower bound of ours: its
+passes over the signals alone (gathering them into rows and their float64
+inner products in the forward, the combination of the rows that is the
+gradient), without any of the small ops that turn them into scores. The loop's time over it is the most
 this design can gain on the machine at hand.
 
 Prints the median (and min) time of interleaved repetitions after a warm-up,
