@@ -149,7 +149,7 @@ def _rows(estimates, sources, noise, lengths):
     combination of the rows.
     """
     batch, length, n_src = sources.shape
-    dtype = torch.promote_types(output_dtype(estimates), output_dtype(sources))
+    dtype = torch.float64 if torch.float64 in (estimates.dtype, sources.dtype) else torch.float32
     rows = torch.empty(batch, n_src + 4, length, dtype=dtype, device=sources.device)
     rows[:, :2].copy_(estimates.transpose(1, 2))
     rows[:, 2:-2].copy_(sources.transpose(1, 2))
