@@ -234,11 +234,27 @@ def test_silent_rest_score_is_capped_and_pushes_the_residual_down():
 
 
 def test_bf16_autocast_is_safe():
+    """Under CPU bf16 autocast (float32 ``bmm`` runs in bf16 there) the loss and its gradient stay those of
+    float32 inputs outside autocast, also when the backward runs inside the autocast region; bf16 estimates
+    (a model's output under autocast) give the float64 loop's value on the same rounded samples."""
     estimates, sources, mask, noise, noise_mask, lengths = mixed_batch(seed=9, dtype=torch.float32)
+    inside = estimates.clone().requires_grad_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, _ = orpit_si_snr_loss(estimates, sources, mask, noise, noise_mask, lengths)
-    expected, _ = orpit_si_snr_loss(estimates, sources, mask, noise, noise_mask, lengths)
+        loss, _ = orpit_si_snr_loss(inside, sources, mask, noise, noise_mask, lengths)
+        loss.sum().backward()
+    outside = estimates.clone().requires_grad_()
+    expected, _ = orpit_si_snr_loss(outside, sources, mask, noise, noise_mask, lengths)
+    expected.sum().backward()
+    assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, expected)
+    # a bf16 product anywhere (scores or gradient) errs by ~1e-3 relative: this bound catches it
+    torch.testing.assert_close(inside.grad, outside.grad, rtol=1e-5, atol=1e-7)
+    half = estimates.to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss_half, _ = orpit_si_snr_loss(half, sources, mask, noise, noise_mask, lengths)
+    reference, _ = orpit_loop(half.double(), sources, mask, noise, noise_mask, lengths)
+    assert loss_half.dtype == torch.float32
+    torch.testing.assert_close(loss_half.double(), reference, rtol=1e-5, atol=1e-5)
 
 
 def test_errors_are_clear():
