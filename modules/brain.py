@@ -21,8 +21,9 @@ noise, and mixture-only items. Methods subclass it and override small hooks:
     per-item loss and assignment (``modules.losses.pit_si_snr_loss`` over the
     item's real targets; NASS: a fixed noise slot).
 ``auxiliary_loss(outputs, batch)``
-    a term added to the training loss: a 0-d tensor is added after the loss
-    threshold, a ``[B]`` tensor to each item's loss before it.
+    terms added to the training loss, named by where they join it
+    (:class:`AuxiliaryLoss`): ``per_item`` ``[B]`` to each item's loss before
+    the loss threshold, ``batch`` (0-d) to the batch loss after it.
 ``speaker_estimates(outputs)``
     the estimates aligned with the speaker references ``[B, T, C]``:
     validation and test metrics count these only.
@@ -45,6 +46,7 @@ import json
 import logging
 import math
 import os
+from dataclasses import dataclass
 
 import speechbrain as sb
 import torch
@@ -61,6 +63,36 @@ from modules.training import scheduler_interval
 logger = logging.getLogger(__name__)
 
 METRICS = ("si-snr", "si-snr_i", "sdr", "sdr_i")
+
+
+@dataclass
+class AuxiliaryLoss:
+    """What a method adds to the separation loss in training, named by where it joins it.
+
+    Attributes
+    ----------
+    per_item : torch.Tensor or None
+        ``[B]``: added to each item's loss *before* the loss threshold
+        (``threshold_byloss``), so it takes part in deciding which items count
+        (NASS's contrastive term, as the authors' code adds it).
+    batch : torch.Tensor or None
+        0-d: added to the batch loss *after* the threshold (SADDEL's stop-flag
+        BCE; NASS's contrastive term with ``pcl_before_threshold: False``).
+
+    Example
+    -------
+    >>> AuxiliaryLoss(batch=torch.tensor(0.5))
+    AuxiliaryLoss(per_item=None, batch=tensor(0.5000))
+    """
+
+    per_item: torch.Tensor | None = None
+    batch: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.per_item is not None and self.per_item.ndim != 1:
+            raise ValueError(f"AuxiliaryLoss.per_item must be [batch], got shape {tuple(self.per_item.shape)}")
+        if self.batch is not None and self.batch.ndim != 0:
+            raise ValueError(f"AuxiliaryLoss.batch must be 0-d, got shape {tuple(self.batch.shape)}")
 
 
 def score_separation(estimates, references, mixture):
@@ -191,8 +223,8 @@ class SeparationBrain(sb.Brain):
         return pit_si_snr_loss(outputs["estimates"], targets, source_mask=mask, lengths=outputs["lengths"])
 
     def auxiliary_loss(self, outputs, batch):
-        """An extra training loss: 0-d (added after the threshold) or ``[B]`` (per item, before it)."""
-        return outputs["estimates"].new_zeros(())
+        """Extra training losses, per item (before the threshold) and per batch (after it): :class:`AuxiliaryLoss`."""
+        return AuxiliaryLoss()
 
     def speaker_estimates(self, outputs):
         """Speaker estimates aligned with ``outputs["targets"]``: ``[B, T, C]``."""
@@ -405,8 +437,8 @@ class SeparationBrain(sb.Brain):
                 logger.warning("Validation items %s have an undefined SI-SNR (silent reference?): left out", bad)
             return -((per_item * weight).sum() / weight.sum().clamp(min=1)).float()
         aux = self.auxiliary_loss(outputs, batch)
-        if aux.ndim == 1:
-            loss = loss + aux
+        if aux.per_item is not None:
+            loss = loss + aux.per_item
         self._last_train = (outputs, loss)  # references only, for the nonfinite-loss diagnosis
         kept = supervised
         if self._hp("threshold_byloss", False):
@@ -414,7 +446,7 @@ class SeparationBrain(sb.Brain):
         kept = kept.to(loss.dtype)
         total = (loss * kept).sum() / kept.sum().clamp(min=1.0)
         self._kept_items = kept.sum() if self._kept_items is None else self._kept_items + kept.sum()
-        return total + aux if aux.ndim == 0 else total
+        return total if aux.batch is None else total + aux.batch
 
     def evaluate_batch(self, batch, stage):
         """Validation as Brain does; in test, also per-item metrics and audio."""

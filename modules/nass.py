@@ -33,7 +33,7 @@ fixed slot the noise is the last output; with PIT slots it is picked by
 
 import torch
 
-from modules.brain import SeparationBrain
+from modules.brain import AuxiliaryLoss, SeparationBrain
 from modules.losses import nass_contrastive_loss, pairwise_si_snr, pit_si_snr_loss
 from modules.metrics import si_snr
 
@@ -177,9 +177,9 @@ class NASSBrain(SeparationBrain):
     def auxiliary_loss(self, outputs, batch):
         """lambda times the patch-wise contrastive loss (equation 8).
 
-        Per item (``[B]``, added to each item's loss before the -30 dB
-        threshold, as the authors' code does) with ``pcl_before_threshold``,
-        else the batch mean added after the threshold.
+        ``per_item`` (added to each item's loss before the -30 dB threshold,
+        as the authors' code does) with ``pcl_before_threshold``, else the
+        batch mean as ``batch`` (added after the threshold).
         """
         hp = self.hparams
         if hp.pcl_direction == "none":
@@ -204,7 +204,9 @@ class NASSBrain(SeparationBrain):
             mask_same_position=hp.pcl_mask_same_position,
             reduction="none" if hp.pcl_before_threshold else "mean",
         )
-        return hp.pcl_weight * pcl
+        if hp.pcl_before_threshold:
+            return AuxiliaryLoss(per_item=hp.pcl_weight * pcl)
+        return AuxiliaryLoss(batch=hp.pcl_weight * pcl)
 
     def noise_estimate(self, outputs):
         """The output matched to the noise ``[B, T]`` (None without the noise-speaker)."""

@@ -91,7 +91,7 @@ import torch
 import torch.nn.functional as F
 from speechbrain.utils.distributed import if_main_process
 
-from modules.brain import SeparationBrain, score_separation
+from modules.brain import AuxiliaryLoss, SeparationBrain, score_separation
 from modules.files import write_csv_atomic, write_text_atomic
 from modules.losses import best_permutation, orpit_scores, orpit_si_snr_loss, pairwise_si_snr, pit_si_snr_loss
 
@@ -639,8 +639,8 @@ class SADDELBrain(_CountingTestStage, SeparationBrain):
         return (per_item * items).sum() / items.sum().clamp(min=1)
 
     def auxiliary_loss(self, outputs, batch):
-        """``flag_weight`` times the flag's BCE (0-d: added after the loss threshold)."""
-        return self._hp("flag_weight", 1.0) * self.flag_loss(outputs)
+        """``flag_weight`` times the flag's BCE, added to the batch loss after the loss threshold."""
+        return AuxiliaryLoss(batch=self._hp("flag_weight", 1.0) * self.flag_loss(outputs))
 
     def compute_objectives(self, outputs, batch, stage):
         """Training: the chassis' objective with :meth:`pit_loss` and the flag. Validation: minus the

@@ -101,7 +101,8 @@ def test_contrastive_loss_reaches_masker_and_sampler(patch):
     brain = nass_brain(patch=patch)
     outputs = brain.compute_forward(batch_of(), sb.Stage.TRAIN)
     loss = brain.compute_objectives(outputs, None, sb.Stage.TRAIN)
-    pcl_only = brain.auxiliary_loss(outputs, None)
+    aux = brain.auxiliary_loss(outputs, None)
+    pcl_only = aux.per_item
     assert pcl_only.shape == (2,) and bool((pcl_only > 0).all())  # per item, added before the threshold
     pcl_only.sum().backward()
     separator = brain.modules.separator
@@ -122,7 +123,7 @@ def test_contrastive_term_before_or_after_the_threshold():
     per_item, perm = brain.pit_loss(outputs)
     outputs["perm"] = perm
     torch.manual_seed(5)
-    pcl = brain.auxiliary_loss(outputs, None).detach()  # [B], lambda included
+    pcl = brain.auxiliary_loss(outputs, None).per_item.detach()  # [B], lambda included
     # a threshold between item 0's SI-SNR loss and its loss with the contrastive term
     per_item = per_item.detach()
     threshold = float(per_item[0]) + 0.5 * float(pcl[0])
