@@ -1,14 +1,124 @@
-"""Shared fixtures: miniature corpora built once per test session, and a recipe runner."""
+"""Shared fixtures: miniature corpora built once per test session, and a recipe runner.
 
+Two tiers (``pytest.ini`` registers the ``slow`` marker):
+
+- ``python -m pytest -m "not slow"``: the quick tier (unit tests, doctests, static checks), minutes;
+- ``python -m pytest``: everything, including the recipe runs, learning tests, DDP, kill-and-resume
+  and the upstream export runs.
+
+Tests are marked ``slow`` here, in one place (:func:`pytest_collection_modifyitems`), besides any
+``@pytest.mark.slow`` written in a test file. A test is slow when
+
+1. its file is all recipe runs (:data:`SLOW_FILES`), or
+2. its name says it trains to a threshold (``learn`` in the name: the learning tests), or
+3. it uses, directly or through its fixtures (as pytest resolves them), a fixture of
+   :data:`SLOW_FIXTURES` (mini corpora, learning corpora, trained runs), or the source of the test
+   or of one of its fixtures calls something of :data:`SLOW_CALLS` (a recipe run in a subprocess or
+   in this process, a mini corpus, a subprocess).
+
+A new slow test that none of these rules catches (a helper under another name) fails in the quick
+tier: :func:`pytest_runtest_makereport` fails any unmarked test whose setup and call take longer than
+``QUICK_TEST_LIMIT_S`` seconds (default 15, on 2 loaded cores), with a message asking to mark it slow.
+
+Threads: torch runs one intra-op thread in this process and in every recipe subprocess (set once at
+session start, never raised; ``OMP_NUM_THREADS=1``/``MKL_NUM_THREADS=1`` for subprocesses), so the
+learning tests' figures do not depend on the machine's core count. ``TEST_TORCH_THREADS=n`` leaves the
+pytest process's count alone and gives subprocesses ``n`` threads (to measure the figures at 2 threads).
+"""
+
+import inspect
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = "hparams/tiny.yaml"
+
+#: Files whose every test runs recipes (prep -> train -> test) or trains to a threshold.
+SLOW_FILES = {"test_recipes.py", "test_learning.py", "test_ddp.py", "test_resume.py", "test_upstream.py"}
+#: Fixtures that build corpora or train runs: any test using one (even through another fixture) is slow.
+SLOW_FIXTURES = {"mini_root", "learning_corpus", "learning_librimix", "corpora"}
+#: Calls that run a recipe (``run_recipe_cmd``, ``run_recipe``, ``run_dpccn_recipe``, ``run_pretrain_cmd``,
+#: ``run_saddel``, ``tiny_run``), an export or a process: in a test's or its fixtures' source.
+SLOW_CALLS = re.compile(r"\brun_\w*(recipe|cmd|saddel)\w*\(|\btiny_run\(|subprocess\.|export_recipe|torchrun")
+#: Single slow tests that no rule above catches (seconds measured on 2 loaded cores, load 7-10).
+SLOW_TESTS = {
+    "test_dnsmos_is_finite_on_a_mini_file",  # 53 s: the DNSMOS ONNX models on CPU
+}
+#: An unmarked test taking longer than this (setup + call, seconds) fails: mark it slow.
+QUICK_TEST_LIMIT_S = float(os.environ.get("QUICK_TEST_LIMIT_S", "15"))
+#: Intra-op threads for tests and recipe subprocesses (see the module docstring).
+TEST_THREADS = os.environ.get("TEST_TORCH_THREADS")
+
+
+def pytest_configure(config):
+    if TEST_THREADS is None:
+        import torch
+
+        torch.set_num_threads(1)  # lowering only (raising it after a batched solve breaks oneMKL here)
+
+
+def _source(obj):
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def _slow_reason(item):
+    if Path(str(item.fspath)).name in SLOW_FILES:
+        return "file of recipe runs"
+    if not isinstance(item, pytest.Function):
+        return None  # doctests
+    if "learn" in item.originalname:
+        return "learning test"
+    if item.originalname in SLOW_TESTS:
+        return "listed in SLOW_TESTS"
+    info = getattr(item, "_fixtureinfo", None)
+    names = set(info.names_closure) if info else set()
+    if names & SLOW_FIXTURES:
+        return f"uses {sorted(names & SLOW_FIXTURES)}"
+    sources = [_source(item.function)]
+    for name in names:
+        for fixturedef in (info.name2fixturedefs.get(name) or ()):
+            if str(inspect.getsourcefile(fixturedef.func) or "").startswith(str(REPO)):  # ours, not pytest's
+                sources.append(_source(fixturedef.func))
+    for src in sources:
+        found = SLOW_CALLS.search(src)
+        if found:
+            return f"calls {found.group(0)}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow") is None and _slow_reason(item):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    spent = item.stash.setdefault(_SPENT, [0.0])
+    if call.when == "setup":
+        spent[0] = call.duration
+    elif call.when == "call" and report.passed and item.get_closest_marker("slow") is None:
+        total = spent[0] + call.duration
+        if total > QUICK_TEST_LIMIT_S:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"{item.nodeid} took {total:.1f} s (setup + call) in the quick tier (limit {QUICK_TEST_LIMIT_S:g} s, "
+                "QUICK_TEST_LIMIT_S): mark it @pytest.mark.slow or teach tests/conftest.py's rules about it"
+            )
+
+
+_SPENT = pytest.StashKey[list]()
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +168,8 @@ def run_recipe_cmd(
         "--noprogressbar",
         *extra,
     ]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if launcher:  # several processes on two cores: one thread each
-        env["OMP_NUM_THREADS"] = "1"
+    threads = "1" if launcher or TEST_THREADS is None else TEST_THREADS  # launcher: several processes, one thread each
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     proc = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(
