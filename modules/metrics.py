@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import torch
 
-from modules.losses import centered_f64, check_signals, si_snr_from_stats
+from modules.losses import centered_stats, check_signals, si_snr_from_stats
 
 __all__ = ["improvement", "sdr", "si_snr", "with_improvement"]
 
@@ -60,11 +60,8 @@ def si_snr(estimates: torch.Tensor, references: torch.Tensor, eps: float = 1e-8)
     True
     """
     _check_same_shape(estimates, references)
-    est = centered_f64(estimates)  # [B, n, T]
-    ref = centered_f64(references)
-    dot = (est * ref).sum(dim=-1)
-    ref_energy = ref.square().sum(dim=-1)
-    value = si_snr_from_stats(dot, est.square().sum(dim=-1), ref_energy, eps)
+    dot, est_energy, ref_energy = centered_stats(estimates, references, paired=True)  # the loss's kernel
+    value = si_snr_from_stats(dot, est_energy, ref_energy, eps)
     return value.masked_fill(ref_energy == 0, float("nan"))
 
 

@@ -324,3 +324,34 @@ def test_masked_pit_item_without_targets_has_zero_loss():
     mask = torch.tensor([[True, True], [False, False]])
     loss, _ = pit_si_snr_loss(est, tgt, source_mask=mask)
     assert loss[1] == 0 and torch.isfinite(loss).all()
+
+
+def test_kernel_equals_a_float64_loop_with_lengths_and_feeds_the_upstream_form():
+    """``centered_stats`` against per-item float64 loops (padded items centred on their own samples); the
+    self-contained upstream form (``modules/upstream/core/pit.py``, which cannot import the kernel) agrees with it."""
+    from modules.losses import centered_stats
+    from modules.upstream.core.pit import _ZeroMeanStats
+
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 500, 2, generator=gen).requires_grad_()
+    y = torch.randn(3, 500, 3, generator=gen)
+    lengths = torch.tensor([500, 321, 77])
+    stats = centered_stats(x, y, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        xb, yb = x[b, :n].double(), y[b, :n].double()
+        xb, yb = xb - xb.mean(0), yb - yb.mean(0)
+        torch.testing.assert_close(stats.cross[b], xb.T @ yb, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(stats.x_energy[b], xb.square().sum(0), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(stats.y_energy[b], yb.square().sum(0), rtol=1e-12, atol=1e-12)
+    weights = torch.randn(3, 2, 3, dtype=torch.float64, generator=gen)
+    (grad,) = torch.autograd.grad((stats.cross * weights).sum() + stats.x_energy.sum(), x)
+    assert grad[2, 77:].abs().max() == 0  # nothing flows to padded samples
+    x_full, y_full = x.detach()[:, :, :2].clone().requires_grad_(), y[:, :, :2]
+    dot, est_energy, src_energy = _ZeroMeanStats.apply(y_full.transpose(1, 2), x_full.transpose(1, 2))
+    kernel = centered_stats(x_full, y_full)
+    torch.testing.assert_close(dot, kernel.cross, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(est_energy, kernel.x_energy, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(src_energy, kernel.y_energy, rtol=1e-12, atol=1e-12)
+    (upstream,) = torch.autograd.grad((dot * weights[:, :, :2]).sum() + est_energy.sum(), x_full)
+    (ours,) = torch.autograd.grad((kernel.cross * weights[:, :, :2]).sum() + kernel.x_energy.sum(), x_full)
+    torch.testing.assert_close(upstream, ours, rtol=1e-6, atol=1e-9)

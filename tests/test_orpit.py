@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from modules.losses import orpit, orpit_scores, orpit_si_snr_loss, rest_targets
+from modules.losses import orpit_scores, orpit_si_snr_loss, rest_targets
 
 SILENCE_SNR_MAX = 30.0
 
@@ -90,22 +90,8 @@ def test_values_and_gradients_equal_the_float64_loop():
     assert est_fast.grad[4].abs().sum() == 0
 
 
-def test_chunked_signal_passes_match_the_loop(monkeypatch):
-    """On the CPU the float64 statistics are summed chunk by chunk: chunks (and a short last one) change nothing."""
-    monkeypatch.setattr(orpit, "_CPU_CHUNK", 1000)  # 2400 samples: chunks of 1000, 1000 and 400
-    estimates, sources, mask, noise, noise_mask, lengths = mixed_batch(seed=11)
-    est_fast = estimates.clone().requires_grad_()
-    est_loop = estimates.clone().requires_grad_()
-    loss, _ = orpit_si_snr_loss(est_fast, sources, mask, noise, noise_mask, lengths)
-    expected, _ = orpit_loop(est_loop, sources, mask, noise, noise_mask, lengths)
-    torch.testing.assert_close(loss, expected, rtol=1e-9, atol=1e-9)
-    loss.sum().backward()
-    expected.sum().backward()
-    torch.testing.assert_close(est_fast.grad, est_loop.grad, rtol=1e-7, atol=1e-10)
-
-
-def test_hand_written_backward_equals_autograd_through_the_scores():
-    """The loss's backward (written by hand) against autograd through ``orpit_scores`` (same statistics)."""
+def test_loss_equals_the_chosen_candidate_of_the_scores():
+    """The loss and its gradient under a non-uniform upstream gradient against ``orpit_scores``' chosen candidate."""
     estimates, sources, mask, noise, noise_mask, lengths = mixed_batch(seed=13)
     weights = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.0], dtype=torch.float64)  # a non-uniform upstream gradient
     est_fused = estimates.clone().requires_grad_()
@@ -119,36 +105,6 @@ def test_hand_written_backward_equals_autograd_through_the_scores():
     (reference * weights).sum().backward()
     torch.testing.assert_close(est_fused.grad, est_auto.grad, rtol=1e-9, atol=1e-12)
     assert est_fused.grad[2].abs().sum() > 0 and est_fused.grad[3].abs().sum() > 0  # 1sp+n and the silent rest
-
-
-def test_score_derivatives_equal_autograd_in_every_regime():
-    """The forward's derivatives (``d``, ``q``) against autograd through ``_scores``, on raw statistics.
-
-    Covers what realistic signals rarely reach: a noise energy below zero
-    before the clamp (which then passes no gradient), reference energies near and at
-    ``eps`` (where ``E_ref / (E_ref + eps)`` matters) and silent rests (whose
-    reference, and so whose ``dot``, is zero).
-    """
-    gen = torch.Generator().manual_seed(5)
-    eps, cap = 1e-8, 30.0
-    dot = torch.randn(6, 2, 3, generator=gen, dtype=torch.float64)
-    ref_energy = torch.rand(6, 2, 3, generator=gen, dtype=torch.float64) * 4 + 0.1
-    ref_energy[0, :, 0] = 3e-8  # near eps
-    ref_energy[1, 0, 1] = 0.0  # a zero reference
-    dot[1, 0, 1] = 0.0
-    silent = torch.tensor([False, False, False, True, False, True])
-    dot[silent, 1], ref_energy[silent, 1] = 0.0, 0.0
-    est_energy = (dot.square() / (ref_energy + eps)).amax(-1) * 1.5 + 0.2  # [B, 2]
-    est_energy[2, 0] = (dot[2, 0].square() / (ref_energy[2, 0] + eps)).max() * (1 - 1e-6)  # noise < 0 before the clamp
-    scores, d, q = orpit._scores_and_partials(dot, est_energy, ref_energy, silent, eps, 10 ** (-cap / 10))
-    dot_auto, est_auto = dot.clone().requires_grad_(), est_energy.clone().requires_grad_()
-    expected = orpit._scores(dot_auto, est_auto, ref_energy, silent, eps, cap)
-    torch.testing.assert_close(10 * scores, expected.detach(), rtol=1e-12, atol=1e-12)  # bels
-    grad_dot, grad_est = torch.autograd.grad(expected.sum(), [dot_auto, est_auto])
-    assert (q[2, 0] == 0).sum() == 1  # the clamp was reached for one candidate
-    db = 10 / math.log(10)
-    torch.testing.assert_close(2 * db * d, grad_dot, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(-db * q.sum(-1), grad_est, rtol=1e-10, atol=1e-12)
 
 
 def test_float32_inputs_match_the_loop_and_give_float32():

@@ -1,6 +1,7 @@
 """Vectorised, device-agnostic training losses (``[batch, time, n_src]`` signals).
 
-* :mod:`modules.losses.si_snr`: the pairwise SI-SNR matrix and uPIT
+* :mod:`modules.losses.si_snr`: the one SI-SNR statistics kernel (:func:`centered_stats`),
+  the pairwise SI-SNR matrix and uPIT
   (:func:`pit_si_snr_loss`), with padded samples and sources masked;
 * :mod:`modules.losses.matching`: the best-assignment search over any pairwise
   score matrix (:func:`best_permutation`), shared by every PIT variant;
@@ -30,8 +31,10 @@ from modules.losses.matching import MAX_EXHAUSTIVE_SRC, assignment_table, best_p
 from modules.losses.orpit import orpit_scores, orpit_si_snr_loss, rest_targets
 from modules.losses.patch import NASS_DIRECTIONS, nass_contrastive_loss, patch_nce_loss, sample_patch_positions
 from modules.losses.si_snr import (
+    SiSnrStats,
     apply_perm,
     centered_f64,
+    centered_stats,
     mask_time,
     pairwise_si_snr,
     pit_si_snr_loss,
@@ -43,11 +46,13 @@ __all__ = [
     "MAX_EXHAUSTIVE_SRC",
     "MMD_KERNELS",
     "NASS_DIRECTIONS",
+    "SiSnrStats",
     "apply_perm",
     "assignment_table",
     "autocast_off",
     "best_permutation",
     "centered_f64",
+    "centered_stats",
     "check_signals",
     "codebook_diversity_loss",
     "contrastive_logits",

@@ -29,14 +29,18 @@ batch as alone.
 
 from __future__ import annotations
 
+import typing
+
 import torch
 
-from modules.losses.common import check_signals, output_dtype
+from modules.losses.common import autocast_off, check_signals, output_dtype
 from modules.losses.matching import MAX_EXHAUSTIVE_SRC, best_permutation, matched_scores
 
 __all__ = [
+    "SiSnrStats",
     "apply_perm",
     "centered_f64",
+    "centered_stats",
     "mask_time",
     "pairwise_si_snr",
     "pit_si_snr_loss",
@@ -44,15 +48,93 @@ __all__ = [
 ]
 
 
-def centered_f64(signals: torch.Tensor) -> torch.Tensor:
-    """Float64 ``[B, n, T]`` contiguous copy of ``[B, T, n]`` signals, zero-mean.
+class SiSnrStats(typing.NamedTuple):
+    """What :func:`centered_stats` returns (all float64)."""
 
-    Time is made the contiguous axis so that the reductions over it and the
-    skinny batched matrix products of :class:`_CenteredStats` run on
-    unit-stride rows.
+    cross: torch.Tensor  # [B, n_x, n_y] inner products (paired: [B, n])
+    x_energy: torch.Tensor  # [B, n_x]
+    y_energy: torch.Tensor  # [B, n_y]
+
+
+def centered_f64(signals: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Float64 ``[B, n, T]`` copy of ``[B, T, n]`` signals, zero-mean over each item's valid samples.
+
+    With ``lengths``, samples at and beyond ``lengths[b]`` are zero and the
+    mean is that of the first ``lengths[b]`` samples. Differentiable (plain
+    autograd).
     """
-    signals = signals.transpose(1, 2).to(torch.float64, memory_format=torch.contiguous_format, copy=True)
-    return signals.sub_(signals.mean(dim=-1, keepdim=True))
+    signals = signals.transpose(1, 2).to(torch.float64, memory_format=torch.contiguous_format)
+    if lengths is None:
+        return signals - signals.mean(dim=-1, keepdim=True)
+    valid = torch.arange(signals.shape[-1], device=signals.device) < lengths.to(signals.device)[:, None]
+    valid = valid[:, None, :].to(torch.float64)  # [B, 1, T]
+    kept = signals * valid
+    mean = kept.sum(dim=-1, keepdim=True) / valid.sum(dim=-1, keepdim=True).clamp_min(1.0)
+    return (kept - mean) * valid
+
+
+def centered_stats(
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    lengths: torch.Tensor | None = None,
+    paired: bool = False,
+) -> SiSnrStats:
+    """The SI-SNR statistics kernel: zero-mean float64 inner products and energies.
+
+    Every SI-SNR of the collection (:func:`pairwise_si_snr` and uPIT, SADDEL's
+    one-and-rest PIT in :mod:`modules.losses.orpit`, the metric
+    :func:`modules.metrics.si_snr`) is read from these statistics by
+    :func:`si_snr_from_stats`.
+
+    Arguments
+    ---------
+    x : torch.Tensor
+        ``[batch, time, n_x]`` signals (any floating dtype).
+    y : torch.Tensor, optional
+        ``[batch, time, n_y]``; ``None``: ``x`` against itself (the Gram matrix,
+        centred once).
+    lengths : torch.Tensor, optional
+        ``[batch]`` valid samples per item: later samples count nowhere and
+        each item is centred on its own samples (:func:`centered_f64`).
+    paired : bool
+        ``True``: only ``<x_i, y_i>`` (``[batch, n]``, ``n_x == n_y``), not
+        every pair.
+
+    Returns
+    -------
+    SiSnrStats
+        ``cross`` ``[batch, n_x, n_y]`` (paired: ``[batch, n]``), ``x_energy``
+        ``[batch, n_x]``, ``y_energy`` ``[batch, n_y]``, float64.
+
+    Notes
+    -----
+    The signals are cast to float64 before anything else (products of float32
+    values are exact in float64: the only rounding is float64 accumulation),
+    and autocast is disabled inside, so the statistics are the same under
+    bf16/fp16 autocast. The gradient is autograd's (a batched matrix product
+    per input and a few elementwise float64 ops): under 1 % of a full-size
+    training step (``tests/benchmarks/bench_si_snr_step.py``),
+    so no backward is written by hand.
+
+    Example
+    -------
+    >>> x = torch.tensor([[[1.0, 0.0], [3.0, 2.0], [5.0, 1.0]]])  # one item, 3 samples, 2 signals
+    >>> stats = centered_stats(x)
+    >>> stats.cross.tolist(), stats.x_energy.tolist()
+    ([[[8.0, 2.0], [2.0, 2.0]]], [[8.0, 2.0]])
+    >>> centered_stats(x, lengths=torch.tensor([2])).x_energy.tolist()
+    [[2.0, 2.0]]
+    """
+    with autocast_off(x.device):
+        xc = centered_f64(x, lengths)  # [B, n_x, T]
+        yc = xc if y is None else centered_f64(y, lengths)
+        x_energy = xc.square().sum(dim=-1)
+        y_energy = x_energy if y is None else yc.square().sum(dim=-1)
+        if paired:
+            cross = (xc * yc).sum(dim=-1)
+        else:
+            cross = torch.bmm(xc, yc.transpose(1, 2))
+    return SiSnrStats(cross, x_energy, y_energy)
 
 
 def si_snr_from_stats(
@@ -74,47 +156,6 @@ def si_snr_from_stats(
     target_energy = alpha.square() * tgt_energy
     noise_energy = (est_energy - 2.0 * alpha * dot + target_energy).clamp_min(0.0)
     return 10.0 * torch.log10(target_energy / (noise_energy + eps) + eps)
-
-
-class _CenteredStats(torch.autograd.Function):
-    """Zero-mean float64 statistics of two ``[B, T, n]`` signal sets.
-
-    Returns ``dot`` ``[B, n_est, n_tgt]`` (cross inner products),
-    ``est_energy`` ``[B, n_est]`` and ``tgt_energy`` ``[B, n_tgt]``. The
-    hand-written backward needs one batched matrix product and one fused
-    multiply-add per input instead of autograd's chain of elementwise
-    float64 ops over the signals. Its gradient is a combination of
-    zero-mean signals, hence already zero-mean, so the backward of the
-    mean removal is the identity.
-    """
-
-    @staticmethod
-    def forward(ctx, estimates, targets):
-        """Compute the statistics in float64."""
-        est = centered_f64(estimates)  # [B, n_est, T]
-        tgt = centered_f64(targets)  # [B, n_tgt, T]
-        dot = torch.bmm(est, tgt.transpose(1, 2))
-        est_energy = torch.linalg.vector_norm(est, dim=-1).square()
-        tgt_energy = torch.linalg.vector_norm(tgt, dim=-1).square()
-        ctx.save_for_backward(est, tgt)
-        ctx.dtypes = (estimates.dtype, targets.dtype)
-        return dot, est_energy, tgt_energy
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_dot, grad_est_energy, grad_tgt_energy):
-        """Gradients with respect to the (uncentred) input signals."""
-        est, tgt = ctx.saved_tensors
-        grad_est = grad_tgt = None
-        if ctx.needs_input_grad[0]:
-            grad_est = torch.bmm(grad_dot, tgt)  # [B, n_est, T]
-            grad_est.addcmul_(est, (2.0 * grad_est_energy).unsqueeze(-1))
-            grad_est = grad_est.transpose(1, 2).to(ctx.dtypes[0])
-        if ctx.needs_input_grad[1]:
-            grad_tgt = torch.bmm(grad_dot.transpose(1, 2), est)  # [B, n_tgt, T]
-            grad_tgt.addcmul_(tgt, (2.0 * grad_tgt_energy).unsqueeze(-1))
-            grad_tgt = grad_tgt.transpose(1, 2).to(ctx.dtypes[1])
-        return grad_est, grad_tgt
 
 
 def mask_time(signals: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
@@ -168,7 +209,7 @@ def pairwise_si_snr(
         Small constant guarding divisions and the logarithm.
     lengths : torch.Tensor, optional
         ``[batch]`` valid samples per item; samples beyond them are ignored
-        (see :func:`mask_time`).
+        (see :func:`centered_f64`).
 
     Returns
     -------
@@ -183,9 +224,9 @@ def pairwise_si_snr(
     in one batched pass: a single batched matrix product for the cross dot
     products and vector norms for the energies; no ``[B, T, n, n]`` tensor
     is formed. The noise energy is obtained from these statistics (exact
-    in float64 to far beyond 80 dB). The backward pass is hand-written
-    (one batched matrix product per input); gradients flow to both
-    ``estimates`` and ``targets``.
+    in float64 to far beyond 80 dB). The statistics are those of the one
+    kernel, :func:`centered_stats`, differentiated by autograd; gradients
+    flow to both ``estimates`` and ``targets``.
 
     Example
     -------
@@ -199,8 +240,7 @@ def pairwise_si_snr(
     True
     """
     check_signals(estimates, targets)
-    estimates, targets = mask_time(estimates, lengths), mask_time(targets, lengths)
-    dot, est_energy, tgt_energy = _CenteredStats.apply(estimates, targets)
+    dot, est_energy, tgt_energy = centered_stats(estimates, targets, lengths)
     si_snr = si_snr_from_stats(dot, est_energy.unsqueeze(2), tgt_energy.unsqueeze(1), eps)
     return si_snr.to(output_dtype(estimates))
 

@@ -18,11 +18,13 @@ pass) against obvious implementations of SADDEL's equation 2:
   which has no batch dimension), one item and one candidate at a time
   (``cal_si_snr``).
 
-One more row is not an implementation but a lower bound of ours: its
-passes over the signals alone (gathering them into rows and their float64
-inner products in the forward, the combination of the rows that is the
-gradient), without any of the small ops that turn them into scores. The loop's time over it is the most
-this design can gain on the machine at hand.
+No speed target is chased here: the earlier goal of beating the loop over
+candidates by 5x (and the hand-written backward and chunked float64 passes
+written for it) is withdrawn. What decides whether a loss is fast enough is
+its share of the method's full-size training step, which
+``tests/benchmarks/bench_si_snr_step.py`` measures (under 1 % for SADDEL with
+autograd through the shared SI-SNR kernel); this table stays as a record of
+what the vectorised loss costs against the obvious loops, not as a goal.
 
 Prints the median (and min) time of interleaved repetitions after a warm-up,
 the speed-ups, the largest difference between the losses, and the number of
@@ -47,7 +49,6 @@ from speechbrain.nnet.losses import cal_si_snr
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from modules.losses import orpit_scores, orpit_si_snr_loss, pairwise_si_snr
-from modules.losses.orpit import _combine, _gram, _rows
 
 BATCH, TIME, N_SPK, N_WARMUP, N_REPS = 4, 32000, 3, 10, 25
 
@@ -90,23 +91,6 @@ def loop_over_items_and_candidates(estimates, sources, noise):
             losses.append(0.5 * (one + rest))
         out.append(torch.stack(losses).min())
     return torch.stack(out)
-
-
-def signal_passes_only(estimates, sources, noise):
-    """The two passes over the signals of ``orpit_si_snr_loss`` (forward and gradient), and nothing else."""
-    coef = torch.ones(estimates.shape[0], 2, sources.shape[-1] + 4, dtype=torch.float64)
-    rows = _rows(estimates.detach(), sources, noise, None)
-    _gram(rows)
-    _combine(coef, rows, estimates.dtype)
-    return torch.zeros(estimates.shape[0])
-
-
-def _lower_bound_step(estimates, sources, noise):
-    def step():
-        est = estimates.detach().clone().requires_grad_()
-        return signal_passes_only(est, sources, noise)
-
-    return step
 
 
 def _fwd_bwd_step(loss_fn, estimates, sources, noise):
@@ -213,7 +197,6 @@ def main():
         "loop over candidates": _fwd_bwd_step(loop_over_candidates, estimates, sources, noise),
         "loop over candidates, float64": _fwd_bwd_step(loop_over_candidates_f64, estimates, sources, noise),
         "loop over items and candidates": _fwd_bwd_step(loop_over_items_and_candidates, estimates, sources, noise),
-        "lower bound: signal passes only": _lower_bound_step(estimates, sources, noise),
     }
     timings = dict(zip(steps, _interleaved_times(list(steps.values()))))
     losses = {name: step() for name, step in steps.items()}
@@ -226,13 +209,11 @@ def main():
     print(f"{'implementation':<32} {'time [ms]':>17} {'ratio':>9} {'max |diff| [dB]':>16} {'ops':>6} {'ratio':>6}")
     for name, (median, fastest) in timings.items():
         diff = (losses[name].double() - losses["ours (vectorised)"].double()).abs().max().item()
-        diff = f"{diff:>16.2e}" if name != "lower bound: signal passes only" else f"{'-':>16}"
+        diff = f"{diff:>16.2e}"
         print(
             f"{name:<32} {median * 1e3:>8.2f} ({fastest * 1e3:6.2f}) {median / ours:>8.1f}x {diff}"
             f" {ops[name]:>6} {ops[name] / ops['ours (vectorised)']:>5.1f}x"
         )
-    loop, bound = timings["loop over candidates"][0], timings["lower bound: signal passes only"][0]
-    print(f"loop over candidates / lower bound: {loop / bound:.1f}x (the most this design could show here)")
     print()
     precision_table()
 
