@@ -29,6 +29,9 @@ Hyperparameters the runner reads: ``prepare_data``; ``train_data``,
 ``valid_data``, ``test_data``, ``data_folder`` (through
 :func:`modules.data.build_datasets`, or the builder the recipe's ``train.py``
 passes, e.g. SADDEL's scenarios; a yaml may still name one as ``dataset_builder``);
+``brain_class`` (the method's Brain, e.g. ``!name:modules.saddel.CascadeBrain``: a
+yaml names it when one ``train.py`` runs several systems; it wins over the class the
+``train.py`` passes);
 ``extra_test_sets`` (``{name: {manifest, data_folder[, prepare]}}``, each
 tested after the main test set, results in ``test_results_<name>.csv``);
 ``modules``, ``optimizer``, ``checkpointer``, ``epoch_counter``,
@@ -325,6 +328,31 @@ def loader_options(options):
     return {"collate_fn": collate, **(options or {})}
 
 
+def resolve_brain_class(hparams, default=None):
+    """The yaml's ``brain_class`` if it names one, else ``default`` (the class the ``train.py`` passes).
+
+    ``!name:`` gives the class itself or, with arguments, a ``functools.partial`` of it:
+    a partial without arguments is unwrapped so that the run records the class.
+
+    Example
+    -------
+    >>> from modules.brain import SeparationBrain
+    >>> from modules.saddel import CascadeBrain
+    >>> resolve_brain_class({"brain_class": CascadeBrain}, SeparationBrain).__name__
+    'CascadeBrain'
+    >>> resolve_brain_class({}, SeparationBrain).__name__
+    'SeparationBrain'
+    """
+    named = hparams.get("brain_class")
+    if named is None:
+        if default is None:
+            raise SystemExit("error: the yaml names no brain_class and the recipe passes none")
+        return default
+    if getattr(named, "func", None) is not None and not named.args and not named.keywords:
+        named = named.func
+    return named
+
+
 def make_brain(brain_class, hparams, run_opts, with_optimizer=True):
     """Instantiates the recipe's Brain from its hparams."""
     return brain_class(
@@ -380,8 +408,9 @@ def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None, test=T
 
     Arguments
     ---------
-    brain_class : type
-        A ``SeparationBrain`` subclass.
+    brain_class : type or None
+        A ``SeparationBrain`` subclass (a yaml's ``brain_class`` wins; ``None``:
+        the yaml must name one).
     recipe_file : str
         The recipe's ``train.py`` (hparams are looked up beside it).
     argv : list of str, optional
@@ -406,7 +435,7 @@ def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None, test=T
     prepare_data(hparams)
     builder = hparams.get("dataset_builder") or dataset_builder or build_datasets
     train_data, valid_data, test_data = builder(hparams)
-    brain = make_brain(brain_class, hparams, run_opts)
+    brain = make_brain(resolve_brain_class(hparams, brain_class), hparams, run_opts)
     write_run_info(brain, recipe_file, hparams)
     initialise_modules(brain, hparams)
     train_opts = loader_options(hparams["dataloader_opts"])
@@ -488,7 +517,7 @@ def separate_files(brain_class, recipe_file, argv, paths):
         argv = [*argv, "--data_folder=."]  # the data is not read when separating
     hparams, run_opts = load_recipe(argv, recipe_file, experiment_directory=False)
     checkpointer = hparams["checkpointer"]
-    brain = make_brain(brain_class, hparams, run_opts, with_optimizer=False)
+    brain = make_brain(resolve_brain_class(hparams, brain_class), hparams, run_opts, with_optimizer=False)
     key, mode = brain.best_key
     if checkpointer.find_checkpoint(**{f"{mode}_key": key}) is None:
         sys.exit(f"error: no trained checkpoint in {checkpointer.checkpoints_dir}: train first, or pass the "

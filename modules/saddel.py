@@ -100,16 +100,13 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "SCENARIOS",
     "STOP_RULES",
-    "SYSTEMS",
     "A2PITBrain",
     "CascadeBrain",
     "SADDELBrain",
     "a2pit_select",
     "count_confusion",
     "degradation_histogram",
-    "make_saddel_brain",
     "recursive_separation",
-    "saddel_brain_class",
     "scenario_table",
     "score_with_count",
 ]
@@ -879,38 +876,3 @@ class A2PITBrain(_CountingTestStage, SeparationBrain):
         speakers, counts, _ = self.separate_counted(_MixOnly(mix), oracle=False)
         keep = torch.arange(speakers.shape[-1], device=mix.device)[None, :] < counts[:, None]
         return (speakers * keep[:, None, :])[..., : int(counts.max())], None
-
-
-#: ``system`` values of the recipe yamls (the Brain of each: :func:`saddel_brain_class`).
-SYSTEMS = ("saddel", "bl_ss", "bl_sd", "cascade", "a2pit")
-
-
-def saddel_brain_class(system):
-    """The Brain class of a ``system``: SADDEL, bl.SS and bl.SD share :class:`SADDELBrain`.
-
-    (A function, not a module-level table, so that an upstream export can move
-    the Brains into ``train.py``: nothing refers to them at import time.)
-
-    Example
-    -------
-    >>> saddel_brain_class("cascade").__name__
-    'CascadeBrain'
-    """
-    if system not in SYSTEMS:
-        raise ValueError(f"system must be one of {list(SYSTEMS)}, not {system!r}")
-    return {"cascade": CascadeBrain, "a2pit": A2PITBrain}.get(system, SADDELBrain)
-
-
-def make_saddel_brain(modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
-    """The Brain of the yaml's ``system`` (:func:`saddel_brain_class`): what the SADDEL recipes' ``train.py`` runs.
-
-    Example
-    -------
-    >>> brain = make_saddel_brain({"separator": torch.nn.Linear(1, 1)}, hparams={"system": "a2pit"},
-    ...                           run_opts={"device": "cpu"})  # fmt: skip
-    >>> type(brain).__name__
-    'A2PITBrain'
-    """
-    hparams = hparams or {}
-    brain_class = saddel_brain_class(hparams.get("system", "saddel"))
-    return brain_class(modules, opt_class, hparams, run_opts, checkpointer)

@@ -17,8 +17,8 @@ enrollment beside the mixture, the target and the estimate.
 layout of the paper's Table 3: SI-SNR / SI-SNRi on the source-domain and the
 target-domain test sets and the ST-Gap, read from the per-set
 ``test_summary*.json`` files (yaml key ``cross_domain_table``).
-:func:`cross_domain_brain` picks the separation or extraction Brain from
-the yaml's ``extraction`` key, so that one ``train.py`` serves the four
+A recipe yaml names its Brain (``brain_class``: :class:`CrossDomainSeparationBrain`
+or :class:`CrossDomainTSEBrain`), so that one ``train.py`` serves the four
 systems of Table 3.
 """
 
@@ -42,7 +42,6 @@ __all__ = [
     "CrossDomainSeparationBrain",
     "CrossDomainTSEBrain",
     "TSEBrain",
-    "cross_domain_brain",
     "st_gap",
     "write_cross_domain_table",
 ]
@@ -271,23 +270,3 @@ class CrossDomainSeparationBrain(CrossDomainMixin, SeparationBrain):
 
 class CrossDomainTSEBrain(CrossDomainMixin, TSEBrain):
     """Target speech extraction with the cross-domain table at the end of the test stage."""
-
-
-def cross_domain_brain(modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
-    """The Brain of a cross-domain recipe: :class:`CrossDomainTSEBrain` if the yaml says ``extraction: True``.
-
-    Pass it to ``modules.recipe.run_recipe`` in place of a Brain class.
-
-    Example
-    -------
-    >>> import torch
-    >>> brain = cross_domain_brain({"separator": torch.nn.Identity()}, hparams={"extraction": True},
-    ...                            run_opts={"device": "cpu"})
-    >>> type(brain).__name__
-    'CrossDomainTSEBrain'
-    """
-    hparams = hparams or {}
-    brain_class = CrossDomainTSEBrain if hparams.get("extraction", False) else CrossDomainSeparationBrain
-    return brain_class(
-        modules=modules, opt_class=opt_class, hparams=hparams, run_opts=run_opts, checkpointer=checkpointer
-    )

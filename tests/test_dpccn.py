@@ -22,7 +22,7 @@ from modules.data import collate
 from modules.metrics import si_snr
 from modules.models.dpccn import DPCCN, StftPair
 from modules.models.speakerbeam import SpeakerBeamAuxiliary, TDSpeakerBeam
-from modules.tse import TSEBrain, cross_domain_brain, st_gap, write_cross_domain_table
+from modules.tse import CrossDomainSeparationBrain, CrossDomainTSEBrain, TSEBrain, st_gap, write_cross_domain_table
 
 #: Parameters of the authors' DenseUNet() (jyhan03/dpccn, nnet_dpccn.py) for two speakers.
 AUTHORS_PARAMS = 6_300_980
@@ -66,6 +66,20 @@ def test_full_size_parameter_count_is_the_authors(tmp_path):
     # Table 2 switches: no pyramid (4 x (32*8 + 8) + 64*32 + 32 fewer), a magnitude plane (16*9 more)
     assert n_params(DPCCN(2, pyramid=False)) == AUTHORS_PARAMS - 4 * (32 * 8 + 8) - (64 * 32 + 32)
     assert n_params(DPCCN(2, magnitude_input=True)) == AUTHORS_PARAMS + 16 * 9
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [("dpccn", CrossDomainSeparationBrain), ("convtasnet", CrossDomainSeparationBrain),
+     ("sdpccn", CrossDomainTSEBrain), ("td_speakerbeam", CrossDomainTSEBrain)],
+)  # fmt: skip
+def test_each_yaml_names_its_brain(tmp_path, name, expected):
+    """``brain_class`` in the yaml picks the Brain of each Table 3 system (one ``train.py`` runs all four)."""
+    from modules.recipe import resolve_brain_class
+
+    with open(REPO / f"recipes/LibriMix/dpccn/hparams/{name}.yaml") as f:
+        hp = load_hyperpyyaml(f, {"data_folder": str(tmp_path), "aishell2mix_folder": str(tmp_path)})
+    assert resolve_brain_class(hp, CrossDomainSeparationBrain) is expected
 
 
 def test_full_size_shapes_at_every_stage_match_the_authors():
@@ -300,13 +314,13 @@ def test_tiny_dpccn_and_sdpccn_train_through_the_brain(extraction):
     """Brain's own step on one repeated batch: the loss falls (overfitting a batch is the least a model can do)."""
     torch.manual_seed(0)
     model = tiny_dpccn(1 if extraction else 2, speaker_encoder=extraction, spk_hidden=8)
-    brain = cross_domain_brain(
+    brain_class = CrossDomainTSEBrain if extraction else CrossDomainSeparationBrain
+    brain = brain_class(
         {"separator": model},
         opt_class=lambda params: torch.optim.Adam(params, lr=3e-3),
-        hparams={"sample_rate": 8000, "extraction": extraction, "conditioning": ["enroll"] if extraction else None},
+        hparams={"sample_rate": 8000, "conditioning": ["enroll"] if extraction else None},
         run_opts={"device": "cpu"},
     )
-    assert type(brain).__name__ == ("CrossDomainTSEBrain" if extraction else "CrossDomainSeparationBrain")
     brain.init_optimizers()
     batch = collate(tse_items(length=4000))
     losses = [float(brain.fit_batch(batch)) for _ in range(8)]
@@ -514,12 +528,11 @@ def test_dpccn_learns_to_separate_unseen_speakers(learning_librimix):
     """
     train, test = learning_librimix
     torch.manual_seed(0)
-    brain = cross_domain_brain(
+    brain = CrossDomainSeparationBrain(
         {"separator": DPCCN(2, **SEPARATION_SIZES)},
         opt_class=lambda params: torch.optim.Adam(params, lr=1e-3),
         hparams={
             "sample_rate": 8000,
-            "extraction": False,
             "limit_training_signal_len": True,
             "training_signal_len": 8000,
         },

@@ -24,7 +24,6 @@ from modules.saddel import (
     SADDELBrain,
     a2pit_select,
     count_confusion,
-    make_saddel_brain,
     recursive_separation,
     score_with_count,
 )
@@ -401,7 +400,7 @@ def run_saddel(dataset, hparams, data_folder, out, overrides, *extra):
     argv = [f"hparams/{hparams}", f"--data_folder={data_folder}", f"--output_folder={out}",
             f"--overrides_file={overrides}", "--device=cpu", "--noprogressbar", *extra]  # fmt: skip
     recipe = f"{REPO_ROOT}/recipes/{dataset}/saddel/train.py"
-    return run_recipe(make_saddel_brain, recipe, argv=argv, dataset_builder=build_scenario_datasets)  # as train.py
+    return run_recipe(SADDELBrain, recipe, argv=argv, dataset_builder=build_scenario_datasets)  # as train.py
 
 
 def read_rows(path):
@@ -471,6 +470,22 @@ def test_stage2_starts_from_stage1(stage1_runs, saddel_corpora, tmp_path, datase
                f"--init_from={runs[dataset]}")  # fmt: skip
     assert str(runs[dataset]) in (out / "init_from.txt").read_text()
     check_test_outputs(out, N_TEST[dataset])
+
+
+@pytest.mark.parametrize("dataset", ["LibriMix", "WHAM"])
+def test_each_yaml_names_its_brain(dataset):
+    """``brain_class`` of every SADDEL yaml: bl.SS and bl.SD are SADDEL's Brain on other scenarios."""
+    import importlib
+    import re
+
+    expected = {"saddel": SADDELBrain, "saddel_finetune": SADDELBrain, "bl_ss": SADDELBrain, "bl_sd": SADDELBrain,
+                "cascade": CascadeBrain, "a2pit": A2PITBrain}  # fmt: skip
+    folder = Path(REPO_ROOT) / "recipes" / dataset / "saddel" / "hparams"
+    for name, brain_class in expected.items():
+        text = (folder / f"{name}.yaml").read_text()
+        (path,) = re.findall(r"^brain_class: !name:([\w.]+)", text, flags=re.M)
+        module, attr = path.rsplit(".", 1)
+        assert getattr(importlib.import_module(module), attr) is brain_class, name
 
 
 @pytest.mark.parametrize("dataset", ["LibriMix", "WHAM"])

@@ -147,12 +147,19 @@ def _tags(text):
     return found
 
 
-def _rewrite_tags(text, graph, plan):
+#: The yaml key that names a recipe's Brain class (``modules.recipe.resolve_brain_class``): the class
+#: moves into the script with the other Brains, and the tag names it there.
+BRAIN_CLASS_KEY = "brain_class"
+
+
+def _rewrite_tags(text, graph, plan, script="train"):
     def replace(match):
         kind, path = match.group(1), match.group(2)
         if not is_ours(path):
             return match.group(0)
         module, attr = graph.resolve_dotted(path)
+        if attr and plan.is_moved(module, attr):  # a Brain class the yaml names: it is in the script now
+            return f"!{kind}:{script}.{attr}"
         local = plan.names[module]
         return f"!{kind}:{local}" + (f".{attr}" if attr else "")
 
@@ -384,11 +391,12 @@ def export_recipe(target, out, validate=True, format_code=True):
     for path in yamls:
         text, _, lifted[path] = flatten_yaml(path)
         flat[path] = text
+        brain_tags = {t for e in split_entries(text) if e.key == BRAIN_CLASS_KEY for t in _tags(e.head)}
         for tag in _tags(text):
             if is_ours(tag):
                 module, attr = graph.resolve_dotted(tag)
                 roots.add(module)
-                if attr:
+                if attr and tag not in brain_tags:  # a Brain class moves into the script like the others
                     pinned.add((module, attr))
         for entry in split_entries(text):
             if entry.key == "prepare_data":
@@ -456,7 +464,10 @@ def export_recipe(target, out, validate=True, format_code=True):
                 if problems:
                     raise ExportError(f"{path.name}: the resolved yaml differs from the original: {problems[:5]}")
 
-    yaml_out = {p.name: dummy_paths(_rewrite_comments(_rewrite_tags(t, graph, plan))) for p, t in flat.items()}
+    yaml_out = {
+        p.name: dummy_paths(_rewrite_comments(_rewrite_tags(t, graph, plan, Path(scripts[p]).stem)))
+        for p, t in flat.items()
+    }
     keep = _reachable(texts, yaml_out, [Path(s).stem for s in sources])
 
     if dest.exists():

@@ -8,12 +8,12 @@ Run from the repository root (or from this folder)::
     python recipes/LibriMix/dpccn/train.py hparams/sdpccn.yaml --data_folder=<LibriMix root> \\
         --aishell2mix_folder=<Aishell2Mix root>
 
-The yaml's ``extraction`` key picks the Brain (``modules.tse.cross_domain_brain``); the steps of a
-run are ``modules.recipe.run_recipe``.
+Each yaml names its Brain (``brain_class``: ``modules.tse.CrossDomainSeparationBrain`` or
+``modules.tse.CrossDomainTSEBrain``); the steps of a run are ``modules.recipe.run_recipe``.
 """
 
 from modules.recipe import run_recipe
-from modules.tse import cross_domain_brain
+from modules.tse import CrossDomainSeparationBrain
 
 if __name__ == "__main__":
-    run_recipe(cross_domain_brain, recipe_file=__file__)
+    run_recipe(CrossDomainSeparationBrain, recipe_file=__file__)

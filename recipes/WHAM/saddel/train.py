@@ -11,14 +11,14 @@ Run from the repository root (or from this folder)::
 The first command trains the first recursion step on every scenario; the second fine-tunes the
 recursion unrolled over the true number of speakers, starting from the first run (``init_from``).
 ``hparams/bl_ss.yaml``, ``bl_sd.yaml``, ``cascade.yaml`` and ``a2pit.yaml`` are the comparison systems.
-The yaml's ``system`` picks the Brain (``modules.saddel.make_saddel_brain``), the datasets mix the
+Each yaml names its Brain (``brain_class``, e.g. ``modules.saddel.CascadeBrain``), the datasets mix the
 scenarios (``modules.data.scenarios.build_scenario_datasets``); the steps of a run are
 ``modules.recipe.run_recipe``'s.
 """
 
 from modules.data.scenarios import build_scenario_datasets
 from modules.recipe import run_recipe
-from modules.saddel import make_saddel_brain
+from modules.saddel import SADDELBrain
 
 if __name__ == "__main__":
-    run_recipe(make_saddel_brain, recipe_file=__file__, dataset_builder=build_scenario_datasets)
+    run_recipe(SADDELBrain, recipe_file=__file__, dataset_builder=build_scenario_datasets)
