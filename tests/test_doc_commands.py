@@ -79,11 +79,11 @@ def doc_commands(text):
             continue
         if not inside or not line.strip() or line.lstrip().startswith("#"):
             continue
-        line = re.sub(r"\s+#\s.*$", "", line.strip())
-        if line.endswith("\\"):
-            pending += line[:-1].strip() + " "
+        code = re.sub(r"\s+#\s.*$", "", line.strip())
+        if code.endswith("\\"):
+            pending += code[:-1].strip() + " "
             continue
-        commands.append((pending + line).strip())
+        commands.append((pending + code).strip())
         pending = ""
     return commands
 
@@ -134,8 +134,9 @@ def corpora(tmp_path_factory):
     aishell = mini.make_mini_aishell2mix(root, seed=0, **small)
     return {
         "wham": mini.make_mini_wham(root, seed=0, sample_rates=(8000,), modes=("min",), **small),
-        "librimix": mini.make_mini_librimix(root, seed=0, sample_rates=(8000, 16000), modes=("min",),
-                                            enrollment=True, **small),  # fmt: skip
+        "librimix": mini.make_mini_librimix(
+            root, seed=0, sample_rates=(8000, 16000), modes=("min",), enrollment=True, **small
+        ),
         "aishell2mix": aishell,
         "aishell2mix_lst": aishell / "lst",
         "vox2mix": mini.make_mini_vox2mix(root, seed=0, **small) / "VoxCeleb2-2Mix",
@@ -150,8 +151,8 @@ def prepared(command, corpora, work, shared):
     for placeholder, key in PLACEHOLDERS.items():
         command = command.replace(placeholder, str(corpora[key]))
     runs = []
-    for i, part in enumerate(re.split(r"&&", command)):
-        part = part.strip()
+    for i, raw in enumerate(re.split(r"&&", command)):
+        part = raw.strip()
         argv = [a.replace("mini_data", str(shared / "mini_data")) if "mini_data" in a else a for a in shlex.split(part)]
         argv[0] = sys.executable
         if argv[1].startswith("recipes/"):
