@@ -7,7 +7,10 @@ Here the loop is Brain's own. The Brain trains one module, ``separator``
 (``separator(mix, **conditioning) -> (estimates [B, T, n_out], features)``,
 see :mod:`modules.models.separator`), on :class:`modules.data.SeparationBatch`
 batches, which may mix items with different numbers of sources, with or without
-noise, and mixture-only items. Methods subclass it and override small hooks:
+noise, and mixture-only items. ``compute_forward`` returns
+:class:`SeparationOutputs` (the one place its fields are documented), which
+``compute_objectives`` and every hook below take as ``outputs``. Methods
+subclass it and override small hooks:
 
 ``conditioning(batch)``
     named inputs passed to the separator besides the mixture (those listed in
@@ -46,7 +49,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import speechbrain as sb
 import torch
@@ -93,6 +96,114 @@ class AuxiliaryLoss:
             raise ValueError(f"AuxiliaryLoss.per_item must be [batch], got shape {tuple(self.per_item.shape)}")
         if self.batch is not None and self.batch.ndim != 0:
             raise ValueError(f"AuxiliaryLoss.batch must be 0-d, got shape {tuple(self.batch.shape)}")
+
+
+@dataclass
+class SeparationOutputs:
+    """What :meth:`SeparationBrain.compute_forward` returns and every hook reads.
+
+    The (augmented) batch's signals beside the separator's estimates, so that
+    the objectives and the test hooks see the references the estimates were
+    computed from (speed perturbation and crops change them).
+
+    Attributes
+    ----------
+    estimates : torch.Tensor or None
+        ``[B, T, n_out]``: the separator's outputs (None where a stage predicts
+        no signal, e.g. the context-aware group stage without a signal head).
+    mix : torch.Tensor
+        ``[B, T]``: the input mixtures.
+    lengths : torch.Tensor
+        ``[B]``: each item's length in samples.
+    targets : torch.Tensor or None
+        ``[B, T, C]``: the references PIT matches (the batch's sources; TSE:
+        the target speaker only); None for a mixture-only batch.
+    source_mask : torch.Tensor or None
+        ``[B, C]`` bool: which of ``targets`` are real.
+    noise : torch.Tensor or None
+        ``[B, T]``: the noise reference, where the batch has one.
+    noise_mask : torch.Tensor or None
+        ``[B]`` bool: which items have a noise reference.
+    batch : modules.data.SeparationBatch
+        The batch the outputs were computed from (after augmentation).
+    perm : torch.Tensor or None
+        ``[B, n_out]`` (``[B, J]`` for SADDEL's steps): the assignment PIT
+        chose, set by ``compute_objectives`` (None before it, or without
+        references).
+    features : dict
+        What the separator returns beside its estimates, by name, for the
+        methods' auxiliary losses: the encoder/masker family's ``mix_w``
+        (encoded mixture) and ``masks`` (NASS's patch-wise loss), the
+        context-aware extractor's ``context`` and its predictor's
+        ``predicted`` (``{tap: [B, F, C, dim]}``), a speaker encoder's
+        ``embedding`` (TSE), SADDEL's ``flag_logit``.
+
+    Example
+    -------
+    >>> from modules.data import SeparationBatch
+    >>> batch = SeparationBatch(ids=["a"], mix=torch.zeros(1, 8), lengths=torch.tensor([8]))
+    >>> outputs = SeparationOutputs.from_batch(torch.zeros(1, 8, 2), batch)
+    >>> outputs.estimates.shape, outputs.targets, outputs.perm
+    (torch.Size([1, 8, 2]), None, None)
+    """
+
+    estimates: torch.Tensor | None
+    mix: torch.Tensor
+    lengths: torch.Tensor
+    targets: torch.Tensor | None
+    source_mask: torch.Tensor | None
+    noise: torch.Tensor | None
+    noise_mask: torch.Tensor | None
+    batch: SeparationBatch
+    perm: torch.Tensor | None = None
+    features: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_batch(cls, estimates, batch, features=None, **fields):
+        """The outputs of ``batch``: its mixture, lengths, sources and noise; ``fields`` replace any of them."""
+        signals = {
+            "mix": batch.mix,
+            "lengths": batch.lengths,
+            "targets": batch.sources,
+            "source_mask": batch.source_mask,
+            "noise": batch.noise,
+            "noise_mask": batch.noise_mask,
+            "batch": batch,
+        }
+        return cls(estimates=estimates, features=dict(features or {}), **{**signals, **fields})
+
+    def item(self, index):
+        """The outputs of batch item ``index`` alone, cut to its own length and real sources.
+
+        ``features`` (and a subclass's fields) are kept whole, for the batch.
+        """
+        n = int(self.lengths[index])
+
+        def one(value, timed=False):
+            if value is None:
+                return None
+            value = value[index : index + 1]
+            return value[:, :n] if timed else value
+
+        single = replace(
+            self,
+            estimates=one(self.estimates, True),
+            mix=one(self.mix, True),
+            lengths=one(self.lengths),
+            targets=one(self.targets, True),
+            source_mask=one(self.source_mask),
+            noise=one(self.noise, True),
+            noise_mask=one(self.noise_mask),
+            perm=one(self.perm),
+            batch=self.batch.item(index),
+        )
+        if self.targets is not None:
+            n_src = int(self.source_mask[index].sum())
+            single.targets = single.targets[..., :n_src] if n_src else None
+            single.source_mask = single.source_mask[..., :n_src] if n_src else None
+        if self.noise_mask is not None and not bool(self.noise_mask[index]):
+            single.noise, single.noise_mask = None, None
+        return single
 
 
 def score_separation(estimates, references, mixture):
@@ -215,21 +326,21 @@ class SeparationBrain(sb.Brain):
 
     def training_targets(self, outputs):
         """The signals PIT assigns the outputs to and which are real: ``([B, T, C], [B, C])``."""
-        return outputs["targets"], outputs["source_mask"]
+        return outputs.targets, outputs.source_mask
 
     def pit_loss(self, outputs):
         """Per-item negative SI-SNR under each item's best assignment, and that assignment."""
         targets, mask = self.training_targets(outputs)
-        return pit_si_snr_loss(outputs["estimates"], targets, source_mask=mask, lengths=outputs["lengths"])
+        return pit_si_snr_loss(outputs.estimates, targets, source_mask=mask, lengths=outputs.lengths)
 
     def auxiliary_loss(self, outputs, batch):
         """Extra training losses, per item (before the threshold) and per batch (after it): :class:`AuxiliaryLoss`."""
         return AuxiliaryLoss()
 
     def speaker_estimates(self, outputs):
-        """Speaker estimates aligned with ``outputs["targets"]``: ``[B, T, C]``."""
-        n_spk = outputs["targets"].shape[-1]
-        return apply_perm(outputs["estimates"], outputs["perm"][:, :n_spk])
+        """Speaker estimates aligned with ``outputs.targets``: ``[B, T, C]``."""
+        n_spk = outputs.targets.shape[-1]
+        return apply_perm(outputs.estimates, outputs.perm[:, :n_spk])
 
     def split_outputs(self, estimates):
         """Separator outputs without references -> ``(speakers [B, T, C], noise [B, T] or None)``."""
@@ -340,12 +451,12 @@ class SeparationBrain(sb.Brain):
         outputs, per_item = getattr(self, "_last_train", (None, None))
         if outputs is None:
             return f"batch {self._batch_ids}"
-        ids = outputs["batch"].ids
+        ids = outputs.batch.ids
         for name, tensor in (
-            ("input mixture", outputs["mix"]),
-            ("target sources", outputs["targets"]),
-            ("target noise", outputs["noise"]),
-            ("separator output", outputs["estimates"]),
+            ("input mixture", outputs.mix),
+            ("target sources", outputs.targets),
+            ("target noise", outputs.noise),
+            ("separator output", outputs.estimates),
             ("per-item loss", per_item),
         ):
             if tensor is None:
@@ -384,7 +495,7 @@ class SeparationBrain(sb.Brain):
         return self._hp("lr_scheduler", None)
 
     def compute_forward(self, batch, stage):
-        """Forward pass; returns a dict of estimates, the (augmented) batch's signals and features."""
+        """Forward pass: the estimates beside the (augmented) batch's signals, :class:`SeparationOutputs`."""
         if not isinstance(batch, SeparationBatch):
             raise TypeError(f"expected a SeparationBatch (collate_fn=modules.data.collate), got {type(batch).__name__}")
         batch = batch.to(self.device)
@@ -393,17 +504,7 @@ class SeparationBrain(sb.Brain):
                 raise ValueError(f"training batch {batch.ids} has no source references (a mixture-only manifest?)")
             batch = self.augment(batch)
         estimates, features = self.separate(batch.mix, **self.conditioning(batch))
-        return {
-            "estimates": estimates,
-            "mix": batch.mix,
-            "lengths": batch.lengths,
-            "targets": batch.sources,
-            "source_mask": batch.source_mask,
-            "noise": batch.noise,
-            "noise_mask": batch.noise_mask,
-            "batch": batch,
-            **features,
-        }
+        return SeparationOutputs.from_batch(estimates, batch, features)
 
     def compute_objectives(self, outputs, batch, stage):
         """uPIT negative SI-SNR (+ auxiliary loss in training); minus the speakers' SI-SNR otherwise.
@@ -415,24 +516,24 @@ class SeparationBrain(sb.Brain):
         the SI-SNR of the speakers, averaged over each item's real sources and
         over the items with references (0 for a mixture-only batch).
         """
-        if outputs["targets"] is None:
-            outputs["perm"] = None
+        if outputs.targets is None:
+            outputs.perm = None
             if stage == sb.Stage.VALID:
-                raise ValueError(f"validation batch {outputs['batch'].ids} has no references: validation needs them")
-            return outputs["estimates"].new_zeros(())
+                raise ValueError(f"validation batch {outputs.batch.ids} has no references: validation needs them")
+            return outputs.estimates.new_zeros(())
         loss, perm = self.pit_loss(outputs)
-        outputs["perm"] = perm
-        supervised = outputs["batch"].supervised
+        outputs.perm = perm
+        supervised = outputs.batch.supervised
         if stage != sb.Stage.TRAIN:
-            est = mask_time(self.speaker_estimates(outputs), outputs["lengths"])
-            ref = mask_time(outputs["targets"], outputs["lengths"])
-            mask = outputs["source_mask"].to(torch.float64)
+            est = mask_time(self.speaker_estimates(outputs), outputs.lengths)
+            ref = mask_time(outputs.targets, outputs.lengths)
+            mask = outputs.source_mask.to(torch.float64)
             values = si_snr(est, ref)  # nan where undefined (silent reference)
             finite = torch.isfinite(values).logical_or(mask == 0).all(-1)
             per_item = (values.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
             weight = (supervised & finite).to(torch.float64)
             if stage == sb.Stage.VALID and not bool(finite[supervised].all()):  # a sync per validation batch only
-                ids = outputs["batch"].ids
+                ids = outputs.batch.ids
                 bad = [i for i, ok, sup in zip(ids, finite.tolist(), supervised.tolist()) if sup and not ok]
                 logger.warning("Validation items %s have an undefined SI-SNR (silent reference?): left out", bad)
             return -((per_item * weight).sum() / weight.sum().clamp(min=1)).float()
@@ -512,22 +613,8 @@ class SeparationBrain(sb.Brain):
         return self.test_set_name or "test"
 
     def item_outputs(self, outputs, index):
-        """The outputs of batch item ``index`` alone, cut to its own length and sources."""
-        n = int(outputs["lengths"][index])
-        single = dict(outputs)
-        for key in ("estimates", "mix", "lengths", "targets", "source_mask", "noise", "noise_mask", "perm"):
-            value = outputs.get(key)
-            if value is not None:
-                value = value[index : index + 1]
-                single[key] = value[:, :n] if key in ("estimates", "mix", "targets", "noise") else value
-        single["batch"] = outputs["batch"].item(index)
-        if outputs["targets"] is not None:
-            n_src = int(outputs["source_mask"][index].sum())
-            single["targets"] = single["targets"][..., :n_src] if n_src else None
-            single["source_mask"] = single["source_mask"][..., :n_src] if n_src else None
-        if outputs.get("noise_mask") is not None and not bool(outputs["noise_mask"][index]):
-            single["noise"], single["noise_mask"] = None, None
-        return single
+        """The outputs of batch item ``index`` alone, cut to its length and sources: :meth:`SeparationOutputs.item`."""
+        return outputs.item(index)
 
     @torch.no_grad()
     def test_metrics(self, outputs):
@@ -536,17 +623,17 @@ class SeparationBrain(sb.Brain):
         SI-SNR, SI-SNRi, SDR and SDRi of the speakers, each averaged over the
         item's speakers. Subclasses add their own (NASS: the noise estimate).
         """
-        scores = score_separation(self.speaker_estimates(outputs), outputs["targets"], outputs["mix"])
+        scores = score_separation(self.speaker_estimates(outputs), outputs.targets, outputs.mix)
         return {name: float(value[0]) for name, value in scores.items()}
 
     @torch.no_grad()
     def record_test_metrics(self, outputs):
         """Scores every item on its own length and sources; mixture-only items get their separations saved."""
-        batch = outputs["batch"]
+        batch = outputs.batch
         for i, item_id in enumerate(batch.ids):
             single = self.item_outputs(outputs, i)
             row = {"snt_id": item_id, "scenario": batch.scenario[i], "scored": 1, "reason": ""}
-            if single["targets"] is None:
+            if single.targets is None:
                 self.save_separations(single)
                 row.update(scored=0, reason="no references (separations written)")
             else:
@@ -559,12 +646,12 @@ class SeparationBrain(sb.Brain):
 
     def exclusion_reason(self, single, undefined):
         """Why an item's metrics are not finite: a silent reference, a non-finite output, ..."""
-        checks = [("mixture", single["mix"]), ("separator output", single["estimates"])]
-        checks += [(f"reference s{j + 1}", single["targets"][..., j]) for j in range(single["targets"].shape[-1])]
+        checks = [("mixture", single.mix), ("separator output", single.estimates)]
+        checks += [(f"reference s{j + 1}", single.targets[..., j]) for j in range(single.targets.shape[-1])]
         for name, signal in checks:
             if not bool(torch.isfinite(signal).all()):
                 return f"non-finite {name}"
-        peaks = single["targets"][0].abs().amax(dim=0).tolist()
+        peaks = single.targets[0].abs().amax(dim=0).tolist()
         silent = [f"s{j + 1}" for j, peak in enumerate(peaks) if peak == 0]
         if silent:
             return f"silent reference {', '.join(silent)}: metrics undefined"
@@ -580,8 +667,8 @@ class SeparationBrain(sb.Brain):
             return
         folder = os.path.join(self.hparams.output_folder, "separations" + self._file_suffix)
         os.makedirs(folder, exist_ok=True)
-        speakers, noise = self.split_outputs(single["estimates"])
-        item_id = single["batch"].ids[0]
+        speakers, noise = self.split_outputs(single.estimates)
+        item_id = single.batch.ids[0]
         signals = {f"s{j + 1}": speakers[0, :, j] for j in range(speakers.shape[-1])}
         if noise is not None:
             signals["noise"] = noise[0]
@@ -606,17 +693,17 @@ class SeparationBrain(sb.Brain):
         if not self._hp("save_audio", False) or not if_main_process() or self.n_saved >= n_to_save:
             return
         folder = os.path.join(self.hparams.output_folder, "audio" + self._file_suffix)
-        batch = outputs["batch"]
+        batch = outputs.batch
         for i, item_id in enumerate(batch.ids):
             if self.n_saved >= n_to_save:
                 return
             single = self.item_outputs(outputs, i)
-            if single["targets"] is None:  # mixture-only items: their separations are written instead
+            if single.targets is None:  # mixture-only items: their separations are written instead
                 continue
             os.makedirs(folder, exist_ok=True)
             est = self.speaker_estimates(single)[0].float().cpu()
-            ref = single["targets"][0].float().cpu()
-            signals = {"mix": single["mix"][0].float().cpu()}
+            ref = single.targets[0].float().cpu()
+            signals = {"mix": single.mix[0].float().cpu()}
             for s in range(est.shape[-1]):
                 signals[f"s{s + 1}"] = ref[:, s]
                 signals[f"s{s + 1}_hat"] = est[:, s]

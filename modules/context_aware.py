@@ -458,11 +458,11 @@ class GroupStageBrain(SeparationBrain):
         """``{term: [B, C, C]}`` pairwise losses of every prediction against every source (lower is better)."""
         terms = {}
         if "signal" in self.terms:
-            terms["signal"] = -pairwise_si_snr(outputs["estimates"], outputs["targets"], lengths=outputs["lengths"])
+            terms["signal"] = -pairwise_si_snr(outputs.estimates, outputs.targets, lengths=outputs.lengths)
         if self.taps:
-            predicted = outputs["predicted"]
+            predicted = outputs.features["predicted"]
             n_frames = predicted[self.taps[0]].shape[1]
-            targets, frame_mask = self.teacher_targets(outputs["batch"], n_frames)
+            targets, frame_mask = self.teacher_targets(outputs.batch, n_frames)
             for tap in self.taps:
                 if predicted[tap].shape[1] != n_frames:
                     raise RuntimeError(f"predicted {tap} frames {predicted[tap].shape[1]} != SSL frames {n_frames}")
@@ -470,7 +470,7 @@ class GroupStageBrain(SeparationBrain):
                     predicted[tap],
                     targets[tap],
                     frame_mask=frame_mask,
-                    target_mask=outputs["source_mask"],
+                    target_mask=outputs.source_mask,
                     temperature=self.hparams.info_nce_temperature,
                     negatives=self.hparams.info_nce_negatives,
                 )
@@ -478,24 +478,24 @@ class GroupStageBrain(SeparationBrain):
 
     def compute_objectives(self, outputs, batch, stage):
         """The weighted sum of the target's terms under one PIT assignment per item."""
-        if outputs["targets"] is None:
-            raise ValueError(f"group-stage batch {outputs['batch'].ids} has no references")
+        if outputs.targets is None:
+            raise ValueError(f"group-stage batch {outputs.batch.ids} has no references")
         if self.taps:  # the frames of the teacher grid: checked once here, not per tap
-            n_frames = ssl_frame_lengths(outputs["mix"].shape[1])
-            got = outputs["predicted"][self.taps[0]].shape[1]
+            n_frames = ssl_frame_lengths(outputs.mix.shape[1])
+            got = outputs.features["predicted"][self.taps[0]].shape[1]
             if got != n_frames:
                 raise RuntimeError(
                     f"the predictor gives {got} frames for {n_frames} SSL frames: encoder kernel/stride?"
                 )
         terms = self.pairwise_terms(outputs)
         total = sum(self.weights[name] * value.float() for name, value in terms.items())
-        loss, perm = pit_from_pairwise(total, outputs["source_mask"])
-        outputs["perm"] = perm
-        weight = outputs["batch"].supervised.to(loss.dtype)
+        loss, perm = pit_from_pairwise(total, outputs.source_mask)
+        outputs.perm = perm
+        weight = outputs.batch.supervised.to(loss.dtype)
         if stage == sb.Stage.TRAIN:
             self._kept_items = weight.sum() if self._kept_items is None else self._kept_items + weight.sum()
         else:
-            mask = outputs["source_mask"].float()
+            mask = outputs.source_mask.float()
             for name, value in terms.items():  # summed on the device, read once in valid_stats
                 matched = (matched_scores(value.detach().float(), perm) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
                 self._valid_sums[name] = self._valid_sums.get(name, 0.0) + (matched * weight).sum()

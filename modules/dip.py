@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from dataclasses import dataclass
 
 import speechbrain as sb
 import torch
@@ -201,6 +202,26 @@ def build_pretraining_datasets(hparams):
 # ----------------------------------------------------------------------------- pretraining
 
 
+@dataclass
+class PretrainOutputs:
+    """What :meth:`DIPPretrainBrain.compute_forward` returns: the frontend's two branches.
+
+    Attributes
+    ----------
+    synthetic : dict
+        The frontend's pretraining outputs on the synthetic mixtures
+        (``predictions`` ``[B, masked, dim]`` and what :func:`modules.losses.mic_loss` reads).
+    real : dict
+        The same on the real (unlabelled) mixtures.
+    generator : torch.Generator or None
+        Fixes masks and negatives in validation (None in training).
+    """
+
+    synthetic: dict
+    real: dict
+    generator: torch.Generator | None = None
+
+
 class DIPPretrainBrain(SeparationBrain):
     """MPC / MIC pretraining of the ``frontend`` module on paired real and synthetic mixtures.
 
@@ -251,7 +272,7 @@ class DIPPretrainBrain(SeparationBrain):
             generator = torch.Generator(device=self.device).manual_seed(self._hp("seed", 0) + self._valid_batches)
             self._valid_batches += 1
         branches = self.modules.frontend([synthetic.mix, real.mix], pretrain=True, generator=generator)
-        return {"synthetic": branches[0], "real": branches[1], "generator": generator}
+        return PretrainOutputs(synthetic=branches[0], real=branches[1], generator=generator)
 
     def _with_negatives(self, branch, generator):
         batch, masked = branch["predictions"].shape[:2]
@@ -264,10 +285,10 @@ class DIPPretrainBrain(SeparationBrain):
 
     def compute_objectives(self, outputs, batch, stage):
         """Equation 12 (:func:`modules.losses.mic_loss`); its terms are averaged for the logs."""
-        generator = outputs["generator"]
+        generator = outputs.generator
         out = mic_loss(
-            self._with_negatives(outputs["real"], generator),
-            self._with_negatives(outputs["synthetic"], generator),
+            self._with_negatives(outputs.real, generator),
+            self._with_negatives(outputs.synthetic, generator),
             alpha=self.hparams.mmd_weight,
             kernel=self.hparams.mmd_kernel,
             temperature=self.hparams.contrastive_temperature,
@@ -437,7 +458,7 @@ class DIPBrain(SeparationBrain):
             from modules.metrics_extra import perceptual_scores
 
             estimates = self.speaker_estimates(outputs)[0].float().cpu()
-            scores.update(perceptual_scores(estimates, outputs["targets"][0].float().cpu(), self.hparams.sample_rate))
+            scores.update(perceptual_scores(estimates, outputs.targets[0].float().cpu(), self.hparams.sample_rate))
         return scores
 
 

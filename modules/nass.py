@@ -148,21 +148,21 @@ class NASSBrain(SeparationBrain):
 
     def training_targets(self, outputs):
         """Speakers, then the noise as one more source when the noise-speaker is on."""
-        targets, mask = outputs["targets"], outputs["source_mask"]
-        self._check_outputs(outputs["estimates"], targets.shape[-1])
+        targets, mask = outputs.targets, outputs.source_mask
+        self._check_outputs(outputs.estimates, targets.shape[-1])
         if not self.hparams.noise_speaker:
             return targets, mask
-        if outputs["noise"] is None or not bool(outputs["noise_mask"].all()):
+        if outputs.noise is None or not bool(outputs.noise_mask.all()):
             raise ValueError("NASS's noise-speaker needs the noise signal of every item: prepare with task: sep_noisy")
-        return torch.cat([targets, outputs["noise"].unsqueeze(-1)], dim=-1), torch.cat(
-            [mask, outputs["noise_mask"][:, None]], dim=-1
+        return torch.cat([targets, outputs.noise.unsqueeze(-1)], dim=-1), torch.cat(
+            [mask, outputs.noise_mask[:, None]], dim=-1
         )
 
     def pit_loss(self, outputs):
         """uPIT over all outputs, or over the speakers only with a fixed noise slot."""
         if not (self.hparams.noise_speaker and self.hparams.noise_slot == "fixed"):
             return super().pit_loss(outputs)
-        estimates, lengths = outputs["estimates"], outputs["lengths"]
+        estimates, lengths = outputs.estimates, outputs.lengths
         targets, mask = self.training_targets(outputs)
         n_spks = targets.shape[-1] - 1
         spk_loss, spk_perm = pit_si_snr_loss(
@@ -187,8 +187,8 @@ class NASSBrain(SeparationBrain):
         targets, _ = self.training_targets(outputs)
         sampler = self.unwrapped("patch_sampler")
         est_patches, true_patches = sampler.extract(
-            outputs["mix_w"],
-            outputs["masks"],
+            outputs.features["mix_w"],
+            outputs.features["masks"],
             self.unwrapped("separator").encoder,
             targets,
             n_patches=hp.pcl_patches,
@@ -196,7 +196,7 @@ class NASSBrain(SeparationBrain):
         pcl = nass_contrastive_loss(
             est_patches,
             true_patches,
-            outputs["perm"],
+            outputs.perm,
             self.modules.patch_sampler,
             n_spks=targets.shape[-1] - 1,
             tau=hp.pcl_tau,
@@ -212,24 +212,24 @@ class NASSBrain(SeparationBrain):
         """The output matched to the noise ``[B, T]`` (None without the noise-speaker)."""
         if not self.hparams.noise_speaker:
             return None
-        index = outputs["perm"][:, outputs["targets"].shape[-1]]
-        estimates = outputs["estimates"]
+        index = outputs.perm[:, outputs.targets.shape[-1]]
+        estimates = outputs.estimates
         return estimates.gather(-1, index[:, None, None].expand(-1, estimates.shape[1], 1))[..., 0]
 
     @torch.no_grad()
     def test_metrics(self, outputs):
         """Speaker metrics, plus the noise estimate's SI-SNR(i) and, with PIT slots, the noise rule."""
         metrics = super().test_metrics(outputs)
-        if not self.hparams.noise_speaker or outputs["noise"] is None:
+        if not self.hparams.noise_speaker or outputs.noise is None:
             return metrics
-        noise = outputs["noise"].float().unsqueeze(-1)
+        noise = outputs.noise.float().unsqueeze(-1)
         noise_hat = self.noise_estimate(outputs).float().unsqueeze(-1)
-        mix = outputs["mix"].float().unsqueeze(-1)
+        mix = outputs.mix.float().unsqueeze(-1)
         metrics["noise_si-snr"] = float(si_snr(noise_hat, noise)[0, 0])
         metrics["noise_si-snr_i"] = metrics["noise_si-snr"] - float(si_snr(mix, noise)[0, 0])
         if self.hparams.noise_slot == "pit":
-            picked = pick_noise_output(outputs["estimates"], self.hparams.sample_rate)
-            truth = outputs["perm"][:, outputs["targets"].shape[-1]]
+            picked = pick_noise_output(outputs.estimates, self.hparams.sample_rate)
+            truth = outputs.perm[:, outputs.targets.shape[-1]]
             metrics["noise_rule_correct"] = float((picked == truth).double()[0])
         return metrics
 
@@ -238,8 +238,8 @@ class NASSBrain(SeparationBrain):
         if not self.hparams.noise_speaker:
             return {}
         signals = {"noise_hat": self.noise_estimate(outputs)[index].float().cpu()}
-        if outputs["noise"] is not None:
-            signals["noise"] = outputs["noise"][index].float().cpu()
+        if outputs.noise is not None:
+            signals["noise"] = outputs.noise[index].float().cpu()
         return signals
 
     def split_outputs(self, estimates):

@@ -85,13 +85,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+from dataclasses import dataclass, field
 
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
 from speechbrain.utils.distributed import if_main_process
 
-from modules.brain import AuxiliaryLoss, SeparationBrain, score_separation
+from modules.brain import AuxiliaryLoss, SeparationBrain, SeparationOutputs, score_separation
 from modules.files import write_csv_atomic, write_text_atomic
 from modules.losses import best_permutation, orpit_scores, orpit_si_snr_loss, pairwise_si_snr, pit_si_snr_loss
 
@@ -497,6 +498,57 @@ class _CountingTestStage:
 
 
 # --------------------------------------------------------------------------- SADDEL
+@dataclass
+class RecursionStep:
+    """One step of the recursion in training and validation (:meth:`SADDELBrain.compute_forward`).
+
+    Attributes
+    ----------
+    estimates : torch.Tensor
+        ``[B, T, 2]``: the step's speaker and rest.
+    loss : torch.Tensor
+        ``[B]``: the one-and-rest loss (:func:`modules.losses.orpit_si_snr_loss`).
+    index : torch.Tensor
+        ``[B]`` long: the source the step extracted.
+    active : torch.Tensor
+        ``[B]`` bool: the items this step counts for (their oracle number of steps reaches it).
+    flag_logit : torch.Tensor or None
+        ``[B]``: the stop flag's logit (None for a separator without a flag).
+    flag_target : torch.Tensor
+        ``[B]``: 1 where this is the item's last step.
+    """
+
+    estimates: torch.Tensor
+    loss: torch.Tensor
+    index: torch.Tensor
+    active: torch.Tensor
+    flag_logit: torch.Tensor | None
+    flag_target: torch.Tensor
+
+
+@dataclass
+class RecursionOutputs(SeparationOutputs):
+    """:class:`modules.brain.SeparationOutputs` of the recursion; ``estimates`` are the first step's.
+
+    ``noise`` and ``noise_mask`` are those of the recursion's input (None after
+    the cascade's denoiser); ``perm`` is ``[B, J]``: the source extracted at
+    each step.
+
+    Attributes
+    ----------
+    steps : list of RecursionStep
+        The steps run (one with ``train_steps: first``).
+    n_steps : torch.Tensor or None
+        ``[B]``: each item's number of oracle steps.
+    signal : torch.Tensor or None
+        ``[B, T]``: the recursion's input (the mixture; the cascade: the denoised mixture).
+    """
+
+    steps: list = field(default_factory=list)
+    n_steps: torch.Tensor | None = None
+    signal: torch.Tensor | None = None
+
+
 class SADDELBrain(_CountingTestStage, SeparationBrain):
     """SADDEL (and the bl.SS / bl.SD baselines): see the module docstring.
 
@@ -590,46 +642,36 @@ class SADDELBrain(_CountingTestStage, SeparationBrain):
             )
             used = used | (F.one_hot(index, used.shape[-1]).bool() & active[:, None])
             steps.append(
-                {
-                    "estimates": estimates,
-                    "loss": loss,
-                    "index": index,
-                    "active": active,
-                    "flag_logit": features.get("flag_logit"),
-                    "flag_target": (counts == j + 1).to(estimates.dtype),
-                }
+                RecursionStep(
+                    estimates=estimates,
+                    loss=loss,
+                    index=index,
+                    active=active,
+                    flag_logit=features.get("flag_logit"),
+                    flag_target=(counts == j + 1).to(estimates.dtype),
+                )
             )
             residual = estimates[..., 1] * valid
-        return {
-            "steps": steps,
-            "n_steps": n_steps,
-            "estimates": steps[0]["estimates"],
-            "signal": signal,
-            "mix": batch.mix,
-            "lengths": batch.lengths,
-            "targets": batch.sources,
-            "source_mask": batch.source_mask,
-            "noise": noise,
-            "noise_mask": noise_mask,
-            "batch": batch,
-        }
+        return RecursionOutputs.from_batch(
+            steps[0].estimates, batch, steps=steps, n_steps=n_steps, signal=signal, noise=noise, noise_mask=noise_mask
+        )
 
     def pit_loss(self, outputs):
         """Per item: the one-and-rest loss averaged over its steps; and the source extracted at each step."""
-        steps = outputs["steps"]
-        active = torch.stack([s["active"] for s in steps], -1).to(steps[0]["loss"].dtype)  # [B, J]
-        losses = torch.stack([s["loss"] for s in steps], -1)
+        steps = outputs.steps
+        active = torch.stack([s.active for s in steps], -1).to(steps[0].loss.dtype)  # [B, J]
+        losses = torch.stack([s.loss for s in steps], -1)
         loss = (losses * active).sum(-1) / active.sum(-1).clamp(min=1)
-        return loss, torch.stack([s["index"] for s in steps], -1)
+        return loss, torch.stack([s.index for s in steps], -1)
 
     def flag_loss(self, outputs):
         """Binary cross-entropy of the stop flag, averaged over each item's steps and the items: 0-d."""
-        steps = outputs["steps"]
-        if not self.has_flag or steps[0]["flag_logit"] is None:
-            return steps[0]["estimates"].new_zeros(())
-        logits = torch.stack([s["flag_logit"] for s in steps], -1)  # [B, J]
-        targets = torch.stack([s["flag_target"] for s in steps], -1)
-        active = torch.stack([s["active"] for s in steps], -1).to(logits.dtype)
+        steps = outputs.steps
+        if not self.has_flag or steps[0].flag_logit is None:
+            return steps[0].estimates.new_zeros(())
+        logits = torch.stack([s.flag_logit for s in steps], -1)  # [B, J]
+        targets = torch.stack([s.flag_target for s in steps], -1)
+        active = torch.stack([s.active for s in steps], -1).to(logits.dtype)
         bce = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
         per_item = (bce * active).sum(-1) / active.sum(-1).clamp(min=1)
         items = active.amax(-1)
@@ -645,13 +687,13 @@ class SADDELBrain(_CountingTestStage, SeparationBrain):
         if stage == sb.Stage.TRAIN:
             return super().compute_objectives(outputs, batch, stage)
         loss, perm = self.pit_loss(outputs)
-        outputs["perm"] = perm
-        weight = outputs["batch"].supervised.to(loss.dtype)
+        outputs.perm = perm
+        weight = outputs.batch.supervised.to(loss.dtype)
         if self.has_flag:
-            for s in outputs["steps"]:
-                hit = ((s["flag_logit"] > 0).to(s["flag_target"].dtype) == s["flag_target"]) & s["active"]
+            for s in outputs.steps:
+                hit = ((s.flag_logit > 0).to(s.flag_target.dtype) == s.flag_target) & s.active
                 self._flag_hits += float(hit.sum())
-                self._flag_total += float(s["active"].sum())
+                self._flag_total += float(s.active.sum())
         return (loss * weight).sum() / weight.sum().clamp(min=1)
 
     def on_stage_start(self, stage, epoch=None):
@@ -812,10 +854,8 @@ class CascadeBrain(SADDELBrain):
     def pit_loss(self, outputs):
         """Mean of the separator's one-and-rest loss and the denoiser's negative SI-SNR."""
         ss_loss, perm = super().pit_loss(outputs)
-        speech = (outputs["targets"] * outputs["source_mask"][:, None, :]).sum(-1)
-        sd_loss = -pairwise_si_snr(outputs["signal"].unsqueeze(-1), speech.unsqueeze(-1), lengths=outputs["lengths"])[
-            :, 0, 0
-        ]
+        speech = (outputs.targets * outputs.source_mask[:, None, :]).sum(-1)
+        sd_loss = -pairwise_si_snr(outputs.signal.unsqueeze(-1), speech.unsqueeze(-1), lengths=outputs.lengths)[:, 0, 0]
         return 0.5 * (ss_loss + sd_loss.to(ss_loss.dtype)), perm
 
 
@@ -842,20 +882,20 @@ class A2PITBrain(_CountingTestStage, SeparationBrain):
 
     def training_targets(self, outputs):
         """The speakers, then the mixture for every output left without one: ``([B, T, N], all True)``."""
-        targets, mask = outputs["targets"], outputs["source_mask"]
-        n_out = outputs["estimates"].shape[-1]
+        targets, mask = outputs.targets, outputs.source_mask
+        n_out = outputs.estimates.shape[-1]
         if targets.shape[-1] > n_out:
             raise ValueError(f"A2PIT has {n_out} outputs but a training item has {targets.shape[-1]} speakers")
         pad = n_out - targets.shape[-1]
         targets = F.pad(targets, (0, pad))
         mask = F.pad(mask, (0, pad))
-        full = torch.where(mask[:, None, :], targets, outputs["mix"].unsqueeze(-1).to(targets.dtype))
+        full = torch.where(mask[:, None, :], targets, outputs.mix.unsqueeze(-1).to(targets.dtype))
         return full, torch.ones_like(mask)
 
     def pit_loss(self, outputs):
         """uPIT over the speakers and the mixture targets."""
         targets, mask = self.training_targets(outputs)
-        return pit_si_snr_loss(outputs["estimates"], targets, source_mask=mask, lengths=outputs["lengths"])
+        return pit_si_snr_loss(outputs.estimates, targets, source_mask=mask, lengths=outputs.lengths)
 
     @torch.no_grad()
     def separate_counted(self, batch, oracle):

@@ -57,10 +57,10 @@ class TSEBrain(SeparationBrain):
 
     The separator is called with the yaml's ``conditioning`` (``[enroll]``:
     ``enroll`` and ``enroll_lengths`` by name). After the forward pass
-    ``outputs["targets"]`` holds the target speaker only (``[B, T, 1]``), so
+    ``outputs.targets`` holds the target speaker only (``[B, T, 1]``), so
     that the validation loss, the test metrics (SI-SNR, SI-SNRi, SDR, SDRi of
     the target) and the saved references are the target's; the other
-    sources stay in ``outputs["batch"]`` (speed perturbation rebuilds the
+    sources stay in ``outputs.batch`` (speed perturbation rebuilds the
     mixture from all of them before that).
 
     Example
@@ -74,7 +74,7 @@ class TSEBrain(SeparationBrain):
     >>> items = [{"id": str(i), "mix_sig": torch.randn(4000), "s1_sig": torch.randn(4000), "s2_sig": torch.randn(4000),
     ...           "enroll_sig": torch.randn(3000 + 500 * i)} for i in range(2)]
     >>> outputs = brain.compute_forward(collate(items), sb.Stage.VALID)
-    >>> outputs["estimates"].shape, outputs["targets"].shape
+    >>> outputs.estimates.shape, outputs.targets.shape
     (torch.Size([2, 4000, 1]), torch.Size([2, 4000, 1]))
     >>> loss, perm = brain.pit_loss(outputs)
     >>> loss.shape, perm.tolist()
@@ -84,27 +84,27 @@ class TSEBrain(SeparationBrain):
     def compute_forward(self, batch, stage):
         """The separator's forward pass; the targets are cut to the target speaker (source 1)."""
         outputs = super().compute_forward(batch, stage)
-        if outputs["estimates"].shape[-1] != 1:
+        if outputs.estimates.shape[-1] != 1:
             raise ValueError(
                 f"target speech extraction needs a separator with 1 output, this one has "
-                f"{outputs['estimates'].shape[-1]} (num_outputs / num_masks in the yaml)"
+                f"{outputs.estimates.shape[-1]} (num_outputs / num_masks in the yaml)"
             )
-        if outputs["targets"] is not None:
-            outputs["targets"] = outputs["targets"][..., :1]
-            outputs["source_mask"] = outputs["source_mask"][:, :1]
+        if outputs.targets is not None:
+            outputs.targets = outputs.targets[..., :1]
+            outputs.source_mask = outputs.source_mask[:, :1]
         return outputs
 
     def pit_loss(self, outputs):
         """Per-item negative SI-SNR of the one output against the target (0 without one); identity assignment."""
         targets, mask = self.training_targets(outputs)
-        scores = pairwise_si_snr(outputs["estimates"], targets, lengths=outputs["lengths"])[:, 0, 0]
+        scores = pairwise_si_snr(outputs.estimates, targets, lengths=outputs.lengths)[:, 0, 0]
         loss = -scores * mask[:, 0].to(scores.dtype)
         perm = torch.zeros(targets.shape[0], 1, dtype=torch.long, device=targets.device)
         return loss, perm
 
     def extra_test_signals(self, outputs, index):
         """The enrollment utterance, saved as ``<id>_enroll.wav`` beside the outputs."""
-        batch = outputs["batch"].item(index) if len(outputs["batch"]) > 1 else outputs["batch"]
+        batch = outputs.batch.item(index) if len(outputs.batch) > 1 else outputs.batch
         if batch.enroll is None:
             return {}
         return {"enroll": batch.enroll[0].float().cpu()}

@@ -9,7 +9,7 @@ from speechbrain.augment.time_domain import SpeedPerturb
 from speechbrain.lobes.models.conv_tasnet import MaskNet
 from speechbrain.lobes.models.dual_path import Decoder, Encoder
 
-from modules.brain import SeparationBrain, crop_batch, score_separation
+from modules.brain import SeparationBrain, SeparationOutputs, crop_batch, score_separation
 from modules.data import collate
 from modules.losses import pit_si_snr_loss
 from modules.metrics import sdr, si_snr
@@ -161,16 +161,16 @@ def outputs_for(estimates, targets, lengths=None, mask=None):
         source_mask=mask if mask is not None else torch.ones(targets.shape[0], targets.shape[2], dtype=torch.bool),
     )
     batch = batch.replace(supervised=batch.source_mask.any(-1))
-    return {
-        "estimates": estimates,
-        "targets": targets,
-        "source_mask": batch.source_mask,
-        "lengths": lengths if lengths is not None else torch.full((targets.shape[0],), targets.shape[1]),
-        "noise": None,
-        "noise_mask": None,
-        "batch": batch,
-        "mix": targets.sum(-1),
-    }
+    return SeparationOutputs(
+        estimates=estimates,
+        targets=targets,
+        source_mask=batch.source_mask,
+        lengths=lengths if lengths is not None else torch.full((targets.shape[0],), targets.shape[1]),
+        noise=None,
+        noise_mask=None,
+        batch=batch,
+        mix=targets.sum(-1),
+    )
 
 
 def test_threshold_drops_items_already_separated():
@@ -230,7 +230,7 @@ def test_mixed_count_batch_gives_each_item_its_own_pit():
     per_item, perm = brain.pit_loss(outputs)
     for b, item in enumerate(items):
         n, c = len(item["mix_sig"]), int(batch.source_mask[b].sum())
-        estimates = outputs["estimates"][b : b + 1, :n]  # this item's outputs, scored alone
+        estimates = outputs.estimates[b : b + 1, :n]  # this item's outputs, scored alone
         targets = torch.stack([item[f"s{j + 1}_sig"] for j in range(c)], dim=-1)[None]
         loss_alone, perm_alone = pit_si_snr_loss(estimates, targets)
         torch.testing.assert_close(per_item[b], loss_alone[0], rtol=1e-5, atol=1e-5)
@@ -301,7 +301,7 @@ def test_padded_test_batch_scores_each_item_on_its_own_length():
     assert [r["snt_id"] for r in brain.test_rows] == ["item0", "item1"]
     for i, n in enumerate((900, 600)):
         est = brain.speaker_estimates(outputs)[i : i + 1, :n]
-        expected = score_separation(est, outputs["targets"][i : i + 1, :n], outputs["mix"][i : i + 1, :n])
+        expected = score_separation(est, outputs.targets[i : i + 1, :n], outputs.mix[i : i + 1, :n])
         row = brain.test_rows[i]
         assert [row[k] for k in expected] == pytest.approx([float(v[0]) for v in expected.values()], abs=1e-4)
 

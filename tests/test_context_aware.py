@@ -415,10 +415,10 @@ def test_each_target_trains(tiny_checkpoints, tmp_path, target):
     loss = brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)
     assert torch.isfinite(loss) and loss.requires_grad
     if target == "signal":
-        assert outputs["estimates"].shape == (2, 8000, 2)
+        assert outputs.estimates.shape == (2, 8000, 2)
         assert type(brain.modules.teacher).__name__ == "NoTeacher"
     else:
-        assert outputs["estimates"] is None
+        assert outputs.estimates is None
 
 
 def test_teacher_targets_are_the_whole_utterances_frames(tiny_checkpoints, tmp_path):

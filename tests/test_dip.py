@@ -343,7 +343,7 @@ def test_resampled_test_set_and_separation_without_references():
     batch = collate([{"id": "r", "mix_sig": torch.randn(4000)}])
     brain.test_set_name = "realm"
     outputs = brain.compute_forward(batch, sb.Stage.TEST)
-    assert outputs["estimates"].shape == (1, 8000, 2) and int(outputs["lengths"][0]) == 8000
+    assert outputs.estimates.shape == (1, 8000, 2) and int(outputs.lengths[0]) == 8000
     up = resample_batch(separation_batch(n=1, length=800), 8000, 16000)
     assert up.sources.shape == (1, 1600, 2)
     speakers, noise = brain.separate_speakers(torch.randn(1, 3200))

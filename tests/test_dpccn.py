@@ -256,20 +256,20 @@ def test_tse_loss_is_negative_si_snr_against_speaker_1_without_pit():
     brain = tse_brain(tiny_dpccn(1, speaker_encoder=True, spk_hidden=8))
     batch = collate(tse_items())
     outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
-    assert outputs["targets"].shape == (2, 3000, 1)
+    assert outputs.targets.shape == (2, 3000, 1)
     loss, perm = brain.pit_loss(outputs)
     assert perm.tolist() == [[0], [0]]
-    outputs["estimates"] = batch.sources[..., :1] + 0.5 * batch.sources[..., 1:] + 0.3 * torch.randn(2, 3000, 1)
+    outputs.estimates = batch.sources[..., :1] + 0.5 * batch.sources[..., 1:] + 0.3 * torch.randn(2, 3000, 1)
     loss, perm = brain.pit_loss(outputs)
     for b in range(2):  # slow float64 reference, item by item
-        est = outputs["estimates"][b, :, 0].double()
+        est = outputs.estimates[b, :, 0].double()
         ref = batch.sources[b, :, 0].double()
         est, ref = est - est.mean(), ref - ref.mean()
         proj = (est @ ref) / (ref @ ref) * ref
         expected = -10 * math.log10(float(proj @ proj) / float((est - proj) @ (est - proj)))
         assert float(loss[b]) == pytest.approx(expected, abs=1e-3)
     # an estimate of speaker 2 is not rewarded: no permutation search
-    outputs["estimates"] = batch.sources[..., 1:2]
+    outputs.estimates = batch.sources[..., 1:2]
     assert (brain.pit_loss(outputs)[0] > 20).all()
 
 
@@ -277,10 +277,10 @@ def test_tse_metrics_score_the_target_only_and_the_enrollment_is_saved(tmp_path)
     brain = tse_brain(tiny_dpccn(1, speaker_encoder=True, spk_hidden=8), output_folder=str(tmp_path), save_audio=True)
     batch = collate(tse_items(n=1))
     outputs = brain.compute_forward(batch, sb.Stage.TEST)
-    outputs["estimates"] = batch.sources[..., :1] + 0.01 * torch.randn(1, 3000, 1)
-    outputs["perm"] = brain.pit_loss(outputs)[1]
+    outputs.estimates = batch.sources[..., :1] + 0.01 * torch.randn(1, 3000, 1)
+    outputs.perm = brain.pit_loss(outputs)[1]
     scores = brain.test_metrics(brain.item_outputs(outputs, 0))
-    assert scores["si-snr"] == pytest.approx(float(si_snr(outputs["estimates"], batch.sources[..., :1])[0, 0]))
+    assert scores["si-snr"] == pytest.approx(float(si_snr(outputs.estimates, batch.sources[..., :1])[0, 0]))
     assert scores["si-snr"] > 35 and scores["si-snr_i"] > 35  # speaker 2 plays no part
     brain.on_stage_start(sb.Stage.TEST)
     brain.save_test_outputs(outputs)

@@ -11,6 +11,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain.lobes.models.conv_tasnet import MaskNet
 from speechbrain.lobes.models.dual_path import Decoder, Encoder
 
+from modules.brain import SeparationOutputs
 from modules.data import collate
 from modules.losses import apply_perm, pit_si_snr_loss
 from modules.metrics import si_snr
@@ -58,16 +59,16 @@ def batch_of(n=2, length=1600, seed=0):
 def outputs_of(estimates, targets, noise):
     """Brain outputs for hand-made signals (full-length items, every source real)."""
     batch = collate([{"id": str(i), "mix_sig": targets[i].sum(-1) + noise[i]} for i in range(targets.shape[0])])
-    return {
-        "estimates": estimates,
-        "targets": targets,
-        "source_mask": torch.ones(targets.shape[0], targets.shape[2], dtype=torch.bool),
-        "noise": noise,
-        "noise_mask": torch.ones(targets.shape[0], dtype=torch.bool),
-        "lengths": torch.full((targets.shape[0],), targets.shape[1]),
-        "mix": targets.sum(-1) + noise,
-        "batch": batch,
-    }
+    return SeparationOutputs(
+        estimates=estimates,
+        targets=targets,
+        source_mask=torch.ones(targets.shape[0], targets.shape[2], dtype=torch.bool),
+        noise=noise,
+        noise_mask=torch.ones(targets.shape[0], dtype=torch.bool),
+        lengths=torch.full((targets.shape[0],), targets.shape[1]),
+        mix=targets.sum(-1) + noise,
+        batch=batch,
+    )
 
 
 def test_noise_is_an_ordinary_source_under_pit():
@@ -75,11 +76,11 @@ def test_noise_is_an_ordinary_source_under_pit():
     outputs = brain.compute_forward(batch_of(), sb.Stage.TRAIN)
     targets, mask = brain.training_targets(outputs)
     assert targets.shape[-1] == 3 and bool(mask.all())
-    torch.testing.assert_close(targets[..., 2], outputs["noise"])
+    torch.testing.assert_close(targets[..., 2], outputs.noise)
     loss = brain.compute_objectives(outputs, None, sb.Stage.TRAIN)
-    expected, perm = pit_si_snr_loss(outputs["estimates"], targets)
+    expected, perm = pit_si_snr_loss(outputs.estimates, targets)
     torch.testing.assert_close(loss, expected.mean())
-    assert torch.equal(outputs["perm"], perm)
+    assert torch.equal(outputs.perm, perm)
 
 
 def test_fixed_noise_slot_uses_pit_over_speakers_only():
@@ -121,7 +122,7 @@ def test_contrastive_term_before_or_after_the_threshold():
     brain = nass_brain(threshold_byloss=True, threshold=0.0)
     outputs = brain.compute_forward(batch_of(), sb.Stage.TRAIN)
     per_item, perm = brain.pit_loss(outputs)
-    outputs["perm"] = perm
+    outputs.perm = perm
     torch.manual_seed(5)
     pcl = brain.auxiliary_loss(outputs, None).per_item.detach()  # [B], lambda included
     # a threshold between item 0's SI-SNR loss and its loss with the contrastive term
@@ -152,15 +153,15 @@ def test_noise_output_never_enters_the_speaker_metrics():
     scores = []
     for estimates in (good, bad_noise):
         outputs = outputs_of(estimates, targets, noise)
-        outputs["perm"] = brain.pit_loss(outputs)[1]
+        outputs.perm = brain.pit_loss(outputs)[1]
         scores.append([brain.test_metrics(brain.item_outputs(outputs, i)) for i in range(2)])
     for i in range(2):
         for metric in ("si-snr", "si-snr_i", "sdr", "sdr_i"):
             assert scores[0][i][metric] == pytest.approx(scores[1][i][metric], abs=1e-6)
         assert scores[0][i]["noise_si-snr"] > 15 and scores[1][i]["noise_si-snr"] < 0
     good_outputs = outputs_of(good, targets, noise)
-    good_outputs["perm"] = brain.pit_loss(good_outputs)[1]
-    expected = si_snr(apply_perm(good, good_outputs["perm"])[..., :2], targets).mean(-1)
+    good_outputs.perm = brain.pit_loss(good_outputs)[1]
+    expected = si_snr(apply_perm(good, good_outputs.perm)[..., :2], targets).mean(-1)
     assert [scores[0][i]["si-snr"] for i in range(2)] == pytest.approx(expected.tolist(), abs=1e-4)
 
 

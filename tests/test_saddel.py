@@ -12,6 +12,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.lobes.models.dual_path import Decoder, Encoder
 
+from modules.brain import SeparationOutputs
 from modules.data import collate
 from modules.data.scenarios import build_scenario_datasets
 from modules.losses import orpit_si_snr_loss, rest_targets
@@ -142,7 +143,7 @@ def test_flag_head_gets_gradients_and_outputs_only_two_signals():
     brain = saddel_brain()
     batch = collate(scenario_items())
     outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
-    assert outputs["estimates"].shape[-1] == 2
+    assert outputs.estimates.shape[-1] == 2
     brain.flag_loss(outputs).backward()
     flag = brain.modules.separator.flag
     assert flag.weight.grad is not None and flag.weight.grad.abs().sum() > 0
@@ -265,35 +266,35 @@ def test_first_step_training_loss_is_orpit_on_every_scenario():
     brain = saddel_brain(flag_weight=0.0)
     batch = collate(scenario_items())
     outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
-    assert len(outputs["steps"]) == 1
+    assert len(outputs.steps) == 1
     loss = brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)
     expected, _ = orpit_si_snr_loss(
-        outputs["estimates"], batch.sources, batch.source_mask, batch.noise, batch.noise_mask, batch.lengths
+        outputs.estimates, batch.sources, batch.source_mask, batch.noise, batch.noise_mask, batch.lengths
     )
     torch.testing.assert_close(loss, expected.mean())
     # flag targets of the first step: only 1sp+n has no speaker left in its rest
-    assert outputs["steps"][0]["flag_target"].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert outputs.steps[0].flag_target.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
 
 
 def test_unrolled_training_runs_the_oracle_steps_with_the_rest_detached():
     brain = saddel_brain(train_steps="oracle")
     batch = collate(scenario_items())
     outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
-    steps = outputs["steps"]
+    steps = outputs.steps
     assert len(steps) == 3
-    assert [s["active"].tolist() for s in steps] == [[True] * 5, [False, True, True, True, True],
+    assert [s.active.tolist() for s in steps] == [[True] * 5, [False, True, True, True, True],
                                                      [False, False, True, False, True]]  # fmt: skip
-    assert [s["flag_target"].tolist() for s in steps][1] == [0.0, 1.0, 0.0, 1.0, 0.0]
+    assert [s.flag_target.tolist() for s in steps][1] == [0.0, 1.0, 0.0, 1.0, 0.0]
     # every speaker is extracted exactly once per item
-    index = torch.stack([s["index"] for s in steps], -1)
+    index = torch.stack([s.index for s in steps], -1)
     for b, n in enumerate([1, 2, 3, 2, 3]):
         assert sorted(index[b, :n].tolist()) == list(range(n))
     # the second step's loss does not reach the first step's outputs (the rest is detached)
-    grad = torch.autograd.grad(steps[1]["loss"].sum(), steps[0]["estimates"], retain_graph=True, allow_unused=True)
+    grad = torch.autograd.grad(steps[1].loss.sum(), steps[0].estimates, retain_graph=True, allow_unused=True)
     assert grad[0] is None
     loss = brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)
     per_item, _ = brain.pit_loss(outputs)
-    expected = torch.stack([s["loss"] for s in steps], -1).sum(-1) / torch.tensor([1.0, 2, 3, 2, 3])
+    expected = torch.stack([s.loss for s in steps], -1).sum(-1) / torch.tensor([1.0, 2, 3, 2, 3])
     torch.testing.assert_close(per_item, expected)  # the mean over each item's own steps
     loss.backward()
     assert math.isfinite(float(loss.detach()))
@@ -305,8 +306,8 @@ def test_unrolled_step_two_input_is_the_detached_rest():
     brain.modules.separator.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     outputs = brain.compute_forward(collate(scenario_items()), sb.Stage.TRAIN)
     assert len(seen) == 3 and not seen[1].requires_grad
-    valid = torch.arange(seen[1].shape[-1])[None, :] < outputs["lengths"][:, None]
-    torch.testing.assert_close(seen[1], outputs["steps"][0]["estimates"][..., 1].detach() * valid)
+    valid = torch.arange(seen[1].shape[-1])[None, :] < outputs.lengths[:, None]
+    torch.testing.assert_close(seen[1], outputs.steps[0].estimates[..., 1].detach() * valid)
 
 
 def test_validation_loss_and_flag_accuracy():
@@ -316,7 +317,7 @@ def test_validation_loss_and_flag_accuracy():
     outputs = brain.compute_forward(batch, sb.Stage.VALID)
     loss = brain.compute_objectives(outputs, batch, sb.Stage.VALID)
     expected, _ = orpit_si_snr_loss(
-        outputs["estimates"], batch.sources, batch.source_mask, batch.noise, batch.noise_mask, batch.lengths
+        outputs.estimates, batch.sources, batch.source_mask, batch.noise, batch.noise_mask, batch.lengths
     )
     torch.testing.assert_close(loss, expected.mean())
     stats = brain.valid_stats(loss.detach())
@@ -327,7 +328,7 @@ def test_cascade_denoises_first_and_scores_both_stages():
     brain = saddel_brain(CascadeBrain)
     batch = collate(scenario_items()[3:])  # 2sp+n, 3sp+n
     outputs = brain.compute_forward(batch, sb.Stage.TRAIN)
-    assert outputs["noise"] is None  # the rests hold no noise after the denoiser
+    assert outputs.noise is None  # the rests hold no noise after the denoiser
     loss, _ = brain.pit_loss(outputs)
     loss.sum().backward()
     grads = [p.grad for p in brain.modules.denoiser.parameters() if p.grad is not None]
@@ -341,8 +342,7 @@ def test_a2pit_targets_are_the_speakers_then_the_mixture():
         run_opts={"device": "cpu"},
     )
     batch = collate(scenario_items()[:3])  # 1, 2, 3 speakers
-    outputs = {"estimates": torch.randn(3, batch.mix.shape[1], 3), "targets": batch.sources,
-               "source_mask": batch.source_mask, "mix": batch.mix, "lengths": batch.lengths}  # fmt: skip
+    outputs = SeparationOutputs.from_batch(torch.randn(3, batch.mix.shape[1], 3), batch)
     targets, mask = brain.training_targets(outputs)
     assert mask.all() and targets.shape[-1] == 3
     torch.testing.assert_close(targets[0, :, 1], batch.mix[0])

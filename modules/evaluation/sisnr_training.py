@@ -28,15 +28,42 @@ speakers); mixture-only items are skipped (they have no oracle).
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 import speechbrain as sb
 import torch
 
 from modules.brain import SeparationBrain
+from modules.data import SeparationBatch
 from modules.evaluation.sisnr_estimator import compress_snr
 from modules.losses import apply_perm, best_permutation, pairwise_si_snr
 
 __all__ = ["SISNREstimatorBrain"]
+
+
+@dataclass
+class EstimatorOutputs:
+    """What :meth:`SISNREstimatorBrain.compute_forward` returns.
+
+    Attributes
+    ----------
+    oracle : torch.Tensor
+        ``[B, n_src]``: the SI-SNR (dB) of each matched stream against its reference.
+    compressed : torch.Tensor
+        ``[B, n_src]``: the estimator's output on its [0, 1] scale.
+    mask : torch.Tensor
+        ``[B, n_src]`` bool: which sources are real.
+    batch : modules.data.SeparationBatch
+        The batch (after augmentation in training).
+    estimate : torch.Tensor or None
+        ``[B, n_src]``: the estimate in dB, set by ``compute_objectives`` outside training.
+    """
+
+    oracle: torch.Tensor
+    compressed: torch.Tensor
+    mask: torch.Tensor
+    batch: SeparationBatch
+    estimate: torch.Tensor | None = None
 
 
 class SISNREstimatorBrain(SeparationBrain):
@@ -88,18 +115,18 @@ class SISNREstimatorBrain(SeparationBrain):
         mixture = batch.mix.repeat_interleave(n_src, dim=0)
         estimator = self.modules.estimator
         compressed = estimator.compressed(separated, mixture).view(-1, n_src)
-        return {"oracle": oracle, "compressed": compressed, "mask": batch.source_mask, "batch": batch}
+        return EstimatorOutputs(oracle=oracle, compressed=compressed, mask=batch.source_mask, batch=batch)
 
     def compute_objectives(self, outputs, batch, stage):
         """L1 on the [0, 1] scale in training; the mean absolute error in dB otherwise."""
-        mask = outputs["mask"].to(outputs["compressed"].dtype)
+        mask = outputs.mask.to(outputs.compressed.dtype)
         est = self.modules.estimator
         if stage == sb.Stage.TRAIN:
-            target = compress_snr(outputs["oracle"], est.snr_min, est.snr_max).to(outputs["compressed"].dtype)
-            return ((outputs["compressed"] - target).abs() * mask).sum() / mask.sum().clamp(min=1)
-        estimate = outputs["compressed"] * (est.snr_max - est.snr_min) + est.snr_min
-        outputs["estimate"] = estimate
-        return ((estimate - outputs["oracle"]).abs() * mask).sum() / mask.sum().clamp(min=1)
+            target = compress_snr(outputs.oracle, est.snr_min, est.snr_max).to(outputs.compressed.dtype)
+            return ((outputs.compressed - target).abs() * mask).sum() / mask.sum().clamp(min=1)
+        estimate = outputs.compressed * (est.snr_max - est.snr_min) + est.snr_min
+        outputs.estimate = estimate
+        return ((estimate - outputs.oracle).abs() * mask).sum() / mask.sum().clamp(min=1)
 
     def evaluate_batch(self, batch, stage):
         """Validation as Brain does; in test, one row per mixture (oracle, estimate, absolute error)."""
@@ -108,13 +135,13 @@ class SISNREstimatorBrain(SeparationBrain):
         with torch.no_grad():
             outputs = self.compute_forward(batch, stage)
             loss = self.compute_objectives(outputs, batch, stage)
-        for i, item_id in enumerate(outputs["batch"].ids):
-            real = outputs["mask"][i].bool()
-            oracle, estimate = outputs["oracle"][i][real], outputs["estimate"][i][real]
+        for i, item_id in enumerate(outputs.batch.ids):
+            real = outputs.mask[i].bool()
+            oracle, estimate = outputs.oracle[i][real], outputs.estimate[i][real]
             self.test_rows.append(
                 {
                     "snt_id": item_id,
-                    "scenario": outputs["batch"].scenario[i],
+                    "scenario": outputs.batch.scenario[i],
                     "scored": 1,
                     "si-snr_oracle": float(oracle.mean()),
                     "si-snr_estimate": float(estimate.mean()),
