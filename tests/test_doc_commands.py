@@ -158,6 +158,11 @@ def prepared(command, corpora, work, shared):
         if argv[1].startswith("recipes/"):
             if str(corpora["aishell2mix"]) in part:  # the mini holds Aishell-1 and the lists, not the dump
                 argv.append(f"--aishell2mix_cfg_folder={corpora['aishell2mix_lst']}")
+            if re.search(r"dpccn/train.py hparams/(sdpccn|td_speakerbeam)", part):
+                # a few mini mixtures have no second utterance of a speaker to draw an enrollment from
+                # (the full corpora have): the mini corpora's enrollment lists, as tests/test_dpccn.py
+                argv += [f"--aux_list={corpora['librimix'] / 'lists' / 'libri2mix'}",
+                         f"--aishell2mix_aux_folder={corpora['aishell2mix_lst']}"]  # fmt: skip
             argv += [*TINY_RUN, f"--output_folder={work / f'out{i}'}"]
         elif argv[1:3] == ["-m", "data_prep.mini"]:
             argv += TINY_MINI
