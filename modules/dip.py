@@ -6,9 +6,9 @@ github.com/Wufan0Willan/DIP (fairseq fork, read for the constants only).
 
 Two stages, two recipes:
 
-1. **Pretraining** (``recipes/LibriMix/dip/pretrain.py``, :func:`run_pretraining`,
-   :class:`DIPPretrainBrain`). Mixture-only data: a synthetic branch (LibriMix
-   mixtures) and a real-reference branch (Vox2Mix mixtures; REAL-M
+1. **Pretraining** (``recipes/LibriMix/dip/pretrain.py``, :class:`DIPPretrainBrain`,
+   :func:`build_pretraining_datasets`, run by ``modules.recipe.run_recipe``).
+   Mixture-only data: a synthetic branch (LibriMix mixtures) and a real-reference branch (Vox2Mix mixtures; REAL-M
    ``early_collection`` for DIP+). Every update is the Siamese step of Fig. 1:
    one synthetic and one real batch through the same frontend
    (:class:`modules.models.dip.DIPFrontend`), each cropped to its shortest item
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from dataclasses import dataclass
 
 import speechbrain as sb
@@ -57,7 +56,6 @@ from speechbrain.utils.distributed import if_main_process
 from modules.brain import SeparationBrain, crop_batch
 from modules.data import SeparationBatch, load_manifest
 from modules.losses import mic_loss, sample_negative_indices
-from modules.recipe import finish_distributed, initialise_modules, load_recipe, loader_options, make_brain, prepare_data
 
 __all__ = [
     "DIPBrain",
@@ -66,7 +64,6 @@ __all__ = [
     "build_pretraining_datasets",
     "load_mixtures",
     "run_preparations",
-    "run_pretraining",
 ]
 
 logger = logging.getLogger(__name__)
@@ -241,7 +238,7 @@ class DIPPretrainBrain(SeparationBrain):
 
     def __init__(self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
         super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
-        self.train_pairs = None  # set by run_pretraining: its pairing changes per epoch
+        self.train_set = None  # the training pairs (set by modules.recipe.run_recipe): new pairing per epoch
         self._terms, self._n_terms = {}, 0
         self._valid_batches = 0
 
@@ -315,8 +312,8 @@ class DIPPretrainBrain(SeparationBrain):
         """New pairing of the branches every training epoch; fresh averages of the loss terms."""
         super().on_stage_start(stage, epoch)
         self._terms, self._n_terms, self._valid_batches = {}, 0, 0
-        if stage == sb.Stage.TRAIN and self.train_pairs is not None and epoch is not None:
-            self.train_pairs.set_epoch(epoch)
+        if stage == sb.Stage.TRAIN and self.train_set is not None and epoch is not None:
+            self.train_set.set_epoch(epoch)
 
     def _term_means(self):
         return {name: round(float(value) / max(self._n_terms, 1), 4) for name, value in self._terms.items()}
@@ -333,40 +330,6 @@ class DIPPretrainBrain(SeparationBrain):
             self.train_stats["temperature"] = round(self.unwrapped("frontend").quantizer.curr_temp, 4)
             return
         super().on_stage_end(stage, stage_loss, epoch)
-
-
-def run_pretraining(brain_class, recipe_file, argv=None):
-    """What a pretraining ``train.py`` does: prepare, pair, (initialise,) fit; no test stage.
-
-    The same steps as :func:`modules.recipe.run_recipe` through its helpers
-    (``load_recipe``, ``prepare_data``, ``make_brain``, ``initialise_modules``,
-    ``loader_options``), with the paired datasets of
-    :func:`build_pretraining_datasets` and no test stage. ``init_from`` (DIP+)
-    starts from an earlier pretraining run.
-
-    Returns
-    -------
-    DIPPretrainBrain
-    """
-    hparams, run_opts = load_recipe(sys.argv[1:] if argv is None else argv, recipe_file)
-    prepare_data(hparams)
-    train_data, valid_data = build_pretraining_datasets(hparams)
-    brain = make_brain(brain_class, hparams, run_opts)
-    brain.train_pairs = train_data
-    initialise_modules(brain, hparams)
-    valid_opts = {**hparams["dataloader_opts"], "shuffle": False}
-    brain.fit(
-        hparams["epoch_counter"],
-        train_data,
-        valid_data,
-        train_loader_kwargs=loader_options(hparams["dataloader_opts"]),
-        valid_loader_kwargs=loader_options(valid_opts),
-    )
-    if if_main_process():
-        out = hparams["output_folder"]
-        print(f"Pretrained frontend: {hparams['save_folder']} (train a separator with --init_from={out})")
-    finish_distributed()
-    return brain
 
 
 # ----------------------------------------------------------------------------- separation

@@ -332,7 +332,9 @@ def resolve_brain_class(hparams, default=None):
     """The yaml's ``brain_class`` if it names one, else ``default`` (the class the ``train.py`` passes).
 
     ``!name:`` gives the class itself or, with arguments, a ``functools.partial`` of it:
-    a partial without arguments is unwrapped so that the run records the class.
+    a partial without arguments is unwrapped so that the run records the class. A
+    plain name (what an upstream export writes, its Brains being in ``train.py``)
+    is looked up in the module of ``default``.
 
     Example
     -------
@@ -342,15 +344,27 @@ def resolve_brain_class(hparams, default=None):
     'CascadeBrain'
     >>> resolve_brain_class({}, SeparationBrain).__name__
     'SeparationBrain'
+    >>> resolve_brain_class({"brain_class": "A2PITBrain"}, CascadeBrain).__name__
+    'A2PITBrain'
     """
     named = hparams.get("brain_class")
-    if named is None:
+    if named is None or isinstance(named, str):
         if default is None:
             raise SystemExit("error: the yaml names no brain_class and the recipe passes none")
-        return default
+        if named is None:
+            return default
+        module = sys.modules[default.__module__]
+        if not isinstance(getattr(module, named, None), type):
+            raise SystemExit(f"error: brain_class {named!r} is not a class of {module.__name__}")
+        return getattr(module, named)
     if getattr(named, "func", None) is not None and not named.args and not named.keywords:
         named = named.func
     return named
+
+
+def valid_loader_options(hparams):
+    """``valid_dataloader_opts`` if the yaml has it (DIP's pretraining: training-size batches), else the test ones."""
+    return hparams.get("valid_dataloader_opts") or hparams["test_dataloader_opts"]
 
 
 def make_brain(brain_class, hparams, run_opts, with_optimizer=True):
@@ -416,8 +430,11 @@ def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None, test=T
     argv : list of str, optional
         Defaults to ``sys.argv[1:]``.
     dataset_builder : callable, optional
-        ``hparams -> (train, valid, test)`` datasets; default
+        ``hparams -> (train, valid, test)`` datasets, or ``(train, valid)`` for a
+        run with no test stage (DIP's pretraining); default
         :func:`modules.data.build_datasets` (a yaml's ``dataset_builder`` wins).
+        A training set with ``set_epoch`` (one that draws anew each epoch) is
+        given to the Brain as ``brain.train_set``.
     test : bool
         ``False``: prepare, initialise and train only (a stage whose model is
         the next stage's starting point).
@@ -434,8 +451,11 @@ def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None, test=T
     hparams, run_opts = load_recipe(argv, recipe_file)
     prepare_data(hparams)
     builder = hparams.get("dataset_builder") or dataset_builder or build_datasets
-    train_data, valid_data, test_data = builder(hparams)
+    train_data, valid_data, *rest = builder(hparams)
+    test_data = rest[0] if rest else None
     brain = make_brain(resolve_brain_class(hparams, brain_class), hparams, run_opts)
+    if hasattr(train_data, "set_epoch"):  # e.g. DIP's pairs of a synthetic and a real mixture, new each epoch
+        brain.train_set = train_data
     write_run_info(brain, recipe_file, hparams)
     initialise_modules(brain, hparams)
     train_opts = loader_options(hparams["dataloader_opts"])
@@ -448,11 +468,14 @@ def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None, test=T
             train_data,
             valid_data,
             train_loader_kwargs=train_opts,
-            valid_loader_kwargs=loader_options(hparams["test_dataloader_opts"]),
+            valid_loader_kwargs=loader_options(valid_loader_options(hparams)),
         )
     except CheckpointSaveError as err:  # e.g. a full disk: the last good checkpoint is kept
         sys.exit(f"error: {err}")
-    if not test:
+    if not test or test_data is None:
+        if if_main_process() and test_data is None:
+            out = hparams["output_folder"]
+            print(f"Trained: {hparams['save_folder']} (a next stage starts from it with --init_from={out})")
         finish_distributed()  # a next stage initialises the process group again
         return brain
     key, mode = brain.best_key

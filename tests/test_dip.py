@@ -439,6 +439,14 @@ TINY_PRETRAIN = [
 ]  # fmt: skip
 
 
+def run_pretraining(recipe_file, argv):
+    """What a pretraining ``pretrain.py`` does, in this process."""
+    from modules.dip import DIPPretrainBrain, build_pretraining_datasets
+    from modules.recipe import run_recipe
+
+    return run_recipe(DIPPretrainBrain, recipe_file, argv=argv, dataset_builder=build_pretraining_datasets)
+
+
 @pytest.fixture(scope="module")
 def dip_corpora(tmp_path_factory):
     """Mini LibriMix (16 kHz, min), Vox2Mix, LRS2-2Mix and REAL-M, a few mixtures each."""
@@ -491,14 +499,12 @@ def test_mic_pretraining_recipe_and_resume(pretrained, dip_corpora, tmp_path):
     updates = state["_extra_state"]["num_updates"]
     assert updates >= 1  # the Gumbel temperature's clock is saved with the weights
     # the same command with one more epoch resumes: epoch 2 only, the update count and LR schedule go on
-    from modules.dip import DIPPretrainBrain, run_pretraining
-
     out = tmp_path / "resumed"
     shutil.copytree(pretrained, out)
     argv = ["hparams/mic.yaml", f"--data_folder={dip_corpora['librimix']}",
             f"--vox2mix_folder={dip_corpora['vox2mix']}", f"--output_folder={out}", "--device=cpu", "--noprogressbar",
             *[a for a in TINY_PRETRAIN if not a.startswith("--N_epochs")], "--N_epochs=2"]  # fmt: skip
-    brain = run_pretraining(DIPPretrainBrain, str(REPO / "recipes/LibriMix/dip/pretrain.py"), argv)
+    brain = run_pretraining(str(REPO / "recipes/LibriMix/dip/pretrain.py"), argv)
     assert epochs_logged(out) == ["1", "2"]
     assert brain.unwrapped("frontend").num_updates == 2 * updates
     assert brain.hparams.lr_scheduler.current_step == 2 * updates
@@ -506,26 +512,25 @@ def test_mic_pretraining_recipe_and_resume(pretrained, dip_corpora, tmp_path):
 
 def test_mpc_pretraining_recipe(dip_corpora, tmp_path):
     """hparams/mpc.yaml, in-process (the same steps as pretrain.py)."""
-    from modules.dip import DIPPretrainBrain, run_pretraining
-
     out = tmp_path / "mpc"
     argv = ["hparams/mpc.yaml", f"--data_folder={dip_corpora['librimix']}",
             f"--vox2mix_folder={dip_corpora['vox2mix']}", f"--output_folder={out}", "--device=cpu",
             "--noprogressbar", *TINY_PRETRAIN]  # fmt: skip
-    brain = run_pretraining(DIPPretrainBrain, str(REPO / "recipes/LibriMix/dip/pretrain.py"), argv)
+    brain = run_pretraining(str(REPO / "recipes/LibriMix/dip/pretrain.py"), argv)
     assert brain.hparams.mmd_weight == 0
+    info = json.loads((out / "run_info.json").read_text())  # the one runner records every run, a pretraining too
+    assert info == {"brain_class": "modules.dip.DIPPretrainBrain", "recipe": "recipes/LibriMix/dip/pretrain.py"}
+    assert not list(out.glob("test_results*.csv"))  # its datasets have no test set: no test stage
     assert epochs_logged(out) == ["1"] and "train mmd: 0.00" in (out / "train_log.txt").read_text()
 
 
 def test_dip_plus_continues_from_a_pretraining_run(dip_corpora, pretrained, tmp_path):
     """recipes/REALM/dip/hparams/pretrain_plus.yaml: REAL-M early_collection (8 kHz) as the real branch."""
-    from modules.dip import DIPPretrainBrain, run_pretraining
-
     out = tmp_path / "plus"
     argv = ["hparams/pretrain_plus.yaml", f"--data_folder={dip_corpora['realm']}",
             f"--librimix_folder={dip_corpora['librimix']}", f"--pretrained_frontend={pretrained}",
             f"--output_folder={out}", "--device=cpu", "--noprogressbar", *TINY_PRETRAIN]  # fmt: skip
-    brain = run_pretraining(DIPPretrainBrain, str(REPO / "recipes/REALM/dip/pretrain.py"), argv)
+    brain = run_pretraining(str(REPO / "recipes/REALM/dip/pretrain.py"), argv)
     assert "frontend" in (out / "init_from.txt").read_text() and str(pretrained) in (out / "init_from.txt").read_text()
     previous = torch.load(next((pretrained / "save").glob("CKPT+*")) / "frontend.ckpt", weights_only=True)
     assert brain.unwrapped("frontend").num_updates > previous["_extra_state"]["num_updates"]

@@ -84,7 +84,7 @@ def test_export_passes_upstream_rules(exported):
     assert "Result_url" in readme
 
 
-#: The method recipes: Brains picked by the yaml or the stage, dataset builders given by train.py, inputs
+#: The method recipes: Brains named by the yaml (brain_class) or the stage, dataset builders given by train.py, inputs
 #: beyond a manifest (scenarios, cross-domain sets, stages, pretraining branches).
 METHOD_RECIPES = [
     "recipes/LibriMix/saddel",
@@ -106,8 +106,8 @@ def method_export(tmp_path_factory):
 def test_method_recipes_export_with_every_yaml_variable_read_in_train_py(method_export):
     """Every static rule passes on every yaml of the method recipes, the variable rule included.
 
-    Their Brains (picked by the yaml's ``system`` / ``extraction``, or by the
-    stage) and their dataset builders (given by ``train.py``) move into the
+    Their Brains (named by the yaml's ``brain_class``, or by the stage)
+    and their dataset builders (given by ``train.py``) move into the
     exported ``train.py``, so upstream's line-based check sees every read.
     """
     findings = check_tree(method_export, run=False)

@@ -148,18 +148,19 @@ def _tags(text):
 
 
 #: The yaml key that names a recipe's Brain class (``modules.recipe.resolve_brain_class``): the class
-#: moves into the script with the other Brains, and the tag names it there.
+#: moves into the script with the other Brains, and the exported yaml gives its name only (a string,
+#: looked up beside the class the script passes: upstream's load test keeps one ``train`` imported).
 BRAIN_CLASS_KEY = "brain_class"
 
 
-def _rewrite_tags(text, graph, plan, script="train"):
+def _rewrite_tags(text, graph, plan):
     def replace(match):
         kind, path = match.group(1), match.group(2)
         if not is_ours(path):
             return match.group(0)
         module, attr = graph.resolve_dotted(path)
         if attr and plan.is_moved(module, attr):  # a Brain class the yaml names: it is in the script now
-            return f"!{kind}:{script}.{attr}"
+            return attr
         local = plan.names[module]
         return f"!{kind}:{local}" + (f".{attr}" if attr else "")
 
@@ -387,11 +388,12 @@ def export_recipe(target, out, validate=True, format_code=True):
     out = Path(out).resolve()
     dest = out / rel_folder
 
-    flat, lifted, roots, pinned, prep_module = {}, {}, set(), set(), None
+    flat, lifted, roots, pinned, prep_module, brains = {}, {}, set(), set(), None, {}
     for path in yamls:
         text, _, lifted[path] = flatten_yaml(path)
         flat[path] = text
         brain_tags = {t for e in split_entries(text) if e.key == BRAIN_CLASS_KEY for t in _tags(e.head)}
+        brains[path] = {graph.resolve_dotted(t) for t in brain_tags if is_ours(t)}
         for tag in _tags(text):
             if is_ours(tag):
                 module, attr = graph.resolve_dotted(tag)
@@ -414,6 +416,8 @@ def export_recipe(target, out, validate=True, format_code=True):
                     target = graph.resolve(node.module, alias.name)
                     roots.add(target[0])
                     starts[script].add(target)
+    for path, named in brains.items():  # the Brains the script's yamls name go into the script too
+        starts[scripts[path]] |= named
     prep_name = prep_module_name(dataset, method)
     plan = plan_export(graph, sorted(roots), pinned, prep_module, prep_name)
 
@@ -464,10 +468,7 @@ def export_recipe(target, out, validate=True, format_code=True):
                 if problems:
                     raise ExportError(f"{path.name}: the resolved yaml differs from the original: {problems[:5]}")
 
-    yaml_out = {
-        p.name: dummy_paths(_rewrite_comments(_rewrite_tags(t, graph, plan, Path(scripts[p]).stem)))
-        for p, t in flat.items()
-    }
+    yaml_out = {p.name: dummy_paths(_rewrite_comments(_rewrite_tags(t, graph, plan))) for p, t in flat.items()}
     keep = _reachable(texts, yaml_out, [Path(s).stem for s in sources])
 
     if dest.exists():

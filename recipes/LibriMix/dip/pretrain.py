@@ -8,10 +8,12 @@ Run from the repository root (or from this folder)::
 
 then train a separator on the frozen frontend with ``train.py`` and
 ``--pretrained_frontend=<this run's output folder>``. The method lives in
-``modules.dip.DIPPretrainBrain``; the steps of a run in ``modules.dip.run_pretraining``.
+``modules.dip.DIPPretrainBrain``; the steps of a run in ``modules.recipe.run_recipe`` (no test stage:
+the datasets, ``modules.dip.build_pretraining_datasets``, have none).
 """
 
-from modules.dip import DIPPretrainBrain, run_pretraining
+from modules.dip import DIPPretrainBrain, build_pretraining_datasets
+from modules.recipe import run_recipe
 
 if __name__ == "__main__":
-    run_pretraining(DIPPretrainBrain, recipe_file=__file__)
+    run_recipe(DIPPretrainBrain, recipe_file=__file__, dataset_builder=build_pretraining_datasets)

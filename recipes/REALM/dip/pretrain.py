@@ -7,10 +7,11 @@ Run from the repository root (or from this folder), after ``recipes/LibriMix/dip
         --librimix_folder=<LibriMix root> --pretrained_frontend=<pretraining run>
 
 then train separators on it with ``recipes/LibriMix/dip/train.py ... --pretrained_frontend=<this run>``.
-The steps are ``modules.dip.run_pretraining``; the method ``modules.dip.DIPPretrainBrain``.
+The steps are ``modules.recipe.run_recipe`` (no test stage); the method ``modules.dip.DIPPretrainBrain``.
 """
 
-from modules.dip import DIPPretrainBrain, run_pretraining
+from modules.dip import DIPPretrainBrain, build_pretraining_datasets
+from modules.recipe import run_recipe
 
 if __name__ == "__main__":
-    run_pretraining(DIPPretrainBrain, recipe_file=__file__)
+    run_recipe(DIPPretrainBrain, recipe_file=__file__, dataset_builder=build_pretraining_datasets)
