@@ -163,7 +163,9 @@ def prepared(command, corpora, work, shared):
                 # (the full corpora have): the mini corpora's enrollment lists, as tests/test_dpccn.py
                 argv += [f"--aux_list={corpora['librimix'] / 'lists' / 'libri2mix'}",
                          f"--aishell2mix_aux_folder={corpora['aishell2mix_lst']}"]  # fmt: skip
-            argv += [*TINY_RUN, f"--output_folder={work / f'out{i}'}"]
+            argv = [a for a in argv if not a.startswith("--output_folder=")]  # outputs in the test's folder
+            given = {a.split("=", 1)[0] for a in argv}  # an option the command gives is kept as documented
+            argv += [a for a in TINY_RUN if a.split("=", 1)[0] not in given] + [f"--output_folder={work / f'out{i}'}"]
         elif argv[1:3] == ["-m", "data_prep.mini"]:
             argv += TINY_MINI
         elif argv[1:3] == ["-m", "modules.upstream"] and "export" in argv:
