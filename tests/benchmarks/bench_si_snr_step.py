@@ -21,6 +21,11 @@ hand-written backward that it replaced (``_CenteredStats`` and
 ``_OrPitLoss``, read from git at ``HAND_WRITTEN_COMMIT``). Prints medians and
 each loss's share of the step. A hand-written backward is worth keeping only
 where autograd's loss costs more than 1 % of the step (docs: DESIGN.md).
+
+Measured on 2 shared CPU cores under heavy load (steps of minutes): SADDEL
+step 208 s, OR-PIT 214 ms with autograd (0.10 %), 67 ms hand-written
+(0.03 %); uPIT step 137 s, loss 162 ms with autograd (0.12 %), 19 ms
+hand-written (0.01 %).
 """
 
 import argparse
