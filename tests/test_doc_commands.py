@@ -133,7 +133,10 @@ def corpora(tmp_path_factory):
     small = dict(n_train=3, n_valid=1, n_test=2)
     aishell = mini.make_mini_aishell2mix(root, seed=0, **small)
     return {
-        "wham": mini.make_mini_wham(root, seed=0, sample_rates=(8000,), modes=("min",), **small),
+        # SADDEL's scenario sampler needs 3 distinct speakers in each split
+        "wham": mini.make_mini_wham(
+            root, seed=0, sample_rates=(8000,), modes=("min",), **{**small, "n_valid": 3, "n_test": 4}
+        ),
         "librimix": mini.make_mini_librimix(
             root, seed=0, sample_rates=(8000, 16000), modes=("min",), enrollment=True, **small
         ),
