@@ -180,6 +180,7 @@ class SeparationOutputs:
         n = int(self.lengths[index])
 
         def one(value, timed=False):
+            """Item ``index`` of a batched tensor (cut to its length along time when ``timed``); None stays None."""
             if value is None:
                 return None
             value = value[index : index + 1]
