@@ -30,6 +30,8 @@ def test_convtasnet_learns_on_mini_wham(learning_corpus, tmp_path):
     out = tmp_path / "out"
     run_recipe_cmd("WHAM", "baseline", "hparams/convtasnet.yaml", learning_corpus, out, overrides_file=SMALL)
     mean = mean_row(out)
+    # the recipe subprocess of a learning test runs one thread (tests/conftest.py). Measured: 1 thread 4.04 dB
+    # SI-SNRi, 4.64 dB SDRi (margins 1.49, 1.48 dB); 2 threads (before the pinning) 4.05 / 4.66 dB
     assert mean["si-snr_i"] > 4.05 - 1.5, mean
     assert mean["sdr_i"] > 4.66 - 1.5, mean
 
