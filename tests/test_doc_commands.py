@@ -61,7 +61,7 @@ PLACEHOLDERS = {
     "<REAL-M root>": "realm",
 }
 TINY_RUN = ["--overrides_file=hparams/tiny.yaml", "--device=cpu", "--noprogressbar", "--debug"]
-TINY_MINI = ["--n_train", "3", "--n_valid", "1", "--n_test", "2"]
+TINY_MINI = ["--n_train", "3", "--n_valid", "3", "--n_test", "4"]  # SADDEL's sampler: 3 speakers per split
 
 
 def doc_commands(text):
@@ -164,7 +164,8 @@ def prepared(command, corpora, work, shared):
             if re.search(r"dpccn/train.py hparams/(sdpccn|td_speakerbeam)", part):
                 # a few mini mixtures have no second utterance of a speaker to draw an enrollment from
                 # (the full corpora have): the mini corpora's enrollment lists, as tests/test_dpccn.py
-                argv += [f"--aux_list={corpora['librimix'] / 'lists' / 'libri2mix'}",
+                n_spks = 3 if "--num_spks=3" in part else 2
+                argv += [f"--aux_list={corpora['librimix'] / 'lists' / f'libri{n_spks}mix'}",
                          f"--aishell2mix_aux_folder={corpora['aishell2mix_lst']}"]  # fmt: skip
             argv = [a for a in argv if not a.startswith("--output_folder=")]  # outputs in the test's folder
             given = {a.split("=", 1)[0] for a in argv}  # an option the command gives is kept as documented

@@ -84,4 +84,8 @@ def test_sigkill_then_resume(mini_root, tmp_path):
     assert expected in log, log[-3000:]
     assert (out / "test_results.csv").exists()
     lines = (out / "train_log.txt").read_text().splitlines()
-    assert [line.split(",")[0] for line in lines if line.startswith("epoch")] == ["epoch: 1", "epoch: 2"]
+    epochs = [line.split(",")[0] for line in lines if line.startswith("epoch")]
+    # A kill between an epoch's last intra-epoch checkpoint and its end-of-epoch one (the validation and the log
+    # line fall in that window) resumes at that epoch's last step and validates it again: its line repeats.
+    # No training step is redone (the "Resuming" line above); the epochs still come once each, in order.
+    assert [e for i, e in enumerate(epochs) if i == 0 or e != epochs[i - 1]] == ["epoch: 1", "epoch: 2"], epochs
