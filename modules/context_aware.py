@@ -83,7 +83,6 @@ Departures (deliberate; README "Context-aware two-stage training"):
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -98,7 +97,6 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import resolve_references
 from speechbrain.utils.distributed import if_main_process, run_on_main
-from speechbrain.utils.run_opts import RunOptions
 
 from modules.audio import resample
 from modules.brain import SeparationBrain
@@ -108,9 +106,15 @@ from modules.losses import pairwise_info_nce, pairwise_si_snr, pit_from_pairwise
 from modules.losses.matching import matched_scores
 from modules.models.ssl import SSL_SAMPLE_RATE, ssl_frame_lengths
 from modules.recipe import (
+    dump_yaml,
     parse_arguments,
     run_recipe,
+    run_stages,
+    split_command_line,
     split_separate_arguments,
+    stage_overrides,
+    take_flag,
+    top_level_keys,
 )
 
 logger = logging.getLogger(__name__)
@@ -126,8 +130,6 @@ __all__ = [
     "grid_crop",
     "prepare_resampled",
     "run_context_aware",
-    "run_stages",
-    "stage_overrides",
     "uses_signal",
     "write_results_table",
 ]
@@ -632,166 +634,13 @@ def write_results_table(folder, system=""):
 
 
 # -------------------------------------------------------------------------------------- stage runner
-def _split_command_line(argv):
-    """``(hparams file or None, run-option tokens)`` of a command line.
-
-    Run options (SpeechBrain's ``RunOptions``: ``--device``, ``--precision``,
-    ``--noprogressbar``, ...) are kept with their values; yaml overrides and
-    ``--overrides_file`` are left out (:func:`modules.recipe.parse_arguments`
-    reads them). The hparams file is the first token that is neither an option
-    nor an option's value.
-    """
-    fields = RunOptions.__dataclass_fields__
-    hparams_file, kept, i = None, [], 0
-    while i < len(argv):
-        token = argv[i]
-        if not token.startswith("--"):
-            if hparams_file is None:
-                hparams_file = token
-            i += 1
-            continue
-        name = token[2:].split("=", 1)[0]
-        takes_value = "=" not in token and not (name in fields and fields[name].type in (bool, "bool"))
-        group = argv[i : i + 2] if takes_value and i + 1 < len(argv) and not argv[i + 1].startswith("--") else [token]
-        if name in fields:
-            kept.extend(group)
-        i += len(group)
-    return hparams_file, kept
-
-
-def _top_level_keys(path):
-    with open(path, encoding="utf-8") as f:
-        return set(ruamel.yaml.YAML().load(f) or {})
-
-
 def _resolved(path, overrides):
     """The yaml's values with ``!ref`` resolved (its own keys of ``overrides`` applied), nothing instantiated."""
-    keys = _top_level_keys(path)
+    keys = set(top_level_keys(path))
     given = {"data_folder": ".", **overrides}  # its placeholder: not needed to read the system's keys
     with open(path, encoding="utf-8") as f:
         text = resolve_references(f, {k: v for k, v in given.items() if k in keys}).getvalue()
     return ruamel.yaml.YAML().load(text)
-
-
-def _plain(value):
-    """ruamel containers -> plain Python (for dumping)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _dump(mapping):
-    stream = io.StringIO()
-    ruamel.yaml.YAML().dump(mapping, stream)
-    return stream.getvalue()
-
-
-def stage_overrides(stages, recipe_file, argv, other_files=()):
-    """Each stage's overrides: those of the command line and overrides files whose key its yaml has.
-
-    Arguments
-    ---------
-    stages : list of dict
-        With ``hparams`` (the stage's yaml).
-    recipe_file : str
-    argv : list of str
-        The command line (hparams file, run options, overrides).
-    other_files : sequence of str
-        Yaml files of stages not run this time whose keys are accepted too (the
-        same command line serves ``--stages=group`` and ``--stages=segregate``).
-
-    Returns
-    -------
-    list of dict
-        One dict of overrides per stage. An override that no yaml has is an error.
-    """
-    recipe_dir = os.path.dirname(os.path.abspath(recipe_file))
-    hparams_file, _ = _split_command_line(argv)
-    rest = [a for a in argv if a != hparams_file]
-    per_stage, known, given = [], set(), set()
-    for stage in stages:
-        _, _, overrides = parse_arguments([stage["hparams"], *rest], recipe_dir)
-        keys = _top_level_keys(stage["hparams"])
-        per_stage.append({k: _plain(v) for k, v in overrides.items() if k in keys})
-        known |= keys
-        given |= set(overrides)
-    files = [s["hparams"] for s in stages] + list(other_files)
-    for path in other_files:
-        known |= _top_level_keys(path)
-    unknown = sorted(given - known)
-    if unknown:
-        raise SystemExit(f"error: override(s) {unknown} match no key of {[os.path.basename(f) for f in files]}")
-    return per_stage
-
-
-def run_stages(stages, recipe_file, argv, other_files=()):
-    """Runs recipe stages in order, each an ordinary recipe run in its own folder.
-
-    Arguments
-    ---------
-    stages : list of dict
-        Per stage: ``name``; ``brain`` (the Brain class); ``hparams`` (its yaml);
-        ``output_folder``; ``test`` (``True``: :func:`modules.recipe.run_recipe`,
-        trained and tested; ``False``: :func:`fit_stage`, trained only);
-        ``init_from`` (optional: a run folder the stage's ``init_modules`` are
-        initialised from, unless the command line sets ``init_from``);
-        ``dataset_builder`` (optional: see :func:`modules.recipe.run_recipe`).
-    recipe_file : str
-        The recipe's ``train.py``.
-    argv : list of str
-        The command line: hparams file (ignored), run options (given to every
-        stage), ``--key=value`` overrides and ``--overrides_file`` (each key goes
-        to the stages whose yaml has it, :func:`stage_overrides`).
-    other_files : sequence of str
-        Yaml files of the recipe's other stages (not run now): their keys are valid overrides.
-
-    Each stage's overrides are written to ``<its folder>/stage_overrides.yaml``
-    and the stage runs as ``train.py <its yaml> <run options> --overrides_file=<that file>``.
-
-    Returns
-    -------
-    list
-        The brain of each stage.
-    """
-    _, run_options = _split_command_line(argv)
-    brains = []
-    for stage, overrides in zip(stages, stage_overrides(stages, recipe_file, argv, other_files)):
-        mine = {**overrides, "output_folder": stage["output_folder"]}
-        if stage.get("init_from") and "init_from" not in overrides:
-            mine["init_from"] = stage["init_from"]
-        path = os.path.join(stage["output_folder"], "stage_overrides.yaml")
-        write_text_atomic(path, _dump(mine))  # every DDP rank writes the same file atomically: no wait needed
-        stage_argv = [stage["hparams"], *run_options, f"--overrides_file={path}"]
-        logger.info("Stage %s: %s", stage["name"], " ".join(stage_argv))
-        run = run_recipe if stage["test"] else fit_stage
-        brains.append(run(stage["brain"], recipe_file, stage_argv, dataset_builder=stage.get("dataset_builder")))
-    return brains
-
-
-def fit_stage(brain_class, recipe_file, argv, dataset_builder=None):
-    """:func:`modules.recipe.run_recipe` without the test: prepare, initialise, train.
-
-    For a stage whose model is the next stage's starting point (the group stage).
-    """
-    return run_recipe(brain_class, recipe_file, argv, dataset_builder=dataset_builder, test=False)
-
-
-def _take_flag(argv, flag):
-    """``(value or None, argv without --flag=value / --flag value)``."""
-    value, rest, i = None, [], 0
-    while i < len(argv):
-        token = argv[i]
-        if token == flag and i + 1 < len(argv):
-            value, i = argv[i + 1], i + 2
-            continue
-        if token.startswith(flag + "="):
-            value = token.split("=", 1)[1]
-        else:
-            rest.append(token)
-        i += 1
-    return value, rest
 
 
 def context_aware_stages(hparams_file, overrides, names=STAGES):
@@ -854,7 +703,7 @@ def run_context_aware(recipe_file, argv=None):
         The brains of the stages run.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    chosen, argv = _take_flag(argv, STAGES_FLAG)
+    chosen, argv = take_flag(argv, STAGES_FLAG)
     names = tuple(s.strip() for s in (chosen or ",".join(STAGES)).split(",") if s.strip())
     if not names or any(s not in STAGES for s in names):
         raise SystemExit(f"error: {STAGES_FLAG} takes a comma-separated subset of {STAGES}, got {chosen!r}")
@@ -866,8 +715,8 @@ def run_context_aware(recipe_file, argv=None):
         final = {"name": "separate", "brain": SeparationBrain, "hparams": hparams_file}
         mine = {**stage_overrides([final], recipe_file, argv, system_files)[0], "output_folder": final_folder}
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            f.write(_dump(mine))
-        _, run_options = _split_command_line(argv)
+            f.write(dump_yaml(mine))
+        _, run_options = split_command_line(argv)
         return [run_recipe(SeparationBrain, recipe_file, [hparams_file, *run_options, f"--overrides_file={f.name}",
                                                           "--separate", *to_separate])]  # fmt: skip
     brains = run_stages(stages, recipe_file, argv, other_files=system_files)

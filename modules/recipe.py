@@ -25,6 +25,11 @@ results. Command lines are SpeechBrain's, with these additions:
   ``<output_folder>/separated/`` (no references needed; ``--data_folder`` may be
   left out).
 
+A method with several stages (the context-aware group -> segregate) runs them with
+:func:`run_stages`: each stage is an ordinary recipe run in its own folder, with the
+command line's run options and the overrides whose key its yaml has
+(:func:`stage_overrides`); the stage runner is written once here, not per method.
+
 Hyperparameters the runner reads: ``prepare_data``; ``train_data``,
 ``valid_data``, ``test_data``, ``data_folder`` (through
 :func:`modules.data.build_datasets`, or the builder the recipe's ``train.py``
@@ -42,6 +47,7 @@ The keys of the shared ``training`` block (``hparams/training.yaml``) are also
 available at the top level; a key the recipe sets at its top level wins.
 """
 
+import io
 import json
 import logging
 import os
@@ -54,6 +60,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 from hyperpyyaml.core import recursive_update
 from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, if_main_process, infer_device, run_on_main
+from speechbrain.utils.run_opts import RunOptions
 
 from modules.checkpoints import CheckpointSaveError
 from modules.data import build_datasets, collate, load_manifest
@@ -118,7 +125,8 @@ def included_files(hparams_file):
     return found
 
 
-def _top_level_keys(path):
+def top_level_keys(path):
+    """The top-level keys of a yaml file, in order (nothing instantiated)."""
     with open(path, encoding="utf-8") as f:
         return list(ruamel.yaml.YAML().load(f) or {})
 
@@ -134,7 +142,7 @@ def check_include_overrides(hparams_file, overrides):
         value = overrides.get(key)
         if not isinstance(value, dict):
             continue
-        known = _top_level_keys(path)
+        known = top_level_keys(path)
         unknown = [k for k in value if k not in known]
         if unknown:
             rel = os.path.relpath(path, REPO_ROOT)
@@ -206,7 +214,7 @@ def parse_arguments(argv, recipe_dir):
     hparams_file = find_file(hparams_file, [recipe_dir])
     yaml = ruamel.yaml.YAML()
     overrides = {}
-    recipe_keys = set(_top_level_keys(hparams_file))
+    recipe_keys = set(top_level_keys(hparams_file))
     for path in files:
         with open(find_file(path, [recipe_dir, REPO_ROOT]), encoding="utf-8") as f:
             data = dict(yaml.load(f) or {})
@@ -575,3 +583,153 @@ def initialise_modules_for_inference(brain, hparams):
             mode=hparams.get("init_key_mode") or brain.best_key[1],
             collect_in=os.path.join(hparams["output_folder"], "save", "init_from"),
         )
+
+
+# ----------------------------------------------------------------------------- stages
+def split_command_line(argv):
+    """``(hparams file or None, run-option tokens)`` of a command line.
+
+    Run options (SpeechBrain's ``RunOptions``: ``--device``, ``--precision``,
+    ``--noprogressbar``, ...) are kept with their values; yaml overrides and
+    ``--overrides_file`` are left out (:func:`parse_arguments`
+    reads them). The hparams file is the first token that is neither an option
+    nor an option's value.
+    """
+    fields = RunOptions.__dataclass_fields__
+    hparams_file, kept, i = None, [], 0
+    while i < len(argv):
+        token = argv[i]
+        if not token.startswith("--"):
+            if hparams_file is None:
+                hparams_file = token
+            i += 1
+            continue
+        name = token[2:].split("=", 1)[0]
+        takes_value = "=" not in token and not (name in fields and fields[name].type in (bool, "bool"))
+        group = argv[i : i + 2] if takes_value and i + 1 < len(argv) and not argv[i + 1].startswith("--") else [token]
+        if name in fields:
+            kept.extend(group)
+        i += len(group)
+    return hparams_file, kept
+
+
+def _plain(value):
+    """ruamel containers -> plain Python (for dumping)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def dump_yaml(mapping):
+    """A mapping of plain values as yaml text (a stage's overrides file)."""
+    stream = io.StringIO()
+    ruamel.yaml.YAML().dump(mapping, stream)
+    return stream.getvalue()
+
+
+def stage_overrides(stages, recipe_file, argv, other_files=()):
+    """Each stage's overrides: those of the command line and overrides files whose key its yaml has.
+
+    Arguments
+    ---------
+    stages : list of dict
+        With ``hparams`` (the stage's yaml).
+    recipe_file : str
+    argv : list of str
+        The command line (hparams file, run options, overrides).
+    other_files : sequence of str
+        Yaml files of stages not run this time whose keys are accepted too (the
+        same command line serves ``--stages=group`` and ``--stages=segregate``).
+
+    Returns
+    -------
+    list of dict
+        One dict of overrides per stage. An override that no yaml has is an error.
+    """
+    recipe_dir = os.path.dirname(os.path.abspath(recipe_file))
+    hparams_file, _ = split_command_line(argv)
+    rest = [a for a in argv if a != hparams_file]
+    per_stage, known, given = [], set(), set()
+    for stage in stages:
+        _, _, overrides = parse_arguments([stage["hparams"], *rest], recipe_dir)
+        keys = set(top_level_keys(stage["hparams"]))
+        per_stage.append({k: _plain(v) for k, v in overrides.items() if k in keys})
+        known |= keys
+        given |= set(overrides)
+    files = [s["hparams"] for s in stages] + list(other_files)
+    for path in other_files:
+        known |= set(top_level_keys(path))
+    unknown = sorted(given - known)
+    if unknown:
+        raise SystemExit(f"error: override(s) {unknown} match no key of {[os.path.basename(f) for f in files]}")
+    return per_stage
+
+
+def run_stages(stages, recipe_file, argv, other_files=()):
+    """Runs recipe stages in order, each an ordinary recipe run in its own folder.
+
+    Arguments
+    ---------
+    stages : list of dict
+        Per stage: ``name``; ``brain`` (the Brain class); ``hparams`` (its yaml);
+        ``output_folder``; ``test`` (``True``: :func:`run_recipe`,
+        trained and tested; ``False``: :func:`fit_stage`, trained only);
+        ``init_from`` (optional: a run folder the stage's ``init_modules`` are
+        initialised from, unless the command line sets ``init_from``);
+        ``dataset_builder`` (optional: see :func:`run_recipe`).
+    recipe_file : str
+        The recipe's ``train.py``.
+    argv : list of str
+        The command line: hparams file (ignored), run options (given to every
+        stage), ``--key=value`` overrides and ``--overrides_file`` (each key goes
+        to the stages whose yaml has it, :func:`stage_overrides`).
+    other_files : sequence of str
+        Yaml files of the recipe's other stages (not run now): their keys are valid overrides.
+
+    Each stage's overrides are written to ``<its folder>/stage_overrides.yaml``
+    and the stage runs as ``train.py <its yaml> <run options> --overrides_file=<that file>``.
+
+    Returns
+    -------
+    list
+        The brain of each stage.
+    """
+    _, run_options = split_command_line(argv)
+    brains = []
+    for stage, overrides in zip(stages, stage_overrides(stages, recipe_file, argv, other_files)):
+        mine = {**overrides, "output_folder": stage["output_folder"]}
+        if stage.get("init_from") and "init_from" not in overrides:
+            mine["init_from"] = stage["init_from"]
+        path = os.path.join(stage["output_folder"], "stage_overrides.yaml")
+        write_text_atomic(path, dump_yaml(mine))  # every DDP rank writes the same file atomically: no wait needed
+        stage_argv = [stage["hparams"], *run_options, f"--overrides_file={path}"]
+        logger.info("Stage %s: %s", stage["name"], " ".join(stage_argv))
+        run = run_recipe if stage["test"] else fit_stage
+        brains.append(run(stage["brain"], recipe_file, stage_argv, dataset_builder=stage.get("dataset_builder")))
+    return brains
+
+
+def fit_stage(brain_class, recipe_file, argv, dataset_builder=None):
+    """:func:`run_recipe` without the test: prepare, initialise, train.
+
+    For a stage whose model is the next stage's starting point (the group stage).
+    """
+    return run_recipe(brain_class, recipe_file, argv, dataset_builder=dataset_builder, test=False)
+
+
+def take_flag(argv, flag):
+    """``(value or None, argv without --flag=value / --flag value)``."""
+    value, rest, i = None, [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token == flag and i + 1 < len(argv):
+            value, i = argv[i + 1], i + 2
+            continue
+        if token.startswith(flag + "="):
+            value = token.split("=", 1)[1]
+        else:
+            rest.append(token)
+        i += 1
+    return value, rest
