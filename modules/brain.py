@@ -58,7 +58,7 @@ from speechbrain.utils.distributed import if_main_process
 
 from modules.data.batch import SeparationBatch
 from modules.files import write_csv_atomic, write_text_atomic
-from modules.losses import apply_perm, mask_time, pit_si_snr_loss
+from modules.losses import apply_perm, pit_si_snr_loss
 from modules.metrics import sdr, si_snr, with_improvement
 from modules.plotting import spectrogram_figure
 from modules.training import scheduler_interval
@@ -526,10 +526,9 @@ class SeparationBrain(sb.Brain):
         outputs.perm = perm
         supervised = outputs.batch.supervised
         if stage != sb.Stage.TRAIN:
-            est = mask_time(self.speaker_estimates(outputs), outputs.lengths)
-            ref = mask_time(outputs.targets, outputs.lengths)
             mask = outputs.source_mask.to(torch.float64)
-            values = si_snr(est, ref)  # nan where undefined (silent reference)
+            # each item on its own samples; nan where undefined (silent reference)
+            values = si_snr(self.speaker_estimates(outputs), outputs.targets, lengths=outputs.lengths)
             finite = torch.isfinite(values).logical_or(mask == 0).all(-1)
             per_item = (values.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0) * mask).sum(-1) / mask.sum(-1).clamp(min=1)
             weight = (supervised & finite).to(torch.float64)

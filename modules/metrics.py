@@ -27,7 +27,9 @@ def _check_same_shape(estimates: torch.Tensor, references: torch.Tensor) -> None
         )
 
 
-def si_snr(estimates: torch.Tensor, references: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def si_snr(
+    estimates: torch.Tensor, references: torch.Tensor, eps: float = 1e-8, lengths: torch.Tensor | None = None
+) -> torch.Tensor:
     """Scale-invariant SNR of each estimate against its own reference.
 
     Arguments
@@ -38,6 +40,9 @@ def si_snr(estimates: torch.Tensor, references: torch.Tensor, eps: float = 1e-8)
         ``[batch, time, n_src]``.
     eps : float
         Small constant, as in :func:`modules.losses.pairwise_si_snr`.
+    lengths : torch.Tensor, optional
+        ``[batch]`` valid samples per item (padded batches): each item is
+        scored on its own samples, as the loss does.
 
     Returns
     -------
@@ -60,7 +65,7 @@ def si_snr(estimates: torch.Tensor, references: torch.Tensor, eps: float = 1e-8)
     True
     """
     _check_same_shape(estimates, references)
-    dot, est_energy, ref_energy = centered_stats(estimates, references, paired=True)  # the loss's kernel
+    dot, est_energy, ref_energy = centered_stats(estimates, references, lengths, paired=True)  # the loss's kernel
     value = si_snr_from_stats(dot, est_energy, ref_energy, eps)
     return value.masked_fill(ref_energy == 0, float("nan"))
 

@@ -41,7 +41,6 @@ __all__ = [
     "apply_perm",
     "centered_f64",
     "centered_stats",
-    "mask_time",
     "pairwise_si_snr",
     "pit_si_snr_loss",
     "si_snr_from_stats",
@@ -156,39 +155,6 @@ def si_snr_from_stats(
     target_energy = alpha.square() * tgt_energy
     noise_energy = (est_energy - 2.0 * alpha * dot + target_energy).clamp_min(0.0)
     return 10.0 * torch.log10(target_energy / (noise_energy + eps) + eps)
-
-
-def mask_time(signals: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
-    """Each item centred on its own ``lengths[b]`` samples, zero beyond them.
-
-    Arguments
-    ---------
-    signals : torch.Tensor
-        ``[batch, time, n]``.
-    lengths : torch.Tensor or None
-        ``[batch]`` numbers of valid samples (``None``: all valid, the signals
-        are returned unchanged).
-
-    Returns
-    -------
-    torch.Tensor
-        ``[batch, time, n]``; over the full time axis every source then sums to
-        zero, so the float64 centring of :func:`pairwise_si_snr` leaves it as it
-        is and the statistics are those of the unpadded item.
-
-    Example
-    -------
-    >>> x = torch.tensor([[[1.0], [3.0], [7.0]]])
-    >>> mask_time(x, torch.tensor([2]))[0, :, 0].tolist() == [-1.0, 1.0, 0.0]
-    True
-    """
-    if lengths is None:
-        return signals
-    lengths = lengths.to(signals.device)
-    valid = (torch.arange(signals.shape[1], device=signals.device) < lengths[:, None]).unsqueeze(-1)
-    kept = signals * valid
-    mean = kept.sum(dim=1, keepdim=True) / lengths.clamp(min=1).to(kept.dtype)[:, None, None]
-    return (kept - mean) * valid
 
 
 def pairwise_si_snr(
