@@ -256,6 +256,11 @@ class SeparationBrain(sb.Brain):
     (torch.Size([3, 800, 2]), torch.Size([2, 3, 8, 99]))
     """
 
+    #: ``hparams -> (train, valid[, test])`` datasets of the method, when they are not
+    #: :func:`modules.data.build_datasets`' (a yaml's ``dataset_builder`` wins; e.g. the
+    #: context-aware group stage, DIP pretraining); read by :func:`modules.recipe.run_stage`.
+    dataset_builder = None
+
     def __init__(self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
         super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
         self.frozen = list(self._hp("frozen_modules", None) or [])
@@ -294,6 +299,14 @@ class SeparationBrain(sb.Brain):
         for name, obj in wanted.items():
             if id(obj) not in registered and name not in checkpointer.recoverables:
                 checkpointer.add_recoverable(name, obj)
+
+    def on_tested(self, written):
+        """Called on every process after the test sets of a run were scored (``written``: their csv names).
+
+        A method that summarises its results in the layout of its paper's table
+        writes that table here (e.g. the context-aware recipe's
+        ``results_table.md``); the default does nothing.
+        """
 
     def unwrapped(self, name):
         """``self.modules[name]`` without a DDP / DataParallel wrapper."""

@@ -1,4 +1,4 @@
-"""Context-aware two-stage training: the group stage (Brain, teacher targets and their cache) and the stage runner.
+"""Context-aware two-stage training: the group stage (Brain, teacher targets and their cache) and the results table.
 
 Paper: Wang et al., "Context-Aware Two-Step Training Scheme for Domain Invariant
 Speech Separation" (arXiv:2503.12589); no public code
@@ -27,11 +27,15 @@ A separator split into a SIMO context extractor and a SISO segregator
    (``extra_test_sets``), and :func:`write_results_table` puts them in the
    layout of Table I.
 
-:func:`run_context_aware` runs both stages in order from one command, or one of
-them (``--stages=group`` / ``--stages=segregate``), each an ordinary recipe run
-in its own folder (``<output_folder>/group``, ``<output_folder>/segregate``);
-rerunning a killed command resumes where it stopped (a finished group stage
-finds its last checkpoint and does not train again).
+A system's yaml (e.g. ``convtasnet.yaml``, the segregate stage) declares both
+stages in its ``stages`` list, and :func:`modules.recipe.run_recipe` runs them in
+order from one command, or one of them (``--stages=group`` /
+``--stages=segregate``), each an ordinary recipe run in its own folder
+(``<output_folder>/group``, ``<output_folder>/segregate``); rerunning a killed
+command resumes where it stopped (a finished group stage is skipped). The group
+stage's yaml names its Brain (``brain_class``; the Brain brings its datasets,
+:func:`build_group_datasets`), so given alone it trains that stage only; the segregate stage and the baselines
+run :class:`SegregateBrain`.
 
 Choices the paper leaves open (yaml keys in brackets):
 
@@ -86,16 +90,12 @@ import hashlib
 import json
 import logging
 import os
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import ruamel.yaml
 import soundfile
 import speechbrain as sb
 import torch
-from hyperpyyaml import resolve_references
 from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from modules.audio import resample
@@ -105,17 +105,6 @@ from modules.files import write_csv_atomic, write_text_atomic
 from modules.losses import pairwise_info_nce, pairwise_si_snr, pit_from_pairwise
 from modules.losses.matching import matched_scores
 from modules.models.ssl import SSL_SAMPLE_RATE, ssl_frame_lengths
-from modules.recipe import (
-    dump_yaml,
-    parse_arguments,
-    run_recipe,
-    run_stages,
-    split_command_line,
-    split_separate_arguments,
-    stage_overrides,
-    take_flag,
-    top_level_keys,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -123,13 +112,13 @@ __all__ = [
     "CONTEXT_TARGETS",
     "SSL_HOP",
     "GroupStageBrain",
+    "SegregateBrain",
     "TeacherCache",
     "available_test_sets",
     "build_group_datasets",
     "contextual_taps",
     "grid_crop",
     "prepare_resampled",
-    "run_context_aware",
     "uses_signal",
     "write_results_table",
 ]
@@ -145,8 +134,6 @@ CONTEXT_TARGETS = {
 #: SSL frame hop in samples at 16 kHz (20 ms): training crops start on multiples of it.
 SSL_HOP = 320
 TEACHER_CONTEXTS = ("utterance", "crop")
-STAGES = ("group", "segregate")
-STAGES_FLAG = "--stages"
 
 
 def target_terms(target):
@@ -333,6 +320,8 @@ class GroupStageBrain(SeparationBrain):
     Validation statistics: ``loss`` (the training objective on the validation set,
     the best-checkpoint key) and each matched term (``signal`` is minus the SI-SNR).
     """
+
+    dataset_builder = staticmethod(build_group_datasets)
 
     def __init__(self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
         super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
@@ -633,112 +622,43 @@ def write_results_table(folder, system=""):
     return table
 
 
-# -------------------------------------------------------------------------------------- stage runner
-def _resolved(path, overrides):
-    """The yaml's values with ``!ref`` resolved (its own keys of ``overrides`` applied), nothing instantiated."""
-    keys = set(top_level_keys(path))
-    given = {"data_folder": ".", **overrides}  # its placeholder: not needed to read the system's keys
-    with open(path, encoding="utf-8") as f:
-        text = resolve_references(f, {k: v for k, v in given.items() if k in keys}).getvalue()
-    return ruamel.yaml.YAML().load(text)
+# -------------------------------------------------------------------------------------- the system's Brain
+class SegregateBrain(SeparationBrain):
+    """The segregate stage of a system, or a one-stage baseline: the chassis' SI-SDR training.
 
-
-def context_aware_stages(hparams_file, overrides, names=STAGES):
-    """The stages of a context-aware system (see :func:`run_context_aware`).
-
-    Returns
-    -------
-    stages : list of dict
-        For :func:`run_stages`.
-    final_folder : str
-        Where the system's final model (the segregate stage or the baseline) is.
-    system_files : list of str
-        The yaml files of all the system's stages (their keys are valid overrides).
+    After its test it writes ``results_table.md`` (:func:`write_results_table`)
+    in its output folder, the system named by :func:`system_label`.
     """
-    hparams = _resolved(hparams_file, overrides)
-    root = str(overrides.get("output_folder") or hparams["output_folder"])
-    if hparams.get("stage") == "group":  # a group-stage file given alone: that stage only, in the run folder
-        stage = {"name": "group", "brain": GroupStageBrain, "hparams": hparams_file, "test": False,
-                 "output_folder": root, "dataset_builder": build_group_datasets}  # fmt: skip
-        return [stage], root, [hparams_file]
-    target = overrides.get("target", hparams.get("target", "none"))
-    group_file = hparams.get("group_hparams")
-    group_path = os.path.join(os.path.dirname(os.path.abspath(hparams_file)), str(group_file)) if group_file else None
-    system_files = [hparams_file, *([group_path] if group_path else [])]
-    if not group_path or target in (None, "none"):  # one stage: an unsplit baseline, or Sys. 1
-        stage = {"name": "segregate", "brain": SeparationBrain, "hparams": hparams_file, "test": True,
-                 "output_folder": root}  # fmt: skip
-        return [stage], root, system_files
-    group_folder, final_folder = os.path.join(root, "group"), os.path.join(root, "segregate")
-    stages = []
-    if "group" in names:
-        stages.append({"name": "group", "brain": GroupStageBrain, "hparams": group_path, "test": False,
-                       "output_folder": group_folder, "dataset_builder": build_group_datasets})  # fmt: skip
-    if "segregate" in names:
-        stages.append({"name": "segregate", "brain": SeparationBrain, "hparams": hparams_file, "test": True,
-                       "output_folder": final_folder, "init_from": group_folder})  # fmt: skip
-    return stages, final_folder, system_files
+
+    def on_tested(self, written):
+        """Writes ``results_table.md`` from the test summaries (main process)."""
+        path = getattr(self, "hparams_file", None)
+        values = {k: getattr(self.hparams, k, None) for k in ("target", "ssl_model", "stages")}
+        label = system_label(Path(path).stem, values) if path else ""
+        run_on_main(write_results_table, args=[self.hparams.output_folder, label])
 
 
-def run_context_aware(recipe_file, argv=None):
-    """What ``recipes/LibriMix/context_aware/train.py`` does: one or both stages of a system.
+def system_label(name, hparams):
+    """A system's name for the results table: its yaml's stem, with its target and SSL model when it has them.
 
-    The yaml given is the system's final model (the segregate stage, or a
-    single-stage baseline). Its ``group_hparams`` names the group-stage yaml
-    (beside it) and its ``target`` says whether there is a group stage
-    (``none``: Table I's Sys. 1, the split model trained end to end; the unsplit
-    baselines have no ``group_hparams``). ``--stages=group``,
-    ``--stages=segregate`` or ``--stages=group,segregate`` (the default) choose
-    the stages. A two-stage system writes ``<output_folder>/group`` and
-    ``<output_folder>/segregate`` (initialised from ``group`` unless ``init_from``
-    is given); a single-stage one writes ``<output_folder>``. A group-stage
-    yaml given alone (its ``stage: group``) trains that stage only, in
-    ``<output_folder>``. After a tested
-    stage, ``results_table.md`` holds the scores in the layout of Table I.
-    ``--separate FILE ...`` separates files with the system's final model.
-
-    Returns
-    -------
-    list
-        The brains of the stages run.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    chosen, argv = take_flag(argv, STAGES_FLAG)
-    names = tuple(s.strip() for s in (chosen or ",".join(STAGES)).split(",") if s.strip())
-    if not names or any(s not in STAGES for s in names):
-        raise SystemExit(f"error: {STAGES_FLAG} takes a comma-separated subset of {STAGES}, got {chosen!r}")
-    to_separate, argv = split_separate_arguments(argv)
-    recipe_dir = os.path.dirname(os.path.abspath(recipe_file))
-    hparams_file, _, overrides = parse_arguments(argv, recipe_dir)
-    stages, final_folder, system_files = context_aware_stages(hparams_file, overrides, names)
-    if to_separate:
-        final = {"name": "separate", "brain": SeparationBrain, "hparams": hparams_file}
-        mine = {**stage_overrides([final], recipe_file, argv, system_files)[0], "output_folder": final_folder}
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            f.write(dump_yaml(mine))
-        _, run_options = split_command_line(argv)
-        return [run_recipe(SeparationBrain, recipe_file, [hparams_file, *run_options, f"--overrides_file={f.name}",
-                                                          "--separate", *to_separate])]  # fmt: skip
-    brains = run_stages(stages, recipe_file, argv, other_files=system_files)
-    if stages and stages[-1]["test"]:
-        run_on_main(write_results_table, args=[final_folder, system_label(hparams_file, overrides)])
-    return brains
-
-
-def system_label(hparams_file, overrides):
-    """A system's name for the results table: the yaml's stem, with its target and SSL model when it has them.
+    Arguments
+    ---------
+    name : str
+        The system yaml's stem (``convtasnet``, ``baseline_dprnn``).
+    hparams : mapping
+        Its ``target``, ``ssl_model`` and ``stages`` (a system with a group stage).
 
     Example
     -------
-    >>> import modules.recipe as r
-    >>> system_label(os.path.join(r.REPO_ROOT, "recipes/LibriMix/context_aware/hparams/dprnn.yaml"), {"target": "word"})
+    >>> stages = [{"name": "group"}, {"name": "segregate"}]
+    >>> system_label("dprnn", {"target": "word", "ssl_model": "hubert", "stages": stages})
     'dprnn (word, hubert)'
+    >>> system_label("dprnn", {"target": "none", "stages": stages}), system_label("baseline_dprnn", {})
+    ('dprnn (no group stage)', 'baseline_dprnn')
     """
-    hparams = _resolved(hparams_file, overrides)
-    name = Path(hparams_file).stem
-    target = overrides.get("target", hparams.get("target"))
-    if not hparams.get("group_hparams") or target in (None, "none"):
+    target = hparams.get("target")
+    if not hparams.get("stages") or target in (None, "none"):
         return name if target is None else f"{name} (no group stage)"
     if not contextual_taps(target):
         return f"{name} ({target})"
-    return f"{name} ({target}, {overrides.get('ssl_model', hparams.get('ssl_model'))})"
+    return f"{name} ({target}, {hparams.get('ssl_model')})"

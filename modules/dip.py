@@ -236,6 +236,8 @@ class DIPPretrainBrain(SeparationBrain):
     ``penalty_weight`` (10), ``seed``; ``best_key: loss``, ``best_key_mode: min``.
     """
 
+    dataset_builder = staticmethod(build_pretraining_datasets)
+
     def __init__(self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
         super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
         self.train_set = None  # the training pairs (set by modules.recipe.run_recipe): new pairing per epoch

@@ -25,10 +25,14 @@ results. Command lines are SpeechBrain's, with these additions:
   ``<output_folder>/separated/`` (no references needed; ``--data_folder`` may be
   left out).
 
-A method with several stages (the context-aware group -> segregate) runs them with
-:func:`run_stages`: each stage is an ordinary recipe run in its own folder, with the
-command line's run options and the overrides whose key its yaml has
-(:func:`stage_overrides`); the stage runner is written once here, not per method.
+A method with several stages (SADDEL's first step -> unrolled recursion, DIP's
+pretraining -> separator, the context-aware group -> segregate) declares them once,
+in its system yaml's ``stages`` list (:func:`declared_stages`), and the same
+``run_recipe`` runs them in order (:func:`run_stages`): each stage is an ordinary
+run in ``<output_folder>/<stage>``, with the command line's run options and the
+overrides whose key its yaml has, started from the previous stage's folder;
+``--stages=a,b`` runs some; a finished stage is skipped when the command is run
+again, a half-finished one resumes.
 
 Hyperparameters the runner reads: ``prepare_data``; ``train_data``,
 ``valid_data``, ``test_data``, ``data_folder`` (through
@@ -51,13 +55,15 @@ import io
 import json
 import logging
 import os
+import re
 import sys
+import time
 from pathlib import Path
 
 import ruamel.yaml
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
+from hyperpyyaml import load_hyperpyyaml, resolve_references
 from hyperpyyaml.core import recursive_update
 from speechbrain.utils.distributed import ddp_barrier, ddp_init_group, if_main_process, infer_device, run_on_main
 from speechbrain.utils.run_opts import RunOptions
@@ -72,6 +78,9 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES_FLAG = "--overrides_file"
 SEPARATE_FLAG = "--separate"
+STAGES_FLAG = "--stages"
+#: Written in a stage's folder when it has finished: a rerun of the system skips the stage.
+STAGE_DONE = "stage_done.json"
 #: Section of an overrides file keyed by backbone file name (``hparams/backbones/<name>.yaml``).
 BACKBONE_SIZES = "backbone_sizes"
 
@@ -425,8 +434,8 @@ def evaluation_sets(hparams, test_data):
     return sets
 
 
-def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None, test=True):
-    """Prepares data, trains, tests and writes the results of one recipe.
+def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None):
+    """What every recipe's ``train.py`` does: one run, or the stages its yaml declares.
 
     Arguments
     ---------
@@ -440,7 +449,50 @@ def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None, test=T
     dataset_builder : callable, optional
         ``hparams -> (train, valid, test)`` datasets, or ``(train, valid)`` for a
         run with no test stage (DIP's pretraining); default
-        :func:`modules.data.build_datasets` (a yaml's ``dataset_builder`` wins).
+        :func:`modules.data.build_datasets` (a yaml's ``dataset_builder`` wins, then
+        the Brain class's ``dataset_builder``).
+
+    A yaml with a ``stages`` list is a system of several stages
+    (:func:`declared_stages`): they run in order, each in
+    ``<output_folder>/<stage>`` (:func:`run_stages`); ``--stages=a,b`` picks
+    some. A yaml without one is one run (:func:`run_stage`).
+
+    Returns
+    -------
+    Brain or None
+        The brain of the last stage run (``brain.test_rows`` holds the per-item
+        test metrics of the last test set; ``brain.stage_brains`` the brains of
+        every stage run this time, by name); ``None`` when every stage was
+        already finished.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen, argv = take_flag(argv, STAGES_FLAG)
+    hparams_file, _, overrides = parse_arguments(argv, os.path.dirname(os.path.abspath(recipe_file)))
+    stages = declared_stages(hparams_file, overrides)
+    if stages is None:
+        if chosen is not None:
+            raise SystemExit(f"error: {STAGES_FLAG}: {os.path.basename(hparams_file)} declares no stages")
+        return run_stage(brain_class, recipe_file, argv, dataset_builder=dataset_builder)
+    return run_stages(stages, brain_class, recipe_file, argv, chosen=chosen, dataset_builder=dataset_builder)
+
+
+def run_stage(brain_class, recipe_file, argv=None, dataset_builder=None, test=True):
+    """Prepares data, trains, tests and writes the results of one run (a recipe, or one stage of a system).
+
+    Arguments
+    ---------
+    brain_class : type or None
+        A ``SeparationBrain`` subclass (a yaml's ``brain_class`` wins; ``None``:
+        the yaml must name one).
+    recipe_file : str
+        The recipe's ``train.py`` (hparams are looked up beside it).
+    argv : list of str, optional
+        Defaults to ``sys.argv[1:]``.
+    dataset_builder : callable, optional
+        ``hparams -> (train, valid, test)`` datasets, or ``(train, valid)`` for a
+        run with no test stage (DIP's pretraining); default
+        :func:`modules.data.build_datasets` (a yaml's ``dataset_builder`` wins, then
+        the Brain class's ``dataset_builder``).
         A training set with ``set_epoch`` (one that draws anew each epoch) is
         given to the Brain as ``brain.train_set``.
     test : bool
@@ -458,10 +510,12 @@ def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None, test=T
         return separate_files(brain_class, recipe_file, argv, to_separate)
     hparams, run_opts = load_recipe(argv, recipe_file)
     prepare_data(hparams)
-    builder = hparams.get("dataset_builder") or dataset_builder or build_datasets
+    brain_class = resolve_brain_class(hparams, brain_class)
+    builder = hparams.get("dataset_builder") or brain_class.dataset_builder or dataset_builder or build_datasets
     train_data, valid_data, *rest = builder(hparams)
     test_data = rest[0] if rest else None
-    brain = make_brain(resolve_brain_class(hparams, brain_class), hparams, run_opts)
+    brain = make_brain(brain_class, hparams, run_opts)
+    brain.hparams_file = find_file(split_command_line(argv)[0], [os.path.dirname(os.path.abspath(recipe_file))])
     if hasattr(train_data, "set_epoch"):  # e.g. DIP's pairs of a synthetic and a real mixture, new each epoch
         brain.train_set = train_data
     write_run_info(brain, recipe_file, hparams)
@@ -500,6 +554,7 @@ def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None, test=T
             f"Test results: {', '.join(os.path.join(out, w) for w in written)} "
             f"(summary: {os.path.join(out, 'test_summary.md')})"
         )
+    brain.on_tested(written)
     finish_distributed()
     return brain
 
@@ -629,8 +684,88 @@ def dump_yaml(mapping):
     return stream.getvalue()
 
 
-def stage_overrides(stages, recipe_file, argv, other_files=()):
-    """Each stage's overrides: those of the command line and overrides files whose key its yaml has.
+def resolved_yaml(path, overrides):
+    """A yaml's values with ``!ref`` resolved and its own keys of ``overrides`` applied; nothing instantiated.
+
+    Example
+    -------
+    >>> path = os.path.join(REPO_ROOT, "recipes/LibriMix/saddel/hparams/saddel.yaml")
+    >>> resolved_yaml(path, {"seed": 7, "not_a_key": 1})["output_folder"]
+    'results/LibriMix/saddel/saddel/7'
+    """
+    keys = set(top_level_keys(path))
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    placeholders = re.findall(r"^(\w+):\s*!PLACEHOLDER", source, flags=re.M)
+    given = {**dict.fromkeys(placeholders, "."), **overrides}  # stand-ins: not needed to read the other keys
+    stream = io.StringIO(source)
+    stream.name = path  # !include paths are relative to the yaml
+    text = resolve_references(stream, {k: v for k, v in given.items() if k in keys}).getvalue()
+    return ruamel.yaml.YAML().load(text)
+
+
+def declared_stages(hparams_file, overrides):
+    """The stages a system's yaml declares, or ``None`` for a yaml without ``stages`` (one run).
+
+    A yaml's ``stages`` is a list, in order, of entries with ``name`` and, optionally:
+    ``hparams`` (the stage's yaml, beside this one; default this yaml),
+    ``overrides`` (values the stage sets, e.g. ``{train_steps: oracle}``; the command
+    line's win), ``handover`` (the key given the previous stage's folder; default
+    ``init_from``), ``test`` (whether the stage is tested; default: the last stage
+    only) and ``skip_if`` (``{key: value}`` of this yaml: the stage is not part of the
+    system when every key has that value, e.g. a group stage with ``target: none``).
+
+    Arguments
+    ---------
+    hparams_file : str
+        The system's yaml (what the command line names).
+    overrides : dict
+        The command line's overrides (they decide ``output_folder`` and ``skip_if``).
+
+    Returns
+    -------
+    list of dict or None
+        Per stage: ``name``, ``hparams`` (path), ``overrides``, ``handover``,
+        ``test``, ``output_folder`` (``<the system's output_folder>/<name>``).
+
+    Example
+    -------
+    >>> path = os.path.join(REPO_ROOT, "recipes/LibriMix/saddel/hparams/saddel.yaml")
+    >>> [(s["name"], s["overrides"]["train_steps"], s["test"]) for s in declared_stages(path, {})]
+    [('step1', 'first', True), ('unrolled', 'oracle', True)]
+    >>> declared_stages(path, {"seed": 7})[1]["output_folder"]
+    'results/LibriMix/saddel/saddel/7/unrolled'
+    """
+    hparams = resolved_yaml(hparams_file, overrides)
+    entries = hparams.get("stages")
+    if not entries:
+        return None
+    here = os.path.dirname(os.path.abspath(hparams_file))
+    root = str(overrides.get("output_folder") or hparams["output_folder"])
+    names = [str(e.get("name", "")) for e in entries]
+    if not all(names) or len(set(names)) != len(names):
+        raise SystemExit(f"error: {hparams_file}: every entry of 'stages' needs its own name, got {names}")
+    stages = []
+    for entry in entries:
+        skip = dict(entry.get("skip_if") or {})
+        if skip and all(str(overrides.get(k, hparams.get(k))) == str(v) for k, v in skip.items()):
+            continue
+        stages.append({
+            "name": str(entry["name"]),
+            "hparams": find_file(str(entry["hparams"]), [here]) if entry.get("hparams") else hparams_file,
+            "overrides": _plain(dict(entry.get("overrides") or {})),
+            "handover": str(entry.get("handover", "init_from")),
+            "test": entry.get("test"),
+            "output_folder": os.path.join(root, str(entry["name"])),
+        })  # fmt: skip
+    for i, stage in enumerate(stages):
+        if stage["test"] is None:
+            stage["test"] = i == len(stages) - 1
+    return stages
+
+
+def stage_overrides(stages, recipe_file, argv):
+    """Each stage's overrides from the command line: those whose key its yaml has.
 
     Arguments
     ---------
@@ -638,15 +773,12 @@ def stage_overrides(stages, recipe_file, argv, other_files=()):
         With ``hparams`` (the stage's yaml).
     recipe_file : str
     argv : list of str
-        The command line (hparams file, run options, overrides).
-    other_files : sequence of str
-        Yaml files of stages not run this time whose keys are accepted too (the
-        same command line serves ``--stages=group`` and ``--stages=segregate``).
+        The command line (hparams file, run options, overrides, ``--overrides_file``).
 
     Returns
     -------
     list of dict
-        One dict of overrides per stage. An override that no yaml has is an error.
+        One dict of overrides per stage. An override that no stage's yaml has is an error.
     """
     recipe_dir = os.path.dirname(os.path.abspath(recipe_file))
     hparams_file, _ = split_command_line(argv)
@@ -658,65 +790,109 @@ def stage_overrides(stages, recipe_file, argv, other_files=()):
         per_stage.append({k: _plain(v) for k, v in overrides.items() if k in keys})
         known |= keys
         given |= set(overrides)
-    files = [s["hparams"] for s in stages] + list(other_files)
-    for path in other_files:
-        known |= set(top_level_keys(path))
     unknown = sorted(given - known)
     if unknown:
-        raise SystemExit(f"error: override(s) {unknown} match no key of {[os.path.basename(f) for f in files]}")
+        files = sorted({os.path.basename(s["hparams"]) for s in stages})
+        raise SystemExit(f"error: override(s) {unknown} match no key of {files}")
     return per_stage
 
 
-def run_stages(stages, recipe_file, argv, other_files=()):
-    """Runs recipe stages in order, each an ordinary recipe run in its own folder.
+def _chosen_stages(stages, chosen, cli_overrides):
+    """The stages to run: those ``--stages`` names, else from the last one whose hand-over the command line sets."""
+    names = [s["name"] for s in stages]
+    if chosen is not None:
+        wanted = [n.strip() for n in chosen.split(",") if n.strip()]
+        if not wanted or any(n not in names for n in wanted):
+            raise SystemExit(f"error: {STAGES_FLAG} takes a comma-separated subset of {names}, got {chosen!r}")
+        return [s for s in stages if s["name"] in wanted], set(wanted)
+    start = 0
+    for i, stage in enumerate(stages[1:], start=1):
+        if stage["handover"] in cli_overrides:  # the command line gives its start: the stages before it are not run
+            start = i
+    return stages[start:], set()
+
+
+def run_stages(stages, brain_class, recipe_file, argv, chosen=None, dataset_builder=None):
+    """Runs a system's stages in order, each an ordinary run (:func:`run_stage`) in its own folder.
 
     Arguments
     ---------
     stages : list of dict
-        Per stage: ``name``; ``brain`` (the Brain class); ``hparams`` (its yaml);
-        ``output_folder``; ``test`` (``True``: :func:`run_recipe`,
-        trained and tested; ``False``: :func:`fit_stage`, trained only);
-        ``init_from`` (optional: a run folder the stage's ``init_modules`` are
-        initialised from, unless the command line sets ``init_from``);
-        ``dataset_builder`` (optional: see :func:`run_recipe`).
+        From :func:`declared_stages`.
+    brain_class : type or None
+        The ``train.py``'s Brain (a stage's yaml may name its own, ``brain_class``).
     recipe_file : str
         The recipe's ``train.py``.
     argv : list of str
-        The command line: hparams file (ignored), run options (given to every
-        stage), ``--key=value`` overrides and ``--overrides_file`` (each key goes
-        to the stages whose yaml has it, :func:`stage_overrides`).
-    other_files : sequence of str
-        Yaml files of the recipe's other stages (not run now): their keys are valid overrides.
+        The command line: the system's yaml, run options (given to every stage),
+        ``--key=value`` overrides and ``--overrides_file`` (each key goes to the
+        stages whose yaml has it, :func:`stage_overrides`), ``--separate``.
+    chosen : str, optional
+        ``--stages``' value: the comma-separated stages to run (each runs even if finished).
+    dataset_builder : callable, optional
+        The ``train.py``'s builder (a stage's yaml may name its own).
 
-    Each stage's overrides are written to ``<its folder>/stage_overrides.yaml``
-    and the stage runs as ``train.py <its yaml> <run options> --overrides_file=<that file>``.
+    A stage starts from the previous one: its ``handover`` key (``init_from``)
+    is set to the previous stage's folder unless the command line sets it (then
+    the stages before it are not run). A finished stage writes
+    ``<its folder>/stage_done.json`` and is skipped when the command is run
+    again (a half-finished one resumes from its checkpoints), unless
+    ``--stages`` names it. Each stage's overrides are written to
+    ``<its folder>/stage_overrides.yaml``; the stage runs as ``train.py <its
+    yaml> <run options> --overrides_file=<that file>``. ``--separate FILE ...``
+    separates with the last stage's model.
 
     Returns
     -------
-    list
-        The brain of each stage.
+    Brain or None
+        See :func:`run_recipe`.
     """
+    to_separate, argv = split_separate_arguments(argv)
     _, run_options = split_command_line(argv)
-    brains = []
-    for stage, overrides in zip(stages, stage_overrides(stages, recipe_file, argv, other_files)):
-        mine = {**overrides, "output_folder": stage["output_folder"]}
-        if stage.get("init_from") and "init_from" not in overrides:
-            mine["init_from"] = stage["init_from"]
-        path = os.path.join(stage["output_folder"], "stage_overrides.yaml")
-        write_text_atomic(path, dump_yaml(mine))  # every DDP rank writes the same file atomically: no wait needed
-        stage_argv = [stage["hparams"], *run_options, f"--overrides_file={path}"]
+    _, _, cli_overrides = parse_arguments(argv, os.path.dirname(os.path.abspath(recipe_file)))
+    per_stage = stage_overrides(stages, recipe_file, argv)
+    plans = []
+    for i, (stage, overrides) in enumerate(zip(stages, per_stage)):
+        mine = {**stage["overrides"], **overrides, "output_folder": stage["output_folder"]}
+        if i > 0 and stage["handover"] not in overrides:
+            mine[stage["handover"]] = stages[i - 1]["output_folder"]
+        plans.append((stage, mine))
+    if to_separate:
+        stage, mine = plans[-1]
+        path = _write_stage_overrides(stage, mine)
+        return run_stage(brain_class, recipe_file, [stage["hparams"], *run_options, f"{OVERRIDES_FLAG}={path}",
+                                                   SEPARATE_FLAG, *to_separate])  # fmt: skip
+    to_run, named = _chosen_stages(stages, chosen, cli_overrides)
+    brain, brains = None, {}
+    for stage, mine in plans:
+        if stage not in to_run:
+            continue
+        done = os.path.join(stage["output_folder"], STAGE_DONE)
+        if os.path.exists(done) and stage["name"] not in named:
+            logger.info("Stage %s: finished (%s); skipped (%s=%s runs it again)", stage["name"], done, STAGES_FLAG,
+                        stage["name"])  # fmt: skip
+            if if_main_process():
+                print(f"Stage {stage['name']}: finished earlier ({done}), skipped")
+            continue
+        path = _write_stage_overrides(stage, mine)
+        stage_argv = [stage["hparams"], *run_options, f"{OVERRIDES_FLAG}={path}"]
         logger.info("Stage %s: %s", stage["name"], " ".join(stage_argv))
-        run = run_recipe if stage["test"] else fit_stage
-        brains.append(run(stage["brain"], recipe_file, stage_argv, dataset_builder=stage.get("dataset_builder")))
-    return brains
+        brain = run_stage(brain_class, recipe_file, stage_argv, dataset_builder=dataset_builder, test=stage["test"])
+        brains[stage["name"]] = brain
+        if if_main_process():
+            record = {"stage": stage["name"], "hparams": os.path.relpath(stage["hparams"], REPO_ROOT),
+                      "overrides": mine, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
+            write_text_atomic(done, json.dumps(record, indent=2, default=str) + "\n")
+    if brain is not None:
+        brain.stage_brains = brains
+    return brain
 
 
-def fit_stage(brain_class, recipe_file, argv, dataset_builder=None):
-    """:func:`run_recipe` without the test: prepare, initialise, train.
-
-    For a stage whose model is the next stage's starting point (the group stage).
-    """
-    return run_recipe(brain_class, recipe_file, argv, dataset_builder=dataset_builder, test=False)
+def _write_stage_overrides(stage, overrides):
+    """``<stage folder>/stage_overrides.yaml`` (every DDP rank writes the same file atomically: no wait needed)."""
+    path = os.path.join(stage["output_folder"], "stage_overrides.yaml")
+    write_text_atomic(path, dump_yaml(overrides))
+    return path
 
 
 def take_flag(argv, flag):

@@ -1,7 +1,7 @@
 """Context-aware two-stage training: split separators, SSL teachers and taps, frame alignment, group stage,
 teacher cache, stage hand-off and resume, every recipe yaml at tiny size, and a learning run.
 
-Recipe runs happen in this process (``modules.context_aware.run_context_aware``, the function ``train.py``
+Recipe runs happen in this process (``modules.recipe.run_recipe``, the function ``train.py``
 calls) to save the interpreter start-up of each run; the resume test runs the command line itself.
 """
 
@@ -26,10 +26,11 @@ from modules.context_aware import (
     TeacherCache,
     available_test_sets,
     contextual_taps,
+    SegregateBrain,
     grid_crop,
-    run_context_aware,
 )
 from modules.data import collate
+from modules.recipe import run_recipe
 from modules.models.context_aware import (
     ContextAwareSeparator,
     ContextPredictor,
@@ -488,6 +489,12 @@ def recipe_argv(corpora, out, name, *extra, checkpoint=None, epochs=1):
     return [*argv, *extra]
 
 
+def run_context_aware(recipe, argv):
+    """What the recipe's ``train.py`` does; the brains of the stages run, in order."""
+    brain = run_recipe(SegregateBrain, recipe, argv)
+    return list(getattr(brain, "stage_brains", {"": brain}).values())
+
+
 def read_rows(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -514,7 +521,7 @@ def test_system_yaml_runs_both_stages(corpora, tiny_checkpoints, tmp_path, name)
     extra = ["--backbone={num_layers: 2}"] if name != "convtasnet.yaml" else []  # tiny dual-path: 1 block each
     brains = run_context_aware(RECIPE, recipe_argv(corpora, out, name, *extra,
                                                    checkpoint=tiny_checkpoints["hubert"][0]))  # fmt: skip
-    assert [type(b).__name__ for b in brains] == ["GroupStageBrain", "SeparationBrain"]
+    assert [type(b).__name__ for b in brains] == ["GroupStageBrain", "SegregateBrain"]
     group_log = (out / "group" / "train_log.txt").read_text()
     assert "valid loss" in group_log and "valid word" in group_log
     assert (out / "segregate" / "init_from.txt").read_text().startswith("separator\t" + str(out / "group" / "save"))
@@ -545,7 +552,7 @@ def test_table_rows_as_overrides(corpora, tiny_checkpoints, tmp_path):
     """Sys. 1 (no group stage), Sys. 2 (signal, no teacher), Sys. 8 (WavLM, HuggingFace-format file)."""
     out = tmp_path / "sys1"
     brains = run_context_aware(RECIPE, recipe_argv(corpora, out, "convtasnet.yaml", "--target=none"))
-    assert len(brains) == 1 and not (out / "group").exists() and not (out / "init_from.txt").exists()
+    assert len(brains) == 1 and not (out / "group").exists() and not (out / "segregate" / "init_from.txt").exists()
     assert type(brains[0].modules.separator).__name__ == "ContextAwareSeparator"
 
     out = tmp_path / "sys2"

@@ -417,8 +417,8 @@ def stage1_runs(saddel_corpora, tmp_path_factory):
     for dataset in ("LibriMix", "WHAM"):
         out = tmp / f"{dataset}_saddel"
         run_saddel(dataset, "saddel.yaml", saddel_corpora[dataset], out, tiny,
-                   "--N_epochs=1", "--max_steps=3", "--figure2=True")  # fmt: skip
-        runs[dataset] = out
+                   "--N_epochs=1", "--max_steps=3", "--figure2=True", "--stages=step1")  # fmt: skip
+        runs[dataset] = out / "step1"
     return runs, tiny
 
 
@@ -463,13 +463,23 @@ def test_stage1_runs_and_writes_the_tables(stage1_runs, dataset):
 
 
 @pytest.mark.parametrize("dataset", ["LibriMix", "WHAM"])
-def test_stage2_starts_from_stage1(stage1_runs, saddel_corpora, tmp_path, dataset):
+def test_unrolled_stage_starts_from_step1(stage1_runs, saddel_corpora, dataset, capsys):
+    """The system's command again: the finished first stage is skipped, the unrolled one starts from it."""
     runs, tiny = stage1_runs
-    out = tmp_path / "finetune"
-    run_saddel(dataset, "saddel_finetune.yaml", saddel_corpora[dataset], out, tiny, "--N_epochs=1", "--max_steps=3",
-               f"--init_from={runs[dataset]}")  # fmt: skip
-    assert str(runs[dataset]) in (out / "init_from.txt").read_text()
-    check_test_outputs(out, N_TEST[dataset])
+    step1 = runs[dataset]
+    root = step1.parent
+    log = (step1 / "train_log.txt").read_text()
+    args = (dataset, "saddel.yaml", saddel_corpora[dataset], root, tiny, "--N_epochs=1", "--max_steps=3")
+    brain = run_saddel(*args)
+    assert list(brain.stage_brains) == ["unrolled"] and brain.hparams.train_steps == "oracle"
+    assert "Stage step1: finished earlier" in capsys.readouterr().out
+    assert (step1 / "train_log.txt").read_text() == log  # not trained again
+    unrolled = root / "unrolled"
+    assert (unrolled / "init_from.txt").read_text().split("\t")[1].startswith(str(step1))
+    check_test_outputs(unrolled, N_TEST[dataset])
+    done = json.loads((unrolled / "stage_done.json").read_text())
+    assert done["stage"] == "unrolled" and done["overrides"]["init_from"] == str(step1)
+    assert run_saddel(*args) is None  # both finished: nothing to do
 
 
 @pytest.mark.parametrize("dataset", ["LibriMix", "WHAM"])
@@ -478,7 +488,7 @@ def test_each_yaml_names_its_brain(dataset):
     import importlib
     import re
 
-    expected = {"saddel": SADDELBrain, "saddel_finetune": SADDELBrain, "bl_ss": SADDELBrain, "bl_sd": SADDELBrain,
+    expected = {"saddel": SADDELBrain, "bl_ss": SADDELBrain, "bl_sd": SADDELBrain,
                 "cascade": CascadeBrain, "a2pit": A2PITBrain}  # fmt: skip
     folder = Path(REPO_ROOT) / "recipes" / dataset / "saddel" / "hparams"
     for name, brain_class in expected.items():
@@ -498,6 +508,10 @@ def test_comparison_systems_run(stage1_runs, saddel_corpora, tmp_path, dataset, 
     assert type(brain).__name__ == {"cascade.yaml": "CascadeBrain", "a2pit.yaml": "A2PITBrain"}.get(
         hparams, "SADDELBrain"
     )
+    if hparams in ("bl_ss.yaml", "cascade.yaml"):  # two stages, as SADDEL: both tested
+        assert list(brain.stage_brains) == ["step1", "unrolled"]
+        check_test_outputs(out / "step1", N_TEST[dataset])
+        out = out / "unrolled"
     check_test_outputs(out, N_TEST[dataset])
 
 
@@ -645,7 +659,8 @@ def test_saddel_learns_on_mini_librimix(tmp_path):
     out = tmp_path / "out"
     run_saddel("LibriMix", "saddel.yaml", root, out, small, "--N_epochs=6", "--batch_size=5", "--lr=0.002",
                "--training_signal_len=8000", "--backbone={kernel_size: 32, kernel_stride: 16}", "--max_steps=3",
-               "--valid_items_per_scenario=2", "--flag_weight=2", "--n_audio_to_save=0")  # fmt: skip
+               "--valid_items_per_scenario=2", "--flag_weight=2", "--n_audio_to_save=0", "--stages=step1")  # fmt: skip
+    out = out / "step1"
     table = {r["metric"]: r for r in read_rows(out / "test_scenarios.csv")}
     si_snri = table["SI-SNRi, estimated count (dB)"]
     # Threads: this runs in the pytest process, which tests/conftest.py pins to one intra-op thread, so the

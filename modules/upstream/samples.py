@@ -191,6 +191,20 @@ def load_blocker(yaml_text):
 RUN_FILES = ("hyperparams.yaml", "log.txt", "env.log", "train_log.txt")
 
 
+def stage_names(yaml_text):
+    r"""The names of the stages a system's yaml declares (its ``stages`` list), in order.
+
+    Example
+    -------
+    >>> stage_names("seed: 1\nstages:\n    - {name: group, hparams: g.yaml}\n    - {name: segregate}\nx: 2\n")
+    ['group', 'segregate']
+    >>> stage_names("stages:\n- name: step1\n  overrides: {train_steps: first}\n- name: unrolled\n")
+    ['step1', 'unrolled']
+    """
+    block = re.search(r"^stages:[^\n]*\n((?:[ \t-][^\n]*\n?)*)", yaml_text, flags=re.M)
+    return re.findall(r"(?:^|[{,\s])name:\s*([\w-]+)", block.group(1), flags=re.M) if block else []
+
+
 def debug_checks(keys, yaml_text="", script="train.py"):
     """``test_debug_checks`` of a recipe's registry row: the files its debug run must write.
 
@@ -198,21 +212,23 @@ def debug_checks(keys, yaml_text="", script="train.py"):
 
     A tested run writes ``test_results.csv`` beside the run files; a stage
     that only trains (a context-aware group stage given alone, DIP's
-    pretraining) does not; a two-stage context-aware system writes each stage
-    in its own folder (``group/``, then ``segregate/``, which is tested).
+    pretraining) does not; a system of stages (its yaml's ``stages``) writes
+    each stage in its own folder (``group/``, then ``segregate/``, which is tested).
 
     Example
     -------
     >>> debug_checks({"data_folder"})
     'file_exists=[train.py,hyperparams.yaml,log.txt,env.log,train_log.txt,test_results.csv]'
-    >>> debug_checks({"group_hparams"})
+    >>> debug_checks({"stages"}, "stages:\\n    - {name: group, hparams: g.yaml}\\n    - {name: segregate}\\n")
     'file_exists=[group/train.py,group/train_log.txt,segregate/train.py,segregate/hyperparams.yaml,\
 segregate/log.txt,segregate/env.log,segregate/train_log.txt,segregate/test_results.csv]'
     """
-    if "group_hparams" in keys:
-        files = [f"group/{script}", "group/train_log.txt", f"segregate/{script}"]
-        files += [f"segregate/{f}" for f in RUN_FILES] + ["segregate/test_results.csv"]
-    elif re.search(r"^stage:\s*group\b", yaml_text, flags=re.M) or "min_crop" in keys:
+    stages = stage_names(yaml_text) if "stages" in keys else []
+    if stages:
+        *first, last = stages
+        files = [f for name in first for f in (f"{name}/{script}", f"{name}/train_log.txt")]
+        files += [f"{last}/{script}"] + [f"{last}/{f}" for f in RUN_FILES] + [f"{last}/test_results.csv"]
+    elif re.search(r"^brain_class:\s*!name:[\w.]*GroupStageBrain\b", yaml_text, flags=re.M) or "min_crop" in keys:
         files = [script, *RUN_FILES]
     else:
         files = [script, *RUN_FILES, "test_results.csv"]
@@ -251,7 +267,7 @@ def sample_flags(keys, yaml_text=""):
     '--data_folder=tests/samples/separation --train_data=tests/samples/annotation/separation_train.csv \
 --valid_data=tests/samples/annotation/separation_dev.csv --test_data=tests/samples/annotation/separation_dev.csv \
 --skip_prep=True --N_epochs=2'
-    >>> sample_flags({"init_from", "target", "group_hparams"}, "init_from: !ref <first_run>\\n")
+    >>> sample_flags({"init_from", "target", "stages"}, "init_from: !ref <first_run>\\n")
     '--init_from=null --target=signal'
     """
     wanted = [
@@ -285,7 +301,7 @@ def sample_flags(keys, yaml_text=""):
         wanted.append(("min_crop", "0.5"))  # DIP pretraining leaves out mixtures shorter (the samples: 1 s)
         if "pretrained_frontend" in pending:
             wanted.append(("pretrained_frontend", "null"))  # DIP+ continues the pretraining of a random frontend
-    if "group_hparams" in keys or "ssl_checkpoint" in keys:
+    if "stages" in keys or "ssl_checkpoint" in keys:
         wanted.append(("target", "signal"))  # a group stage without an SSL teacher
     flags = []
     for key, value in wanted:

@@ -10,11 +10,14 @@ whole separator with SI-SDR. One command runs both stages (or one, ``--stages=gr
     python recipes/LibriMix/context_aware/train.py hparams/convtasnet.yaml --data_folder=<LibriMix root> \\
         --ssl_checkpoint=<hubert_fairseq_base_ls960.pth> --lrs2mix_folder=<LRS2Mix root> --realm_folder=<REAL-M root>
 
-The method lives in ``modules.context_aware`` (group-stage Brain, teacher cache, stage
-runner) and ``modules.models.context_aware`` (the split separators, the predictor).
+The system's yaml declares its stages (``stages``: the group stage's yaml, then itself) and
+``modules.recipe.run_recipe`` runs them. The method lives in ``modules.context_aware``
+(group-stage Brain, teacher cache, the segregate stage's results table) and
+``modules.models.context_aware`` (the split separators, the predictor).
 """
 
-from modules.context_aware import run_context_aware
+from modules.context_aware import SegregateBrain
+from modules.recipe import run_recipe
 
 if __name__ == "__main__":
-    run_context_aware(recipe_file=__file__)
+    run_recipe(SegregateBrain, recipe_file=__file__)

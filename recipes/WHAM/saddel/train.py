@@ -6,11 +6,12 @@ WHAM!'s own sources and noise); and the paper's comparison systems.
 Run from the repository root (or from this folder)::
 
     python recipes/WHAM/saddel/train.py hparams/saddel.yaml --data_folder=<WHAM root>
-    python recipes/WHAM/saddel/train.py hparams/saddel_finetune.yaml --data_folder=<WHAM root>
 
-The first command trains the first recursion step on every scenario; the second fine-tunes the
-recursion unrolled over the true number of speakers, starting from the first run (``init_from``).
-``hparams/bl_ss.yaml``, ``bl_sd.yaml``, ``cascade.yaml`` and ``a2pit.yaml`` are the comparison systems.
+The yaml declares two stages (``stages``), run in order by ``modules.recipe.run_recipe``: the first
+recursion step on every scenario (``<output_folder>/step1``), then the recursion unrolled over the
+true number of speakers, started from the first (``<output_folder>/unrolled``); ``--stages=step1``
+or ``--stages=unrolled`` runs one. ``hparams/bl_ss.yaml``, ``bl_sd.yaml``, ``cascade.yaml`` and
+``a2pit.yaml`` are the comparison systems (bl.SS and the cascade have the same two stages).
 Each yaml names its Brain (``brain_class``, e.g. ``modules.saddel.CascadeBrain``), the datasets mix the
 scenarios (``modules.data.scenarios.build_scenario_datasets``); the steps of a run are
 ``modules.recipe.run_recipe``'s.
