@@ -330,7 +330,7 @@ def test_kernel_equals_a_float64_loop_with_lengths_and_feeds_the_upstream_form()
     """``centered_stats`` against per-item float64 loops (padded items centred on their own samples); the
     self-contained upstream form (``modules/upstream/core/pit.py``, which cannot import the kernel) agrees with it."""
     from modules.losses import centered_stats
-    from modules.upstream.core.pit import _ZeroMeanStats
+    from modules.upstream.core.pit import _zero_mean_stats
 
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(3, 500, 2, generator=gen).requires_grad_()
@@ -347,7 +347,7 @@ def test_kernel_equals_a_float64_loop_with_lengths_and_feeds_the_upstream_form()
     (grad,) = torch.autograd.grad((stats.cross * weights).sum() + stats.x_energy.sum(), x)
     assert grad[2, 77:].abs().max() == 0  # nothing flows to padded samples
     x_full, y_full = x.detach()[:, :, :2].clone().requires_grad_(), y[:, :, :2]
-    dot, est_energy, src_energy = _ZeroMeanStats.apply(y_full.transpose(1, 2), x_full.transpose(1, 2))
+    dot, est_energy, src_energy = _zero_mean_stats(y_full.transpose(1, 2), x_full.transpose(1, 2))
     kernel = centered_stats(x_full, y_full)
     torch.testing.assert_close(dot, kernel.cross, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(est_energy, kernel.x_energy, rtol=1e-12, atol=1e-12)

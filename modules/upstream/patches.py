@@ -8,8 +8,8 @@ they apply to a checkout of the repository too):
 
 1. ``0001-losses-vectorised-pit-si-snr.patch``: ``pairwise_si_snr`` and
    ``pit_si_snr`` in ``speechbrain/nnet/losses.py`` (one batched float64
-   pass for all pairs, every permutation scored with one gather, a
-   hand-written backward), and ``get_si_snr_with_pitwrapper`` computed with
+   pass for all pairs, every permutation scored with one gather,
+   differentiated by autograd), and ``get_si_snr_with_pitwrapper`` computed with
    them (same values, to float precision, and same permutations as
    ``PitWrapper(cal_si_snr)``); ``tests/unittests/test_pit_si_snr.py``.
    From ``modules/losses/si_snr.py`` and ``modules/losses/matching.py``
@@ -257,12 +257,13 @@ PATCHES = [
         "losses: vectorised permutation-invariant SI-SNR (pit_si_snr)",
         "get_si_snr_with_pitwrapper loops over batch items, source pairs and\n"
         "permutations in Python (PitWrapper). pairwise_si_snr computes all pairs\n"
-        "in one batched float64 pass (one bmm, a hand-written backward) and\n"
+        "in one batched float64 pass (one bmm; autograd differentiates it) and\n"
         "pit_si_snr scores every permutation with one gather, on the device,\n"
         "without host synchronisation. get_si_snr_with_pitwrapper now uses it:\n"
         "same permutations, same loss to float precision (its doctest's\n"
-        "135.2284 becomes the float64-exact 135.2283), 7-10x faster forward and\n"
-        "backward for 2-5 sources (batch 4, 4 s at 8 kHz, 2 CPU cores).\n"
+        "135.2284 becomes the float64-exact 135.2283), 3.6-4.6x faster forward\n"
+        "and backward for 2-5 sources (batch 4, 4 s at 8 kHz, 2 loaded CPU\n"
+        "cores; tests/benchmarks/bench_pit_loss.py, median of 25 interleaved reps).\n"
         "PitWrapper and cal_si_snr are unchanged.",
         edits={
             "speechbrain/nnet/losses.py": [

@@ -21,42 +21,19 @@ import torch
 # ---- inserted into speechbrain/nnet/losses.py from here ----
 
 
-class _ZeroMeanStats(torch.autograd.Function):
+def _zero_mean_stats(source, estimate):
     """Zero-mean float64 inner products and energies of two sets of signals.
 
     Given ``source`` and ``estimate`` of shape [B, C, T], returns the cross
     inner products [B, C, C] (``dot[b, i, j] = <estimate_i, source_j>``) and
     the energies of the estimates [B, C] and of the sources [B, C], after
-    removing each signal's mean. The backward pass needs one batched matrix
-    product per input; its result is already zero-mean, so the mean removal
-    needs no backward of its own.
+    removing each signal's mean. Autograd differentiates it (float64 is
+    never autocast).
     """
-
-    @staticmethod
-    def forward(ctx, source, estimate):
-        """Computes the statistics in float64."""
-        src = source.double() - source.double().mean(dim=-1, keepdim=True)
-        est = estimate.double() - estimate.double().mean(dim=-1, keepdim=True)
-        dot = torch.bmm(est, src.transpose(1, 2))
-        ctx.save_for_backward(src, est)
-        ctx.dtypes = (source.dtype, estimate.dtype)
-        return dot, est.square().sum(dim=-1), src.square().sum(dim=-1)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_dot, grad_est_energy, grad_src_energy):
-        """Gradients with respect to the (not zero-mean) inputs."""
-        src, est = ctx.saved_tensors
-        grad_src = grad_est = None
-        if ctx.needs_input_grad[0]:
-            grad_src = torch.bmm(grad_dot.transpose(1, 2), est)
-            grad_src = grad_src + 2.0 * grad_src_energy.unsqueeze(-1) * src
-            grad_src = grad_src.to(ctx.dtypes[0])
-        if ctx.needs_input_grad[1]:
-            grad_est = torch.bmm(grad_dot, src)
-            grad_est = grad_est + 2.0 * grad_est_energy.unsqueeze(-1) * est
-            grad_est = grad_est.to(ctx.dtypes[1])
-        return grad_src, grad_est
+    src = source.double() - source.double().mean(dim=-1, keepdim=True)
+    est = estimate.double() - estimate.double().mean(dim=-1, keepdim=True)
+    dot = torch.bmm(est, src.transpose(1, 2))
+    return dot, est.square().sum(dim=-1), src.square().sum(dim=-1)
 
 
 def pairwise_si_snr(source, estimate_source, eps=1e-8):
@@ -98,7 +75,7 @@ def pairwise_si_snr(source, estimate_source, eps=1e-8):
             "source and estimate_source must both have shape [B, T, C], "
             f"got {tuple(source.shape)} and {tuple(estimate_source.shape)}"
         )
-    dot, est_energy, src_energy = _ZeroMeanStats.apply(
+    dot, est_energy, src_energy = _zero_mean_stats(
         source.transpose(1, 2), estimate_source.transpose(1, 2)
     )
     alpha = dot / (src_energy.unsqueeze(1) + eps)
