@@ -26,14 +26,27 @@ seed. The real preparation scripts and recipes then run end to end on them.
 * :func:`make_mini_realm` -> ``<out>/REALM/{audio_files_converted_8000Hz/<session>,
   transcriptions,separations}`` (8 kHz; early sessions with mp3 names).
 
+The corpora of SADDEL's conditions (:data:`SADDEL_CORPORA`, not among the six
+datasets, so not in ``all``):
+
+* :func:`make_mini_wsj0mix` -> ``<out>/wsj0-mix/{2speakers,3speakers}/wav{8k,16k}/{min,max}/
+  {tr,cv,tt}/{mix,s1,s2[,s3]}/<utt1>_<l1>_<utt2>_<l2>[_<utt3>_<l3>].wav`` (PCM_16).
+* :func:`make_mini_musan` -> ``<out>/musan/noise/{free-sound,sound-bible}/noise-<subset>-NNNN.wav``
+  (16 kHz PCM_16) beside each folder's ``ANNOTATIONS`` and ``LICENSE``.
+* :func:`make_mini_nonspeech` -> ``<out>/Nonspeech/n1.wav`` ... ``n<K>.wav`` (20 kHz PCM_16).
+
 :data:`DATASETS` maps a name to its writer; all writers take the same keyword
-arguments (``seed, n_train, n_valid, n_test, sample_rates, modes``). The
+arguments (``seed, n_train, n_valid, n_test, sample_rates, modes``), and so
+do those of :data:`SADDEL_CORPORA`. The
 corpora that exist at one rate only (Vox2Mix, LRS2-2Mix 16 kHz; Aishell2Mix,
-REAL-M 8 kHz) check but otherwise ignore ``sample_rates`` and ``modes``.
+REAL-M 8 kHz; MUSAN, 100 Nonspeech) check but otherwise ignore ``sample_rates`` and ``modes``.
+The noise corpora have no splits: their ``n_train + n_valid + n_test`` is the
+number of files.
 
 Command line::
 
-    python -m data_prep.mini --dataset {wham,librimix,vox2mix,lrs2mix,aishell2mix,realm,all} --out DIR
+    python -m data_prep.mini --out DIR
+        --dataset {wham,librimix,vox2mix,lrs2mix,aishell2mix,realm,wsj0mix,musan,nonspeech,all}
         [--seed 0] [--n_train 48] [--n_valid 8] [--n_test 8] [--sample_rates 8000 16000] [--modes min max]
         [--enrollment]
 
@@ -1116,6 +1129,290 @@ def make_mini_realm(
     return root
 
 
+# --------------------------------------------------------------------------
+# Corpora of SADDEL's conditions: WSJ0-2mix / WSJ0-3mix, MUSAN noise, 100 Nonspeech Sounds
+
+WSJ0MIX_SPLITS = ("tr", "cv", "tt")
+#: wsj0-mix: relative levels of the sources, drawn in this range (dB).
+WSJ0MIX_LEVEL_DB = (-2.5, 2.5)
+#: Utterance durations (seconds) of the mini WSJ0-mix sources.
+WSJ0MIX_UTT_DURATION = (1.0, 2.0)
+
+
+def _level_text(level):
+    """A wsj0-mix level as its file name writes it (4 decimals, never ``-0.0000``)."""
+    text = f"{level:.4f}"
+    return "0.0000" if text == "-0.0000" else text
+
+
+def make_mini_wsj0mix(
+    out_dir,
+    seed=0,
+    n_train=48,
+    n_valid=8,
+    n_test=8,
+    sample_rates=(8000, 16000),
+    modes=("min", "max"),
+    n_spks=(2, 3),
+):
+    """Write a miniature WSJ0-2mix / WSJ0-3mix under ``<out_dir>/wsj0-mix``.
+
+    ``{2speakers,3speakers}/wav{8k,16k}/{min,max}/{tr,cv,tt}/{mix,s1,s2[,s3]}/<name>.wav``
+    as the MERL scripts write it (16-bit PCM), names joining wsj0-like
+    utterance ids and their levels, ``<utt1>_<l1>_<utt2>_<l2>[_<utt3>_<l3>].wav``:
+    two speakers at +g and -g dB (g in (0, 2.5]), a third at a level drawn in
+    [-2.5, 2.5] dB. Each source is its utterance normalised to unit active
+    level and scaled by its level, written at every rate (resampled from
+    16 kHz) and mode (``min`` truncates to the shortest utterance, ``max``
+    zero-pads to the longest), the set then scaled to a peak of 0.9; the
+    mixture is the sum of the written (quantised) sources, exactly. Speakers
+    of ``tr``, ``cv`` and ``tt`` are disjoint; 2- and 3-speaker mixtures
+    draw from the same speaker pools.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        Parent folder of ``wsj0-mix``.
+    seed : int
+        Random seed; the same seed gives identical files.
+    n_train, n_valid, n_test : int
+        Mixtures in ``tr``, ``cv`` and ``tt`` (for each ``n_spks``).
+    sample_rates : sequence of int
+        Subset of (8000, 16000).
+    modes : sequence of str
+        Subset of ("min", "max").
+    n_spks : sequence of int
+        Subset of (2, 3).
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/wsj0-mix`` (the folder holding ``2speakers``/``3speakers``).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = make_mini_wsj0mix(tempfile.mkdtemp(), n_train=1, n_valid=1, n_test=1,
+    ...                          sample_rates=(8000,), modes=("min",))
+    >>> sorted(p.name for p in (root / "3speakers" / "wav8k" / "min" / "tt").iterdir())
+    ['mix', 's1', 's2', 's3']
+    """
+    sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
+    sample_rates, modes, n_spks = tuple(sample_rates), tuple(modes), tuple(n_spks)
+    _check_options(seed, sizes, sample_rates, modes)
+    if not n_spks or any(n not in (2, 3) for n in n_spks) or len(set(n_spks)) != len(n_spks):
+        raise PrepError(f"invalid n_spks={n_spks!r} (a subset of 2, 3)")
+    options = {
+        "dataset": "wsj0mix",
+        "seed": int(seed),
+        **sizes,
+        "sample_rates": list(sample_rates),
+        "modes": list(modes),
+        "n_spks": list(n_spks),
+    }
+    root = _fresh_root(Path(out_dir) / "wsj0-mix", options)
+    counts = (n_train, n_valid, n_test)
+    pool_sizes = [_n_speakers(n, max(n_spks)) for n in counts]
+    rng = _rng(seed, "wsj0mix", "speakers")
+    codes = _wsj_speaker_codes(rng, sum(pool_sizes))
+    rng.shuffle(codes)
+    pools = [[sample_speaker(rng, code) for code in pool] for pool in _split_pools(rng, codes, pool_sizes)]
+    for n in n_spks:
+        used_utts = set()
+        for split, n_mix, pool in zip(WSJ0MIX_SPLITS, counts, pools):
+            for i in range(n_mix):
+                mrng = _rng(seed, "wsj0mix", n, split, i)
+                _write_wsj0mix_mixture(root / f"{n}speakers", split, n, pool, mrng, used_utts, sample_rates, modes)
+    return root
+
+
+def _write_wsj0mix_mixture(top, split, n_spks, pool, rng, used_utts, sample_rates, modes):
+    """One mixture of the mini WSJ0-mix at every rate and mode."""
+    gain = rng.uniform(1e-4, WSJ0MIX_LEVEL_DB[1])
+    levels = [_level_text(gain), _level_text(-gain)]
+    levels += [_level_text(rng.uniform(*WSJ0MIX_LEVEL_DB)) for _ in range(n_spks - 2)]
+    parts, sources = [], []
+    for k, level in zip(rng.choice(len(pool), n_spks, replace=False), levels):
+        spk = pool[k]
+        parts += [_unique(rng, lambda r, s=spk: _wsj_utt_id(r, s.name), used_utts), level]
+        u = synth_utterance(spk, rng.uniform(*WSJ0MIX_UTT_DURATION), GEN_SR, rng)
+        sources.append(u / active_level(u, GEN_SR) * 10 ** (float(level) / 20))
+    name = "_".join(parts) + ".wav"
+    keys = [f"s{k}" for k in range(1, n_spks + 1)]
+    for sr in sample_rates:
+        at_rate = [resample(u, GEN_SR, sr) for u in sources]
+        for mode in modes:
+            length = (min if mode == "min" else max)(len(u) for u in at_rate)
+            sig = [_fit(u, length) for u in at_rate]
+            peak = max(np.max(np.abs(sum(sig))), *(np.max(np.abs(x)) for x in sig))
+            sig = [_q16(x * WHAM_PEAK / peak) for x in sig]
+            base = top / f"wav{sr // 1000}k" / mode / split
+            for folder, x in (*zip(keys, sig), ("mix", sum(sig))):
+                (base / folder).mkdir(parents=True, exist_ok=True)
+                write_wav(base / folder / name, x, sr, "PCM_16")
+
+
+#: MUSAN's noise subsets; about 9 in 10 of its 930 noise files are in free-sound.
+MUSAN_SUBSETS = ("free-sound", "sound-bible")
+MUSAN_RATE = 16000
+#: Durations (seconds) of the mini MUSAN and 100 Nonspeech files.
+NOISE_DURATION = (1.0, 2.0)
+#: Rate of the mini 100 Nonspeech Sounds: a rate the recipes do not run at, so
+#: that readers must take it from the files.
+NONSPEECH_RATE = 20000
+#: Kinds of procedural noise clips (:func:`_noise_clip`).
+NOISE_KINDS = ("coloured", "ambient", "hum", "tones", "clicks")
+
+
+def _noise_clip(rng, n, sample_rate, kind):
+    """A procedural noise clip of one kind, RMS drawn in [-30, -15] dBFS, peak below 0.9."""
+    t = np.arange(n) / sample_rate
+    if kind == "coloured":
+        x = coloured_noise(n, sample_rate, rng, exponent=rng.uniform(0.0, 2.0), f_min=30.0)
+        x *= slow_modulation(n, sample_rate, rng, depth=rng.uniform(0.1, 0.8))
+    elif kind == "ambient":
+        x = ambient_noise(n, sample_rate, rng)
+    elif kind == "hum":
+        x = mains_hum(n, sample_rate, rng, base=rng.choice([50.0, 60.0]))
+        x += coloured_noise(n, sample_rate, rng, exponent=1.0) * rng.uniform(0.1, 0.5)
+    elif kind == "tones":  # bells, alarms, beeps: tone bursts with decaying envelopes
+        x = np.zeros(n)
+        for _ in range(int(rng.integers(2, 6))):
+            start, f0 = int(rng.integers(0, n)), rng.uniform(300.0, min(3000.0, sample_rate / 4))
+            env = np.exp(-(t[: n - start]) / rng.uniform(0.05, 0.4))
+            x[start:] += np.sin(2 * np.pi * f0 * t[: n - start]) * env
+        x += coloured_noise(n, sample_rate, rng, exponent=0.5) * 0.05
+    else:  # clicks: a clock, a machine: periodic decaying bursts
+        period = int(sample_rate * rng.uniform(0.05, 0.3))
+        impulses = np.zeros(n)
+        impulses[int(rng.integers(0, period)) :: period] = 1.0
+        k = max(int(0.01 * sample_rate), 1)
+        burst = rng.standard_normal(k) * np.exp(-np.arange(k) / (0.002 * sample_rate))
+        x = np.convolve(impulses, burst)[:n] + coloured_noise(n, sample_rate, rng, exponent=1.5) * 0.05
+    x = x / rms(x) * 10 ** (rng.uniform(-30.0, -15.0) / 20)
+    return x * min(1.0, 0.9 / np.max(np.abs(x)))
+
+
+def make_mini_musan(
+    out_dir,
+    seed=0,
+    n_train=48,
+    n_valid=8,
+    n_test=8,
+    sample_rates=(16000,),
+    modes=("min",),
+):
+    """Write a miniature MUSAN noise corpus under ``<out_dir>/musan``.
+
+    ``musan/noise/{free-sound,sound-bible}/noise-<subset>-NNNN.wav`` (16 kHz
+    PCM_16, 1-2 s of procedural noise: coloured noise, ambient babble and
+    clatter, hum, tone bursts, clicks), each folder with the ``ANNOTATIONS``
+    and ``LICENSE`` text files MUSAN keeps beside its audio, and a ``README``
+    at the top. The corpus has no split: ``n_train + n_valid + n_test`` files
+    in all, 9 in 10 in ``free-sound`` (as in MUSAN) and at least one in
+    ``sound-bible``; :func:`data_prep.noise_corpora.prepare_noise_corpus`
+    splits them.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        Parent folder of ``musan``.
+    seed : int
+        Random seed; the same seed gives identical files.
+    n_train, n_valid, n_test : int
+        Their sum is the number of noise files.
+    sample_rates, modes : sequence
+        Accepted for a uniform interface and checked; MUSAN is 16 kHz only.
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/musan``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = make_mini_musan(tempfile.mkdtemp(), n_train=3, n_valid=1, n_test=1)
+    >>> sorted(p.name for p in (root / "noise" / "sound-bible").iterdir())
+    ['ANNOTATIONS', 'LICENSE', 'noise-sound-bible-0000.wav']
+    """
+    sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
+    root = _start(out_dir, "musan", "musan", seed, sizes, sample_rates, modes)
+    total = n_train + n_valid + n_test
+    n_bible = max(1, total // 10) if total > 1 else 0
+    (root / "README").write_text(
+        "MUSAN (miniature): procedural stand-ins in the layout of the real corpus; only noise/ is written.\n",
+        encoding="utf-8",
+    )
+    for subset, count in zip(MUSAN_SUBSETS, (total - n_bible, n_bible)):
+        folder = root / "noise" / subset
+        folder.mkdir(parents=True)
+        lines = []
+        for i in range(count):
+            rng = _rng(seed, "musan", subset, i)
+            stem = f"noise-{subset}-{i:04d}"
+            kind = NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))]
+            x = _noise_clip(rng, int(rng.uniform(*NOISE_DURATION) * MUSAN_RATE), MUSAN_RATE, kind)
+            write_wav(folder / f"{stem}.wav", x, MUSAN_RATE, "PCM_16")
+            lines.append(f"{stem} procedural-{kind}\n")
+        (folder / "ANNOTATIONS").write_text("".join(lines), encoding="utf-8")
+        licence = f"Mini {subset} noise: procedural signals, no licence needed.\n"
+        (folder / "LICENSE").write_text(licence, encoding="utf-8")
+    return root
+
+
+def make_mini_nonspeech(
+    out_dir,
+    seed=0,
+    n_train=48,
+    n_valid=8,
+    n_test=8,
+    sample_rates=(16000,),
+    modes=("min",),
+):
+    """Write a miniature 100 Nonspeech Sounds corpus under ``<out_dir>/Nonspeech``.
+
+    ``Nonspeech/n1.wav`` ... ``n<K>.wav`` with ``K = n_train + n_valid + n_test``,
+    one folder, 1-2 s of procedural noise each (the kinds of
+    :func:`make_mini_musan`, in turn), PCM_16 at 20 kHz: a rate no recipe
+    runs at, so that the readers must take it from the files and resample.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        Parent folder of ``Nonspeech``.
+    seed : int
+        Random seed; the same seed gives identical files.
+    n_train, n_valid, n_test : int
+        Their sum is the number of files (the corpus is test-only in SADDEL's
+        paper; :mod:`data_prep.noise_corpora` puts them all in ``test`` by default).
+    sample_rates, modes : sequence
+        Accepted for a uniform interface and checked; ignored.
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/Nonspeech``.
+
+    Example
+    -------
+    >>> import tempfile, soundfile
+    >>> root = make_mini_nonspeech(tempfile.mkdtemp(), n_train=1, n_valid=1, n_test=1)
+    >>> sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    ['n1.wav', 'n2.wav', 'n3.wav']
+    >>> soundfile.info(root / "n1.wav").samplerate
+    20000
+    """
+    sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
+    root = _start(out_dir, "Nonspeech", "nonspeech", seed, sizes, sample_rates, modes)
+    for i in range(1, n_train + n_valid + n_test + 1):
+        rng = _rng(seed, "nonspeech", i)
+        kind = NOISE_KINDS[(i - 1) % len(NOISE_KINDS)]
+        x = _noise_clip(rng, int(rng.uniform(*NOISE_DURATION) * NONSPEECH_RATE), NONSPEECH_RATE, kind)
+        write_wav(root / f"n{i}.wav", x, NONSPEECH_RATE, "PCM_16")
+    return root
+
+
 #: Mini corpus writers by name; each takes ``(out_dir, seed=..., n_train=...,
 #: n_valid=..., n_test=..., sample_rates=..., modes=...)`` and returns its root.
 DATASETS = {
@@ -1127,14 +1424,29 @@ DATASETS = {
     "realm": make_mini_realm,
 }
 
+#: Writers of the corpora of SADDEL's conditions (not among the six datasets of
+#: the collection, so not in ``"all"``); same keyword arguments as :data:`DATASETS`.
+SADDEL_CORPORA = {
+    "wsj0mix": make_mini_wsj0mix,
+    "musan": make_mini_musan,
+    "nonspeech": make_mini_nonspeech,
+}
+
+#: The noise corpora among them: their sizes add up to a number of files, split by the prep.
+NOISE_CORPORA = ("musan", "nonspeech")
+
+#: Every writer by name: :data:`DATASETS` and :data:`SADDEL_CORPORA`.
+WRITERS = {**DATASETS, **SADDEL_CORPORA}
+
 
 def make_mini(dataset, out_dir, **kwargs):
-    """Write one mini corpus (a :data:`DATASETS` key) or all of them (``"all"``).
+    """Write one mini corpus (a :data:`WRITERS` key) or the six datasets (``"all"``).
 
     Arguments
     ---------
     dataset : str
-        A key of :data:`DATASETS` or ``"all"``.
+        A key of :data:`WRITERS` (:data:`DATASETS` or :data:`SADDEL_CORPORA`),
+        or ``"all"``: every :data:`DATASETS` corpus.
     out_dir : str or Path
         Parent folder of the corpora.
     **kwargs
@@ -1153,12 +1465,12 @@ def make_mini(dataset, out_dir, **kwargs):
     >>> out["wham"].name
     'WHAM'
     """
-    if dataset != "all" and dataset not in DATASETS:
-        raise PrepError(f"invalid dataset={dataset!r} (choose from {', '.join(DATASETS)}, all)")
+    if dataset != "all" and dataset not in WRITERS:
+        raise PrepError(f"invalid dataset={dataset!r} (choose from {', '.join(WRITERS)}, all)")
     names = list(DATASETS) if dataset == "all" else [dataset]
     out = {}
     for name in names:
-        writer = DATASETS[name]
+        writer = WRITERS[name]
         kw = dict(kwargs)
         if "enrollment" in kw and "enrollment" not in inspect.signature(writer).parameters:
             del kw["enrollment"]  # only the LibriMix writer has enrollment material to add
@@ -1178,7 +1490,12 @@ def build_parser():
         prog="python -m data_prep.mini",
         description="Write miniature corpora with the real on-disk layouts.",
     )
-    parser.add_argument("--dataset", required=True, choices=[*DATASETS, "all"])
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        choices=[*WRITERS, "all"],
+        help="all: the six datasets (not the SADDEL corpora wsj0mix, musan, nonspeech)",
+    )
     parser.add_argument("--out", required=True, help="parent folder of the corpora")
     parser.add_argument("--seed", type=int, default=0)
     for name, value in DEFAULT_SIZES.items():
@@ -1205,7 +1522,11 @@ def _cli(dataset, out, **kwargs):
     elapsed = time.perf_counter() - start
     sizes = "/".join(str(kwargs[k]) for k in DEFAULT_SIZES)
     for name, root in roots.items():
-        print(f"{name}: mini corpus at {Path(root).absolute()} ({sizes} train/valid/test mixtures)")
+        if name in NOISE_CORPORA:
+            what = f"{sum(kwargs[k] for k in DEFAULT_SIZES)} noise files"
+        else:
+            what = f"{sizes} train/valid/test mixtures"
+        print(f"{name}: mini corpus at {Path(root).absolute()} ({what})")
     print(f"done in {elapsed:.1f} s")
 
 

@@ -14,9 +14,14 @@ import soundfile as sf
 from data_prep.common import PrepError
 from data_prep.mini import (
     DATASETS,
+    SADDEL_CORPORA,
+    main,
     make_mini,
     make_mini_librimix,
+    make_mini_musan,
+    make_mini_nonspeech,
     make_mini_wham,
+    make_mini_wsj0mix,
     write_wav,
 )
 from data_prep.synth import active_level, rms
@@ -160,7 +165,7 @@ def _tree_bytes(root):
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("maker", [make_mini_wham, make_mini_librimix])
+@pytest.mark.parametrize("maker", [make_mini_wham, make_mini_librimix, make_mini_wsj0mix])
 def test_determinism(tmp_path, maker):
     kwargs = {
         "n_train": 2,
@@ -411,3 +416,19 @@ def test_registry_and_cli(tmp_path):
     assert str((out / "LibriMix").absolute()) in proc.stdout
     assert (out / "WHAM" / "wav8k" / "min" / "tt" / "mix_both").is_dir()
     assert (out / "LibriMix" / "Libri3Mix" / "wav8k" / "min" / "test" / "s3").is_dir()
+
+
+def test_saddel_corpora_registry(tmp_path, capsys):
+    # the corpora of SADDEL's conditions are written by name, not by "all" (the six datasets)
+    assert SADDEL_CORPORA == {"wsj0mix": make_mini_wsj0mix, "musan": make_mini_musan, "nonspeech": make_mini_nonspeech}
+    assert not set(SADDEL_CORPORA) & set(DATASETS)
+    sizes = {"n_train": 1, "n_valid": 1, "n_test": 1, "sample_rates": (8000,), "modes": ("min",)}
+    roots = make_mini("wsj0mix", tmp_path, **sizes)
+    assert (roots["wsj0mix"] / "3speakers" / "wav8k" / "min" / "tt" / "s3").is_dir()
+    assert not (roots["wsj0mix"] / "2speakers" / "wav16k").exists()
+    argv = ["--dataset", "musan", "--out", str(tmp_path), "--n_train", "2", "--n_valid", "1", "--n_test", "1"]
+    assert main(argv) == 0
+    assert f"musan: mini corpus at {(tmp_path / 'musan').absolute()} (4 noise files)" in capsys.readouterr().out
+    assert len(list((tmp_path / "musan" / "noise").rglob("*.wav"))) == 4
+    with pytest.raises(PrepError, match="sample rate"):
+        make_mini("nonspeech", tmp_path, sample_rates=(44100,))
