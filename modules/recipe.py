@@ -837,7 +837,8 @@ def run_stages(stages, brain_class, recipe_file, argv, chosen=None, dataset_buil
     the stages before it are not run). A finished stage writes
     ``<its folder>/stage_done.json`` and is skipped when the command is run
     again (a half-finished one resumes from its checkpoints), unless
-    ``--stages`` names it. Each stage's overrides are written to
+    ``--stages`` names it (a ``--debug`` run finishes no stage, and keeps its
+    checkpoints for the next stage: ``--debug_persistently``). Each stage's overrides are written to
     ``<its folder>/stage_overrides.yaml``; the stage runs as ``train.py <its
     yaml> <run options> --overrides_file=<that file>``. ``--separate FILE ...``
     separates with the last stage's model.
@@ -863,6 +864,9 @@ def run_stages(stages, brain_class, recipe_file, argv, chosen=None, dataset_buil
         return run_stage(brain_class, recipe_file, [stage["hparams"], *run_options, f"{OVERRIDES_FLAG}={path}",
                                                    SEPARATE_FLAG, *to_separate])  # fmt: skip
     to_run, named = _chosen_stages(stages, chosen, cli_overrides)
+    debug = "--debug" in run_options
+    if debug and "--debug_persistently" not in run_options:  # the next stage starts from this one's checkpoints
+        run_options = [*run_options, "--debug_persistently"]
     brain, brains = None, {}
     for stage, mine in plans:
         if stage not in to_run:
@@ -879,7 +883,7 @@ def run_stages(stages, brain_class, recipe_file, argv, chosen=None, dataset_buil
         logger.info("Stage %s: %s", stage["name"], " ".join(stage_argv))
         brain = run_stage(brain_class, recipe_file, stage_argv, dataset_builder=dataset_builder, test=stage["test"])
         brains[stage["name"]] = brain
-        if if_main_process():
+        if if_main_process() and not debug:  # a --debug run (a few batches) does not finish a stage
             record = {"stage": stage["name"], "hparams": os.path.relpath(stage["hparams"], REPO_ROOT),
                       "overrides": mine, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}  # fmt: skip
             write_text_atomic(done, json.dumps(record, indent=2, default=str) + "\n")

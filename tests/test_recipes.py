@@ -136,3 +136,21 @@ def test_extra_mixture_only_test_set_writes_separations(mini_root, tmp_path):
     written = {p.name for p in (out / "separations_realm").iterdir()}
     assert not (out / "audio_realm").exists()  # no empty audio folder for a set without references
     assert written == {f"{i}_s{k}.wav" for i in ids for k in (1, 2)}
+
+
+def test_stages_flag_names_declared_stages(tmp_path):
+    """``--stages`` takes the stages a system's yaml declares; a one-stage yaml declares none. Both fail before
+    any data is read."""
+    from conftest import REPO
+
+    from modules.recipe import run_recipe
+
+    recipe = str(REPO / "recipes" / "LibriMix" / "saddel" / "train.py")
+    common = [f"--data_folder={tmp_path / 'absent'}", f"--output_folder={tmp_path / 'out'}"]
+    with pytest.raises(SystemExit, match=r"subset of \['step1', 'unrolled'\], got 'step2'"):
+        run_recipe(None, recipe, ["hparams/saddel.yaml", *common, "--stages=step2"])
+    with pytest.raises(SystemExit, match="a2pit.yaml declares no stages"):
+        run_recipe(None, recipe, ["hparams/a2pit.yaml", *common, "--stages=step1"])
+    with pytest.raises(SystemExit, match=r"match no key"):
+        run_recipe(None, recipe, ["hparams/saddel.yaml", *common, "--not_a_key=1"])
+    assert not (tmp_path / "out").exists()
