@@ -773,6 +773,8 @@ class SeparationBrain(sb.Brain):
                 "n_excluded": len(excluded),
                 **{m: round(v, 4) for m, v in means.items()},
             }
+            if with_scenario:  # per-scenario means (SADDEL's tables: one column per scenario)
+                summary["scenarios"] = scenario_means(scored, names)
             write_text_atomic(os.path.join(folder, f"test_summary{suffix}.json"), json.dumps(summary, indent=2) + "\n")
             table = "| metric | mean |\n|---|---|\n" + "".join(f"| {m} | {v:.2f} |\n" for m, v in means.items())
             text = f"Test set {self._test_label}: {len(rows)} mixtures, {len(scored)} scored (SI-SNR and SDR in dB)\n"
@@ -783,6 +785,26 @@ class SeparationBrain(sb.Brain):
             write_text_atomic(os.path.join(folder, f"test_summary{suffix}.md"), f"{text}\n{table}")
             logger.info("Test results written to %s", os.path.join(folder, f"test_results{suffix}.csv"))
         return means
+
+
+def scenario_means(rows, names):
+    """``{scenario: {"n_scored": n, metric: mean}}`` of scored test rows labelled with a scenario.
+
+    Example
+    -------
+    >>> rows = [{"scenario": "2sp", "x": 1.0}, {"scenario": "2sp", "x": 3.0}, {"scenario": "3sp", "x": 5.0}]
+    >>> scenario_means(rows, ["x"])
+    {'2sp': {'n_scored': 2, 'x': 2.0}, '3sp': {'n_scored': 1, 'x': 5.0}}
+    """
+    out = {}
+    for scenario in dict.fromkeys(r["scenario"] for r in rows if r.get("scenario")):
+        mine = [r for r in rows if r.get("scenario") == scenario]
+        out[scenario] = {"n_scored": len(mine)}
+        for m in names:
+            values = [r[m] for r in mine if m in r]
+            if values:
+                out[scenario][m] = round(sum(values) / len(values), 4)
+    return out
 
 
 def _scaled_lengths(lengths, old_total, new_total):

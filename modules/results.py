@@ -30,6 +30,12 @@ A table specification::
             test_set: test            # the label in test_summary*.json (extra sets: their name)
             paper: {si-snr_i: 14.4, sdr_i: 15.0}
             source: NASS paper, Table 4
+
+A table of one metric per scenario (SADDEL's tables: a column per scenario)
+names its columns ``scenarios: [1sp+n, 2sp, ...]`` and its ``metric``; a row's
+``paper`` then maps scenarios to numbers, and the measured value of a column is
+the run's mean over that scenario's mixtures (``scenarios`` of its
+``test_summary*.json``).
 """
 
 from __future__ import annotations
@@ -120,20 +126,27 @@ def fill_tables(spec, records):
     """The rows of each table of ``spec`` with their measured means: ``[(title, metrics, [row dict])]``."""
     out = []
     for table in spec.get("tables", []):
-        metrics = list(table.get("metrics", ["si-snr_i", "sdr_i"]))
+        scenarios = table.get("scenarios")
+        metrics = list(scenarios or table.get("metrics", ["si-snr_i", "sdr_i"]))
+        metric = table.get("metric", "si-snr_i")
         rows = []
         for row in table.get("rows", []):
             test_set = row.get("test_set", "test")
             runs = [r for r in records if r["test_set"] == test_set and _matches(r, row.get("match"))]
             filled = {"label": row["label"], "test_set": test_set, "n_runs": len(runs), "source": row.get("source", "")}
-            for metric in metrics:
-                values = [float(r["summary"][metric]) for r in runs if metric in r["summary"]]
-                filled[f"{metric} paper"] = (row.get("paper") or {}).get(metric)
-                filled[f"{metric} measured"] = float(np.mean(values)) if values else None
-                filled[f"{metric} std"] = float(np.std(values)) if len(values) > 1 else None
+            for column in metrics:
+                if scenarios:
+                    per = [r["summary"].get("scenarios", {}).get(column, {}) for r in runs]
+                    values = [float(p[metric]) for p in per if metric in p]
+                else:
+                    values = [float(r["summary"][column]) for r in runs if column in r["summary"]]
+                filled[f"{column} paper"] = (row.get("paper") or {}).get(column)
+                filled[f"{column} measured"] = float(np.mean(values)) if values else None
+                filled[f"{column} std"] = float(np.std(values)) if len(values) > 1 else None
             filled["runs"] = " ".join(r["run"] for r in runs)
             rows.append(filled)
-        out.append((table.get("title", ""), metrics, rows))
+        title = table.get("title", "")
+        out.append((f"{title} ({metric} per scenario)" if scenarios else title, metrics, rows))
     return out
 
 

@@ -167,7 +167,9 @@ def recursive_separation(
         mixture for an item with no step), ``flags`` ``[B, max_steps]``
         (flag probabilities, NaN where no step ran or without a flag),
         ``rest_db`` ``[B, max_steps]`` (the rests' energies relative to the
-        mixture in dB, NaN where no step ran).
+        mixture in dB, NaN where no step ran), ``capped`` ``[B]`` bool (the
+        item reached ``max_steps`` without the rule saying stop: its count is
+        the cap's, not the rule's).
 
     Example
     -------
@@ -177,8 +179,8 @@ def recursive_separation(
     ...     one = sources[..., left[0]] if left else torch.zeros_like(x)
     ...     return torch.stack([one, x - one], -1), {}
     >>> out = recursive_separation(oracle_step, sources.sum(-1), stop_rule="energy")
-    >>> out["counts"].tolist()
-    [3]
+    >>> out["counts"].tolist(), out["capped"].tolist()
+    ([3], [False])
     """
     if oracle_counts is None and stop_rule not in STOP_RULES:
         raise ValueError(f"stop_rule must be one of {STOP_RULES}, not {stop_rule!r}")
@@ -218,7 +220,9 @@ def recursive_separation(
         else:
             stop = level < energy_threshold_db
         active[index[stop]] = False
-    return {"speakers": speakers, "counts": counts, "residual": residual, "flags": flags, "rest_db": rest_db}
+    capped = active & (counts == max_steps)  # still running after the last allowed step
+    return {"speakers": speakers, "counts": counts, "residual": residual, "flags": flags, "rest_db": rest_db,
+            "capped": capped}  # fmt: skip
 
 
 # --------------------------------------------------------------------------- scoring
@@ -367,6 +371,23 @@ def count_confusion(rows, max_count):
     return matrix
 
 
+def best_constant_guess(rows):
+    """The count a system that ignores its input would answer best, and its accuracy on ``rows``.
+
+    Example
+    -------
+    >>> best_constant_guess([{"scored": 1, "n_spk": 2}, {"scored": 1, "n_spk": 3}, {"scored": 1, "n_spk": 3}])
+    (3, 0.6666666666666666)
+    >>> best_constant_guess([])
+    (0, nan)
+    """
+    counts = [int(r["n_spk"]) for r in rows if r.get("scored")]
+    if not counts:
+        return 0, math.nan
+    guess = max(sorted(set(counts)), key=counts.count)
+    return guess, counts.count(guess) / len(counts)
+
+
 def _fmt(value):
     return "-" if isinstance(value, float) and math.isnan(value) else f"{value:.2f}"
 
@@ -382,10 +403,20 @@ class _CountingTestStage:
         ("SDRi, estimated count (dB)", "sdr_i"),
         ("SDRi, oracle count (dB)", "oracle_sdr_i"),
         ("speaker-count accuracy", "count_correct"),
+        ("speaker-count accuracy, a count at the cap counted wrong", "count_correct_uncapped"),
+    )
+    #: Rows scored on the mixtures whose count is right only (the one-and-rest reference's rule).
+    RIGHT_COUNT_ROWS = (
+        ("SI-SNRi, right-count mixtures only (dB)", "si-snr_i"),
+        ("SDRi, right-count mixtures only (dB)", "sdr_i"),
     )
 
     def separate_counted(self, batch, oracle):
-        """``(speakers [B, T, n], counts [B], residual [B, T] or None)`` of a test batch."""
+        """``(speakers [B, T, n], counts [B], residual [B, T] or None, capped [B] bool)`` of a test batch.
+
+        ``capped``: the count is the system's largest (``max_count``) because
+        its rule never said stop, not because it counted.
+        """
         raise NotImplementedError
 
     def count_rule(self):
@@ -403,10 +434,10 @@ class _CountingTestStage:
             return super().evaluate_batch(batch, stage)
         batch = batch.to(self.device)
         with self.evaluation_ctx:
-            estimated, counts, residual = self.separate_counted(batch, oracle=False)
+            estimated, counts, residual, capped = self.separate_counted(batch, oracle=False)
             # With the right count the oracle run is the same run: separate again only when a count is wrong.
             miscounted = batch.sources is not None and bool((counts != batch.n_sources).any())
-            oracle, oracle_counts, _ = self.separate_counted(batch, oracle=True) if miscounted else (None, None, None)
+            oracle, oracle_counts, *_ = self.separate_counted(batch, oracle=True) if miscounted else (None,) * 4
         losses = []
         for i, item_id in enumerate(batch.ids):
             n = int(batch.lengths[i])
@@ -421,7 +452,9 @@ class _CountingTestStage:
                 self.test_rows.append(row)
                 continue
             refs = batch.sources[i, :n, :n_spk].float()
-            row.update(n_spk=n_spk, n_spk_hat=k_hat, count_correct=float(k_hat == n_spk))
+            hit_cap = bool(capped[i])
+            row.update(n_spk=n_spk, n_spk_hat=k_hat, count_correct=float(k_hat == n_spk), capped=int(hit_cap),
+                       count_correct_uncapped=float(k_hat == n_spk and not hit_cap))  # fmt: skip
             scores = score_with_count(speakers, refs, mix)
             row.update(scores)
             if k_hat != n_spk:
@@ -469,10 +502,24 @@ class _CountingTestStage:
         n_items = {c: sum(1 for r in rows if r.get("scored") and c in ("all", r["scenario"])) for c in columns}
         csv_rows = [{"metric": label, **{c: _fmt(table[m][c]) for c in columns}} for label, m in self.TABLE_ROWS]
         csv_rows.append({"metric": "mixtures", **{c: str(n_items[c]) for c in columns}})
+        right = [r for r in rows if r.get("scored") and r.get("count_correct")]
+        _, right_table = scenario_table(right, [m for _, m in self.RIGHT_COUNT_ROWS], scenarios=columns[:-1])
+        csv_rows += [
+            {"metric": label, **{c: _fmt(right_table[m][c]) for c in columns}} for label, m in self.RIGHT_COUNT_ROWS
+        ]
+        n_right = {c: sum(1 for r in right if c in ("all", r["scenario"])) for c in columns}
+        csv_rows.append({"metric": "mixtures with the right count", **{c: str(n_right[c]) for c in columns}})
+        guess, guess_accuracy = best_constant_guess(rows)
         write_csv_atomic(os.path.join(folder, f"test_scenarios{suffix}.csv"), ["metric", *columns], csv_rows)
         lines = [
             f"Test set {self._test_label}: SI-SNRi / SDRi per scenario (the paper's Table 1 layout); "
             f"number of speakers: {self.count_rule()}",
+            "",
+            "Compare the paper's tables (SI-SNRi with the estimated count) with the first row: a reference left "
+            "without an estimate is scored with the mixture (0 dB), extra estimates are not scored. The "
+            "right-count rows score only the mixtures whose count is right (the one-and-rest reference "
+            "implementation's rule), on the number of mixtures given below them. Best constant guess of the "
+            f"count: {guess} speakers, accuracy {_fmt(guess_accuracy)}.",
             "",
             "| | " + " | ".join(columns) + " |",
             "|---" * (len(columns) + 1) + "|",
@@ -486,8 +533,11 @@ class _CountingTestStage:
         matrix_rows = [{header[0]: str(t), **{str(k): str(v) for k, v in enumerate(c)}} for t, c in matrix.items()]
         write_csv_atomic(os.path.join(folder, f"test_count_confusion{suffix}.csv"), header, matrix_rows)
         accuracy = table["count_correct"]["all"]
+        uncapped = table["count_correct_uncapped"]["all"]
         text = [
-            f"Speaker count on {self._test_label} ({self.count_rule()}): accuracy {_fmt(accuracy)}",
+            f"Speaker count on {self._test_label} ({self.count_rule()}): accuracy {_fmt(accuracy)}; "
+            f"{_fmt(uncapped)} with a count at the cap ({self.max_count()}) counted wrong; best constant guess "
+            f"({guess} speakers) {_fmt(guess_accuracy)}",
             "",
             "| " + " | ".join(header) + " |",
             "|---" * len(header) + "|",
@@ -723,13 +773,13 @@ class SADDELBrain(_CountingTestStage, SeparationBrain):
             energy_threshold_db=self._hp("energy_threshold_db", -15.0),
             oracle_counts=batch.n_sources if oracle else None,
         )
-        return out["speakers"], out["counts"], out["residual"]
+        return out["speakers"], out["counts"], out["residual"], out["capped"]
 
     @torch.no_grad()
     def separate_speakers(self, mix, **conditioning):
         """Speakers ``[B, T, max count]`` (zeros past an item's count) and the last rest (the noise, or silence)."""
         batch = _MixOnly(mix)
-        speakers, counts, residual = self.separate_counted(batch, oracle=False)
+        speakers, counts, residual, _ = self.separate_counted(batch, oracle=False)
         return speakers[..., : max(1, int(counts.max()))], residual
 
     # ------------------------------------------------------------ Figure 2
@@ -908,11 +958,12 @@ class A2PITBrain(_CountingTestStage, SeparationBrain):
             lengths=batch.lengths,
             oracle_counts=batch.n_sources if oracle else None,
         )
-        return estimates.gather(-1, order[:, None, :].expand(-1, estimates.shape[1], -1)), counts, None
+        speakers = estimates.gather(-1, order[:, None, :].expand(-1, estimates.shape[1], -1))
+        return speakers, counts, None, torch.zeros_like(counts, dtype=torch.bool)  # a threshold: no cap
 
     @torch.no_grad()
     def separate_speakers(self, mix, **conditioning):
         """The kept outputs ``[B, T, max count]`` (zeros past an item's count); no noise output."""
-        speakers, counts, _ = self.separate_counted(_MixOnly(mix), oracle=False)
+        speakers, counts, *_ = self.separate_counted(_MixOnly(mix), oracle=False)
         keep = torch.arange(speakers.shape[-1], device=mix.device)[None, :] < counts[:, None]
         return (speakers * keep[:, None, :])[..., : int(counts.max())], None

@@ -90,3 +90,23 @@ def test_histogram_of_several_runs(two_runs, tmp_path):
     assert image.shape[0] > 300 and image.shape[1] > 600
     assert main([*args, "--labels", "only one"]) == 2
     assert main([*args, "--metric", "nope"]) == 2
+
+
+def test_scenario_tables_read_the_per_scenario_means(tmp_path):
+    """SADDEL's tables (a column per scenario) in the default spec, filled from a run's ``scenarios`` means; the
+    first stage of a two-stage system (``train_steps: first``) is not mistaken for the system."""
+    for stage, steps, shift in (("unrolled", "oracle", 0.0), ("step1", "first", 5.0)):
+        run = tmp_path / "saddel" / "1234" / stage
+        run.mkdir(parents=True)
+        (run / "hyperparams.yaml").write_text(
+            f"# Generated\n# /x/recipes/WSJ0Mix/saddel/hparams/saddel.yaml\ntrain_steps: {steps}\n"
+        )
+        scenarios = {s: {"n_scored": 3, "si-snr_i": 10.0 + i + shift} for i, s in enumerate(["1sp+n", "2sp", "3sp"])}
+        (run / "test_summary.json").write_text(json.dumps({"test_set": "test", "si-snr_i": 11.0, "scenarios": scenarios}))
+    assert main(["tables", str(tmp_path / "saddel"), "--output_folder", str(tmp_path / "out")]) == 0
+    with open(tmp_path / "out" / "tables.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["label"] == "SADDEL" and r["test_set"] == "test"]
+    assert len(rows) == 1 and rows[0]["n_runs"] == "1"
+    assert float(rows[0]["2sp measured"]) == 11.0 and float(rows[0]["2sp paper"]) == 15.22
+    assert rows[0]["2sp+n measured"] == "—" and float(rows[0]["3sp+n paper"]) == 11.6
+    assert "SADDEL, Table 1" in (tmp_path / "out" / "tables.md").read_text()

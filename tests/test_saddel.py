@@ -435,7 +435,7 @@ def check_test_outputs(out, n_items_per_scenario):
         for key in ("si-snr_i", "sdr_i", "oracle_si-snr_i", "oracle_sdr_i"):
             assert math.isfinite(float(row[key])), (key, row)
     table = read_rows(out / "test_scenarios.csv")
-    assert [r["metric"] for r in table][-1] == "mixtures"
+    assert [r["metric"] for r in table][-1] == "mixtures with the right count" and "mixtures" in [r["metric"] for r in table]
     assert list(table[0])[1:] == [*SCENARIOS, "all"]
     one_sp = [float(r["si-snr_i"]) for r in items if r["scenario"] == "1sp+n"]
     assert float(table[0]["1sp+n"]) == pytest.approx(sum(one_sp) / len(one_sp), abs=0.01)
@@ -443,6 +443,14 @@ def check_test_outputs(out, n_items_per_scenario):
     assert sum(int(v) for r in confusion for k, v in r.items() if k != "true \\ estimated") == len(items)
     summary = json.loads((out / "test_summary.json").read_text())
     assert summary["n_scored"] == len(items) and "count_correct" in summary
+    assert summary["scenarios"]["1sp+n"]["si-snr_i"] == pytest.approx(float(table[0]["1sp+n"]), abs=0.01)
+    assert sum(s["n_scored"] for s in summary["scenarios"].values()) == len(items)
+    labels = [r["metric"] for r in table]
+    assert "SI-SNRi, right-count mixtures only (dB)" in labels and "mixtures with the right count" in labels
+    right = [r for r in items if float(r["count_correct"]) == 1]
+    assert int(table[labels.index("mixtures with the right count")]["all"]) == len(right)
+    for row in items:  # a count at the cap is never counted right without the cap
+        assert float(row["count_correct_uncapped"]) == float(row["count_correct"]) * (1 - int(row["capped"]))
     return items
 
 
