@@ -23,14 +23,13 @@ from speechbrain.lobes.models.dual_path import Decoder, Dual_Path_Model, Encoder
 
 from modules.context_aware import (
     GroupStageBrain,
+    SegregateBrain,
     TeacherCache,
     available_test_sets,
     contextual_taps,
-    SegregateBrain,
     grid_crop,
 )
 from modules.data import collate
-from modules.recipe import run_recipe
 from modules.models.context_aware import (
     ContextAwareSeparator,
     ContextPredictor,
@@ -47,7 +46,7 @@ from modules.models.ssl import (
     load_ssl_checkpoint,
     ssl_frame_lengths,
 )
-from modules.recipe import lift_training_block
+from modules.recipe import lift_training_block, run_recipe
 
 RECIPE = str(REPO / "recipes" / "LibriMix" / "context_aware" / "train.py")
 HPARAMS = REPO / "recipes" / "LibriMix" / "context_aware" / "hparams"

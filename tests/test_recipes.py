@@ -149,7 +149,7 @@ def test_stages_flag_names_declared_stages(tmp_path):
     common = [f"--data_folder={tmp_path / 'absent'}", f"--output_folder={tmp_path / 'out'}"]
     with pytest.raises(SystemExit, match=r"subset of \['step1', 'unrolled'\], got 'step2'"):
         run_recipe(None, recipe, ["hparams/saddel.yaml", *common, "--stages=step2"])
-    with pytest.raises(SystemExit, match="a2pit.yaml declares no stages"):
+    with pytest.raises(SystemExit, match=r"a2pit\.yaml declares no stages"):
         run_recipe(None, recipe, ["hparams/a2pit.yaml", *common, "--stages=step1"])
     with pytest.raises(SystemExit, match=r"match no key"):
         run_recipe(None, recipe, ["hparams/saddel.yaml", *common, "--not_a_key=1"])

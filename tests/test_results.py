@@ -102,7 +102,8 @@ def test_scenario_tables_read_the_per_scenario_means(tmp_path):
             f"# Generated\n# /x/recipes/WSJ0Mix/saddel/hparams/saddel.yaml\ntrain_steps: {steps}\n"
         )
         scenarios = {s: {"n_scored": 3, "si-snr_i": 10.0 + i + shift} for i, s in enumerate(["1sp+n", "2sp", "3sp"])}
-        (run / "test_summary.json").write_text(json.dumps({"test_set": "test", "si-snr_i": 11.0, "scenarios": scenarios}))
+        summary = {"test_set": "test", "si-snr_i": 11.0, "scenarios": scenarios}
+        (run / "test_summary.json").write_text(json.dumps(summary))
     assert main(["tables", str(tmp_path / "saddel"), "--output_folder", str(tmp_path / "out")]) == 0
     with open(tmp_path / "out" / "tables.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["label"] == "SADDEL" and r["test_set"] == "test"]

@@ -435,7 +435,8 @@ def check_test_outputs(out, n_items_per_scenario):
         for key in ("si-snr_i", "sdr_i", "oracle_si-snr_i", "oracle_sdr_i"):
             assert math.isfinite(float(row[key])), (key, row)
     table = read_rows(out / "test_scenarios.csv")
-    assert [r["metric"] for r in table][-1] == "mixtures with the right count" and "mixtures" in [r["metric"] for r in table]
+    labels = [r["metric"] for r in table]
+    assert labels[-1] == "mixtures with the right count" and "mixtures" in labels
     assert list(table[0])[1:] == [*SCENARIOS, "all"]
     one_sp = [float(r["si-snr_i"]) for r in items if r["scenario"] == "1sp+n"]
     assert float(table[0]["1sp+n"]) == pytest.approx(sum(one_sp) / len(one_sp), abs=0.01)
