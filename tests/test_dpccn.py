@@ -516,7 +516,7 @@ def train_small(brain, train, epochs=10):
     brain.modules.eval()
 
 
-def test_dpccn_learns_to_separate_unseen_speakers(learning_librimix):
+def test_dpccn_learns_to_separate_unseen_speakers(learning_librimix, record_property):
     """A small DPCCN (two outputs, uPIT) separates mixtures of unseen speakers.
 
     The corpus of :func:`learning_librimix`; a DPCCN of 0.16M parameters (:data:`SEPARATION_SIZES`),
@@ -544,10 +544,11 @@ def test_dpccn_learns_to_separate_unseen_speakers(learning_librimix):
     for i in range(len(test)):
         brain.evaluate_batch(collate([test[i]]), sb.Stage.TEST)
     mean = float(np.mean([row["si-snr_i"] for row in brain.test_rows]))
+    record_property("si-snr_i", mean)  # --junitxml keeps the figure
     assert mean > 2.42 - 1.2, mean
 
 
-def test_sdpccn_learns_to_extract_the_enrolled_speaker(learning_librimix):
+def test_sdpccn_learns_to_extract_the_enrolled_speaker(learning_librimix, record_property):
     """A small sDPCCN extracts the enrolled speaker from mixtures of unseen speakers.
 
     The corpus of :func:`learning_librimix` (LibriSpeech-style enrollment utterances from the
@@ -571,5 +572,6 @@ def test_sdpccn_learns_to_extract_the_enrolled_speaker(learning_librimix):
         for item in items:
             brain.evaluate_batch(collate([{**item, "enroll_sig": item[enroll_key]}]), sb.Stage.TEST)
         means[name] = float(np.mean([row["si-snr_i"] for row in brain.test_rows]))
+    record_property("means", means)  # --junitxml keeps the figures
     assert means["target"] > 3.6 - 1.5, means
     assert means["target"] - means["interferer"] > 12.3 - 4.0, means

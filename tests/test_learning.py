@@ -41,6 +41,8 @@ def test_nass_learns_and_predicts_the_noise(learning_corpus, tmp_path):
     run_recipe_cmd("WHAM", "nass", "hparams/convtasnet_nass.yaml", learning_corpus, out, "--pcl_patches=64",
                    overrides_file=SMALL)  # fmt: skip
     mean = mean_row(out)
+    # Measured (recipe subprocess, TEST_TORCH_THREADS): 1 thread 4.06 dB SI-SNRi, noise 2.66 dB, rule 16/16
+    # (margins 1.50, 1.20 dB, 0.20); 2 threads 4.06 dB, 2.66 dB, 16/16 (the same margins)
     assert mean["si-snr_i"] > 4.06 - 1.5, mean
     # the noise output estimates the noise: well above the mixture as an estimate of it
     assert mean["noise_si-snr_i"] > 2.66 - 1.2, mean

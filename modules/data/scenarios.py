@@ -44,12 +44,14 @@ from modules.data.mixing import (
 __all__ = [
     "SADDEL_NOISE_SNR_DB",
     "SADDEL_RELATIVE_DB",
+    "WHAM_NOISE_SNR_DB",
     "ScenarioDataset",
     "ScenarioSampler",
     "batch_composition",
     "build_scenario_datasets",
     "saddel_gains",
     "scenario_counts",
+    "wham_level_gains",
 ]
 
 logger = logging.getLogger(__name__)
@@ -128,6 +130,51 @@ def saddel_gains(sources, noise, rng, sample_rate=None):
 
 if "saddel" not in GAIN_RULES:
     register_gain_rule("saddel", saddel_gains)
+
+#: Noise level of WHAM!: SNR of the loudest speaker against the noise (dB), as wham_scripts draws it.
+WHAM_NOISE_SNR_DB = (-6.0, 3.0)
+
+
+def wham_level_gains(sources, noise, rng, sample_rate=None):
+    """WHAM!'s noise level for mixtures WHAM! does not have (registered as ``"wham_levels"``).
+
+    The speakers as :func:`saddel_gains` (the first at unit power, the others
+    within U(-2.5, 2.5) dB of it: wsj0-mix's rule, which WHAM!'s speech
+    follows); the noise at an SNR drawn from U(-6, 3) dB of the loudest
+    speaker against the noise (WHAM!'s rule, ``wham_scripts``); then one
+    factor for a largest peak of 0.9. The SADDEL recipe on WHAM! mixes its
+    three-speaker mixtures with it, so that every noisy scenario of that
+    recipe has WHAM!'s noise at WHAM!'s levels.
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> x, n = rng.standard_normal((3, 8000)), rng.standard_normal(8000)
+    >>> gains, noise_gain = wham_level_gains(x, n, np.random.default_rng(1))
+    >>> loudest = max(((g * s) ** 2).mean() for g, s in zip(gains, x))
+    >>> snr = 10 * np.log10(loudest / ((noise_gain * n) ** 2).mean())
+    >>> bool(-6 <= snr <= 3)
+    True
+    """
+    gains, _ = saddel_gains(sources, None, rng, sample_rate)
+    x = np.asarray(sources, dtype=np.float64)
+    scaled = gains[:, None] * x
+    noise_gain, peaks = 0.0, [np.abs(scaled.sum(axis=0)).max(), np.abs(scaled).max()]
+    if noise is not None:
+        n = np.asarray(noise, dtype=np.float64)
+        noise_power = (n**2).mean()
+        snr = rng.uniform(*WHAM_NOISE_SNR_DB)
+        if noise_power > 0:
+            loudest = (scaled**2).mean(axis=1).max()
+            noise_gain = math.sqrt(loudest / (noise_power * 10.0 ** (snr / 10.0)))
+        peaks = [np.abs(scaled.sum(axis=0) + noise_gain * n).max(), np.abs(scaled).max(), np.abs(noise_gain * n).max()]
+    peak = max(peaks)
+    common = PEAK / peak if peak > 0 else 1.0
+    return gains * common, float(noise_gain * common)
+
+
+if "wham_levels" not in GAIN_RULES:
+    register_gain_rule("wham_levels", wham_level_gains)
 
 
 def scenario_counts(name):
