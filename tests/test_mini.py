@@ -18,6 +18,7 @@ from data_prep.mini import (
     main,
     make_mini,
     make_mini_librimix,
+    make_mini_librispeech,
     make_mini_musan,
     make_mini_nonspeech,
     make_mini_wham,
@@ -420,7 +421,12 @@ def test_registry_and_cli(tmp_path):
 
 def test_saddel_corpora_registry(tmp_path, capsys):
     # the corpora of SADDEL's conditions are written by name, not by "all" (the six datasets)
-    assert SADDEL_CORPORA == {"wsj0mix": make_mini_wsj0mix, "musan": make_mini_musan, "nonspeech": make_mini_nonspeech}
+    assert SADDEL_CORPORA == {
+        "wsj0mix": make_mini_wsj0mix,
+        "musan": make_mini_musan,
+        "nonspeech": make_mini_nonspeech,
+        "librispeech": make_mini_librispeech,
+    }
     assert not set(SADDEL_CORPORA) & set(DATASETS)
     sizes = {"n_train": 1, "n_valid": 1, "n_test": 1, "sample_rates": (8000,), "modes": ("min",)}
     roots = make_mini("wsj0mix", tmp_path, **sizes)

@@ -1,0 +1,53 @@
+"""The LibriSpeech reader: subsets found where users point, utterances with durations and transcripts."""
+
+import shutil
+
+import pytest
+
+from data_prep.common import PrepError
+from data_prep.librispeech import find_librispeech_subset, list_librispeech
+from data_prep.mini import make_mini_librispeech
+
+
+@pytest.fixture(scope="module")
+def libri_root(tmp_path_factory):
+    return make_mini_librispeech(tmp_path_factory.mktemp("libri"), seed=0, n_train=2, n_valid=2, n_test=10)
+
+
+def test_utterances_of_a_subset(libri_root):
+    utts = list_librispeech(libri_root, "test-clean")
+    assert len(utts) == 10 and [u.utt_id for u in utts] == sorted(u.utt_id for u in utts)
+    for u in utts:
+        assert u.path == libri_root / "test-clean" / u.speaker / u.chapter / f"{u.utt_id}.flac"
+        assert u.utt_id.startswith(f"{u.speaker}-{u.chapter}-")
+        assert u.transcript and u.transcript == u.transcript.upper()
+        assert 2.0 <= u.duration <= 8.0
+    long = list_librispeech(libri_root, "test-clean", min_duration=6.0)
+    assert 0 < len(long) < len(utts) and all(u.duration >= 6.0 for u in long)
+    assert {u.speaker for u in utts}.isdisjoint({u.speaker for u in list_librispeech(libri_root, "dev-clean")})
+
+
+def test_where_users_point(libri_root):
+    subset = libri_root / "test-clean"
+    for folder in (libri_root, libri_root.parent, subset):
+        assert find_librispeech_subset(folder, "test-clean") == subset
+
+
+def test_errors_and_partial_copies(libri_root, tmp_path):
+    with pytest.raises(PrepError, match=r"subset 'test-other' not found .*subsets there: dev-clean, test-clean"):
+        list_librispeech(libri_root, "test-other")
+    with pytest.raises(PrepError, match="data_folder not found"):
+        list_librispeech(tmp_path / "nowhere")
+    copy = tmp_path / "LibriSpeech"
+    shutil.copytree(libri_root, copy)
+    for trans in (copy / "test-clean").rglob("*.trans.txt"):
+        trans.unlink()  # a partial copy: no transcripts
+    assert all(u.transcript is None for u in list_librispeech(copy))
+    flac = next((copy / "test-clean").rglob("*.flac"))
+    flac.rename(flac.with_name("1-2-0003.flac"))
+    with pytest.raises(PrepError, match="unexpected LibriSpeech file name"):
+        list_librispeech(copy)
+    empty = tmp_path / "empty" / "test-clean" / "1" / "2"
+    empty.mkdir(parents=True)
+    with pytest.raises(PrepError, match=r"no \.flac files"):
+        list_librispeech(tmp_path / "empty")
