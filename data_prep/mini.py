@@ -34,19 +34,22 @@ datasets, so not in ``all``):
 * :func:`make_mini_musan` -> ``<out>/musan/noise/{free-sound,sound-bible}/noise-<subset>-NNNN.wav``
   (16 kHz PCM_16) beside each folder's ``ANNOTATIONS`` and ``LICENSE``.
 * :func:`make_mini_nonspeech` -> ``<out>/Nonspeech/n1.wav`` ... ``n<K>.wav`` (20 kHz PCM_16).
+* :func:`make_mini_librispeech` -> ``<out>/LibriSpeech/{train-clean-100,dev-clean,test-clean}/
+  <speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac`` (16 kHz FLAC) with the chapters'
+  ``.trans.txt`` files; every fifth utterance shorter than 6 s (for SADDEL's Librispeech-mix).
 
 :data:`DATASETS` maps a name to its writer; all writers take the same keyword
 arguments (``seed, n_train, n_valid, n_test, sample_rates, modes``), and so
 do those of :data:`SADDEL_CORPORA`. The
 corpora that exist at one rate only (Vox2Mix, LRS2-2Mix 16 kHz; Aishell2Mix,
-REAL-M 8 kHz; MUSAN, 100 Nonspeech) check but otherwise ignore ``sample_rates`` and ``modes``.
+REAL-M 8 kHz; MUSAN, 100 Nonspeech, LibriSpeech) check but otherwise ignore ``sample_rates`` and ``modes``.
 The noise corpora have no splits: their ``n_train + n_valid + n_test`` is the
-number of files.
+number of files; those of the mini LibriSpeech are utterances per subset.
 
 Command line::
 
     python -m data_prep.mini --out DIR
-        --dataset {wham,librimix,vox2mix,lrs2mix,aishell2mix,realm,wsj0mix,musan,nonspeech,all}
+        --dataset {wham,librimix,vox2mix,lrs2mix,aishell2mix,realm,wsj0mix,musan,nonspeech,librispeech,all}
         [--seed 0] [--n_train 48] [--n_valid 8] [--n_test 8] [--sample_rates 8000 16000] [--modes min max]
         [--enrollment]
 
@@ -1413,6 +1416,92 @@ def make_mini_nonspeech(
     return root
 
 
+#: The subsets of the mini LibriSpeech: train, valid, test (as ``n_train``, ``n_valid``, ``n_test``).
+MINI_LIBRISPEECH_SUBSETS = ("train-clean-100", "dev-clean", "test-clean")
+LIBRISPEECH_RATE = 16000
+#: Durations (seconds) of the mini LibriSpeech utterances: most at least 6 s (what SADDEL's
+#: Librispeech-mix keeps), every fifth shorter (what it leaves out).
+LIBRISPEECH_LONG = (6.2, 8.0)
+LIBRISPEECH_SHORT = (2.0, 5.5)
+
+
+def make_mini_librispeech(
+    out_dir,
+    seed=0,
+    n_train=48,
+    n_valid=8,
+    n_test=8,
+    sample_rates=(16000,),
+    modes=("min",),
+):
+    """Write a miniature LibriSpeech under ``<out_dir>/LibriSpeech``.
+
+    ``LibriSpeech/{train-clean-100,dev-clean,test-clean}/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac``
+    (16 kHz FLAC, PCM_16) with one ``<speaker>-<chapter>.trans.txt`` per
+    chapter (``<utt id> WORDS IN UPPER CASE``), and ``SPEAKERS.TXT`` at the
+    top, as the OpenSLR 12 archives unpack. ``n_train``, ``n_valid`` and
+    ``n_test`` utterances in the three subsets, spread over at least three
+    speakers per subset (disjoint across subsets), two chapters each; every
+    fifth utterance is shorter than 6 s, the others 6.2-8 s.
+
+    Arguments
+    ---------
+    out_dir : str or Path
+        Parent folder of ``LibriSpeech``.
+    seed : int
+        Random seed; the same seed gives identical files.
+    n_train, n_valid, n_test : int
+        Utterances in ``train-clean-100``, ``dev-clean`` and ``test-clean``.
+    sample_rates, modes : sequence
+        Accepted for a uniform interface and checked; LibriSpeech is 16 kHz only.
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/LibriSpeech``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = make_mini_librispeech(tempfile.mkdtemp(), n_train=1, n_valid=1, n_test=3)
+    >>> sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    ['SPEAKERS.TXT', 'dev-clean', 'test-clean', 'train-clean-100']
+    >>> len(list((root / "test-clean").rglob("*.flac"))), len(list((root / "test-clean").rglob("*.trans.txt")))
+    (3, 3)
+    """
+    sizes = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
+    root = _start(out_dir, "LibriSpeech", "librispeech", seed, sizes, sample_rates, modes)
+    counts = (n_train, n_valid, n_test)
+    pool_sizes = [max(3, -(-n // 3)) for n in counts]
+    rng = _rng(seed, "librispeech", "speakers")
+    ids = _libri_speakers(rng, sum(pool_sizes))
+    speakers_txt = [";ID  |SEX| SUBSET           |MINUTES| NAME\n"]
+    start = 0
+    for subset, n_utts, n_pool in zip(MINI_LIBRISPEECH_SUBSETS, counts, pool_sizes):
+        pool = [(sample_speaker(rng, str(spk)), chapters) for spk, chapters in ids[start : start + n_pool]]
+        start += n_pool
+        lines = {}
+        for i in range(n_utts):
+            urng = _rng(seed, "librispeech", subset, i)
+            spk, chapters = pool[i % n_pool]
+            chapter = chapters[(i // n_pool) % 2]
+            utt = f"{spk.name}-{chapter}-{i:04d}"
+            duration = urng.uniform(*(LIBRISPEECH_SHORT if i % 5 == 4 else LIBRISPEECH_LONG))
+            x = synth_utterance(spk, duration, LIBRISPEECH_RATE, urng)
+            x *= 10 ** (urng.uniform(*LIBRIMIX_SPEECH_DB) / 20) / rms(x)
+            folder = root / subset / spk.name / str(chapter)
+            folder.mkdir(parents=True, exist_ok=True)
+            sf.write(folder / f"{utt}.flac", _q16(x), LIBRISPEECH_RATE, subtype="PCM_16", format="FLAC")
+            words = _sentence(urng).upper().replace(",", "").rstrip(".?!")
+            lines.setdefault(folder / f"{spk.name}-{chapter}.trans.txt", []).append(f"{utt} {words}\n")
+        for path, text in lines.items():
+            path.write_text("".join(text), encoding="utf-8")
+        for spk, _ in pool:
+            speakers_txt.append(f"{spk.name:<5}| {spk.gender.upper()} | {subset:<17}| 25.00 | Mini Reader {spk.name}\n")
+    (root / "SPEAKERS.TXT").write_text("".join(speakers_txt), encoding="utf-8")
+    return root
+
+
 #: Mini corpus writers by name; each takes ``(out_dir, seed=..., n_train=...,
 #: n_valid=..., n_test=..., sample_rates=..., modes=...)`` and returns its root.
 DATASETS = {
@@ -1430,6 +1519,7 @@ SADDEL_CORPORA = {
     "wsj0mix": make_mini_wsj0mix,
     "musan": make_mini_musan,
     "nonspeech": make_mini_nonspeech,
+    "librispeech": make_mini_librispeech,
 }
 
 #: The noise corpora among them: their sizes add up to a number of files, split by the prep.
@@ -1494,7 +1584,7 @@ def build_parser():
         "--dataset",
         required=True,
         choices=[*WRITERS, "all"],
-        help="all: the six datasets (not the SADDEL corpora wsj0mix, musan, nonspeech)",
+        help="all: the six datasets (not the SADDEL corpora wsj0mix, musan, nonspeech, librispeech)",
     )
     parser.add_argument("--out", required=True, help="parent folder of the corpora")
     parser.add_argument("--seed", type=int, default=0)
@@ -1524,6 +1614,8 @@ def _cli(dataset, out, **kwargs):
     for name, root in roots.items():
         if name in NOISE_CORPORA:
             what = f"{sum(kwargs[k] for k in DEFAULT_SIZES)} noise files"
+        elif name == "librispeech":
+            what = f"{sizes} train/dev/test utterances"
         else:
             what = f"{sizes} train/valid/test mixtures"
         print(f"{name}: mini corpus at {Path(root).absolute()} ({what})")

@@ -3,10 +3,11 @@
 import shutil
 
 import pytest
+import soundfile as sf
 
 from data_prep.common import PrepError
 from data_prep.librispeech import find_librispeech_subset, list_librispeech
-from data_prep.mini import make_mini_librispeech
+from data_prep.mini import main, make_mini_librispeech
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +52,17 @@ def test_errors_and_partial_copies(libri_root, tmp_path):
     empty.mkdir(parents=True)
     with pytest.raises(PrepError, match=r"no \.flac files"):
         list_librispeech(tmp_path / "empty")
+
+
+def test_mini_librispeech_is_deterministic_and_on_the_cli(libri_root, tmp_path, capsys):
+    assert main(["--dataset", "librispeech", "--out", str(tmp_path), "--n_train", "2", "--n_valid", "2"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        f"librispeech: mini corpus at {(tmp_path / 'LibriSpeech').absolute()} (2/2/8 train/dev/test utterances)" in out
+    )
+    again = make_mini_librispeech(tmp_path / "again", seed=0, n_train=2, n_valid=2, n_test=10)
+    files = sorted(p.relative_to(libri_root) for p in libri_root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert all((libri_root / f).read_bytes() == (again / f).read_bytes() for f in files)
+    info = sf.info(next(libri_root.rglob("*.flac")))
+    assert (info.format, info.samplerate, info.channels) == ("FLAC", 16000, 1)
