@@ -33,8 +33,8 @@ N_SNR = (10.0, 20.0)
 
 
 @pytest.fixture(scope="module")
-def corpora(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("corpora")
+def saddel_corpora(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("saddel_corpora")
     return {
         "wsj0": make_mini_wsj0mix(tmp, n_train=1, n_valid=1, n_test=4, sample_rates=(8000,), modes=("min",)),
         "musan": make_mini_musan(tmp, n_train=16, n_valid=2, n_test=2),  # 20 files: 16 / 2 / 2
@@ -43,16 +43,16 @@ def corpora(tmp_path_factory):
     }
 
 
-def _wsj0_musan(corpora, out, **kwargs):
-    options = dict(snr_range=M_SNR, noise_corpus="musan", noise_folder=corpora["musan"], progress=False)
+def _wsj0_musan(saddel_corpora, out, **kwargs):
+    options = dict(snr_range=M_SNR, noise_corpus="musan", noise_folder=saddel_corpora["musan"], progress=False)
     options.update(kwargs)
-    return prepare_saddel_condition("M_C", "wsj0", corpora["wsj0"], out, **options)
+    return prepare_saddel_condition("M_C", "wsj0", saddel_corpora["wsj0"], out, **options)
 
 
 @pytest.fixture(scope="module")
-def m_c(corpora, tmp_path_factory):
+def m_c(saddel_corpora, tmp_path_factory):
     out = tmp_path_factory.mktemp("conditions")
-    return out, _wsj0_musan(corpora, out)
+    return out, _wsj0_musan(saddel_corpora, out)
 
 
 def _rows(path):
@@ -69,6 +69,18 @@ def _tree(folder):
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
+def _check_noise_segment(folder, row, noise_root, rate):
+    """The written noise is a scaled segment of the noise file resampled to ``rate``, wrapping round if shorter."""
+    noise = _read(folder, row["noise_wav"])
+    data, file_rate = sf.read(Path(noise_root) / row["noise_file"], dtype="float64")
+    full = resample(data, file_rate, rate)
+    start = int(row["noise_start"])
+    segment = np.take(full, np.arange(start, start + len(noise)), mode="wrap")
+    gain = noise @ segment / (segment @ segment)
+    np.testing.assert_allclose(noise, gain * segment, atol=1e-6)
+    return start + len(noise) > len(full)  # tiled
+
+
 def _signals(folder, row, n_sources):
     sources = np.stack([_read(folder, row[f"s{k}_wav"]) for k in range(1, n_sources + 1)])
     noise = _read(folder, row["noise_wav"]) if "noise_wav" in row else None
@@ -78,7 +90,7 @@ def _signals(folder, row, n_sources):
 # ------------------------------------------------------------------ layout, manifests, signals
 
 
-def test_layout_and_manifests_load(m_c, corpora):
+def test_layout_and_manifests_load(m_c, saddel_corpora):
     out, paths = m_c
     folder = out / "M_C"
     assert list(paths) == SCENARIOS
@@ -97,7 +109,7 @@ def test_layout_and_manifests_load(m_c, corpora):
             "3sp_n.csv",
         ]
     )
-    wsj_ids = sorted(p.stem for p in (corpora["wsj0"] / "2speakers/wav8k/min/tt/mix").iterdir())
+    wsj_ids = sorted(p.stem for p in (saddel_corpora["wsj0"] / "2speakers/wav8k/min/tt/mix").iterdir())
     for scenario, path in paths.items():
         n = N_SOURCES[scenario]
         header = next(csv.reader(open(path)))
@@ -121,17 +133,20 @@ def test_layout_and_manifests_load(m_c, corpora):
 def test_snr_reached_mixture_is_the_sum_and_peaks(m_c):
     out, paths = m_c
     folder = out / "M_C"
+    peaks = []
     for scenario, path in paths.items():
         for row in _rows(path):
             mix, sources, noise = _signals(folder, row, N_SOURCES[scenario])
             expected = sources.sum(0) + (0 if noise is None else noise)
             np.testing.assert_allclose(mix, expected, atol=1e-6)
-            assert np.abs(mix).max() <= 0.99 + 1e-6 and np.abs(sources).max() <= 0.99 + 1e-6
+            peaks.append(max(np.abs(mix).max(), np.abs(sources).max(), 0 if noise is None else np.abs(noise).max()))
             if scenario in NOISY:
                 snr = 10 * np.log10((sources.sum(0) ** 2).sum() / (noise**2).sum())
                 assert M_SNR[0] <= float(row["snr_db"]) <= M_SNR[1]
                 assert abs(snr - float(row["snr_db"])) < 0.1
                 assert abs(snr - float(row["snr_db"])) < 1e-3  # exact to float32 rounding
+    # loud mixtures scaled down to the ceiling with their sources and noise, the others as they are
+    assert max(peaks) <= 0.99 + 1e-6 and np.isclose(peaks, 0.99).any() and (np.array(peaks) < 0.98).any()
     # 1sp+n is the first source of each 2-speaker mixture, at its corpus level
     one = {r["ID"]: r for r in _rows(paths["1sp+n"])}
     two = {r["ID"]: r for r in _rows(paths["2sp"])}
@@ -141,17 +156,17 @@ def test_snr_reached_mixture_is_the_sum_and_peaks(m_c):
         np.testing.assert_allclose(s1_one, ratio * s1_two, atol=1e-5)
 
 
-def test_clean_wsj0_scenarios_are_the_corpus_mixtures(m_c, corpora):
+def test_clean_wsj0_scenarios_are_the_corpus_mixtures(m_c, saddel_corpora):
     out, paths = m_c
-    tt = corpora["wsj0"] / "2speakers/wav8k/min/tt"
+    tt = saddel_corpora["wsj0"] / "2speakers/wav8k/min/tt"
     for row in _rows(paths["2sp"]):
         corpus_mix = sf.read(tt / "mix" / f"{row['ID']}.wav", dtype="float64")[0]
         np.testing.assert_allclose(_read(out / "M_C", row["mix_wav"]), corpus_mix, atol=1e-4)
 
 
-def test_only_test_split_noise_of_musan(m_c, corpora):
+def test_only_test_split_noise_of_musan(m_c, saddel_corpora):
     out, paths = m_c
-    _, files = corpus_files(corpora["musan"], "musan")
+    _, files = corpus_files(saddel_corpora["musan"], "musan")
     split = noise_split(files, 0, (0.8, 0.1, 0.1))
     record = json.loads((out / "M_C" / CONDITION_FILE).read_text())
     assert record["noise"]["files"] == split["test"] and len(split["test"]) == 2
@@ -165,17 +180,17 @@ def test_only_test_split_noise_of_musan(m_c, corpora):
 # ------------------------------------------------------------------ determinism and resume
 
 
-def test_rerun_in_a_fresh_folder_is_byte_identical(m_c, corpora, tmp_path):
+def test_rerun_in_a_fresh_folder_is_byte_identical(m_c, saddel_corpora, tmp_path):
     out, _ = m_c
-    _wsj0_musan(corpora, tmp_path)
+    _wsj0_musan(saddel_corpora, tmp_path)
     assert _tree(tmp_path / "M_C") == _tree(out / "M_C")
     # another seed draws other noise
-    other = _wsj0_musan(corpora, tmp_path / "seed1", seed=1, scenarios=["2sp+n"])
+    other = _wsj0_musan(saddel_corpora, tmp_path / "seed1", seed=1, scenarios=["2sp+n"])
     draws = [(r["snr_db"], r["noise_start"]) for r in _rows(other["2sp+n"])]
     assert draws != [(r["snr_db"], r["noise_start"]) for r in _rows(out / "M_C" / "2sp_n.csv")]
 
 
-def test_killed_run_resumes_to_the_same_files(m_c, corpora, tmp_path, monkeypatch):
+def test_killed_run_resumes_to_the_same_files(m_c, saddel_corpora, tmp_path, monkeypatch):
     out, _ = m_c
     real_write = saddel_conditions.write_float_wav
     calls = []
@@ -188,7 +203,7 @@ def test_killed_run_resumes_to_the_same_files(m_c, corpora, tmp_path, monkeypatc
 
     monkeypatch.setattr(saddel_conditions, "write_float_wav", killed_after)
     with pytest.raises(KeyboardInterrupt):
-        _wsj0_musan(corpora, tmp_path)
+        _wsj0_musan(saddel_corpora, tmp_path)
     monkeypatch.undo()
     folder = tmp_path / "M_C"
     record = json.loads((folder / CONDITION_FILE).read_text())
@@ -201,12 +216,12 @@ def test_killed_run_resumes_to_the_same_files(m_c, corpora, tmp_path, monkeypatc
     (folder / "1sp_n.csv").unlink()
     record["scenarios"]["1sp+n"]["done"] = False
     (folder / CONDITION_FILE).write_text(json.dumps(record))
-    _wsj0_musan(corpora, tmp_path)
+    _wsj0_musan(saddel_corpora, tmp_path)
     assert _tree(folder) == _tree(out / "M_C")
 
 
-def test_finished_condition_is_skipped_and_a_scenario_can_be_added(corpora, tmp_path, monkeypatch):
-    paths = _wsj0_musan(corpora, tmp_path, scenarios=["2sp"])
+def test_finished_condition_is_skipped_and_a_scenario_can_be_added(saddel_corpora, tmp_path, monkeypatch):
+    paths = _wsj0_musan(saddel_corpora, tmp_path, scenarios=["2sp"])
     assert list(paths) == ["2sp"]
     before = _tree(tmp_path / "M_C")
 
@@ -214,9 +229,9 @@ def test_finished_condition_is_skipped_and_a_scenario_can_be_added(corpora, tmp_
         raise AssertionError("a finished scenario was written again")
 
     monkeypatch.setattr(saddel_conditions, "write_float_wav", no_write)
-    _wsj0_musan(corpora, tmp_path, scenarios=["2sp"])
+    _wsj0_musan(saddel_corpora, tmp_path, scenarios=["2sp"])
     monkeypatch.undo()
-    _wsj0_musan(corpora, tmp_path, scenarios=["2sp", "2sp+n"])
+    _wsj0_musan(saddel_corpora, tmp_path, scenarios=["2sp", "2sp+n"])
     after = _tree(tmp_path / "M_C")
     assert {k: v for k, v in after.items() if k in before and k != CONDITION_FILE} == {
         k: v for k, v in before.items() if k != CONDITION_FILE
@@ -227,26 +242,24 @@ def test_finished_condition_is_skipped_and_a_scenario_can_be_added(corpora, tmp_
 # ------------------------------------------------------------------ 100 Nonspeech and Librispeech-mix
 
 
-def test_nonspeech_noise_is_resampled_from_its_own_rate(corpora, tmp_path):
-    root, files = condition_noise_files(corpora["nonspeech"], "nonspeech")
+def test_nonspeech_noise_is_resampled_from_its_own_rate(saddel_corpora, tmp_path):
+    root, files = condition_noise_files(saddel_corpora["nonspeech"], "nonspeech")
     assert files == ["n1.wav", "n2.wav", "n3.wav", "n4.wav"] and sf.info(root / "n1.wav").samplerate == 20000
-    speech = wsj0_speech(corpora["wsj0"], tmp_path / "prep", n_spks=(2,))
+    speech = wsj0_speech(saddel_corpora["wsj0"], tmp_path / "prep", n_spks=(2,))
     paths = simulate_condition(speech, files, root, tmp_path, "N_H", ["1sp+n"], N_SNR, 3, progress=False)
     for row in _rows(paths["1sp+n"]):
-        noise = _read(tmp_path / "N_H", row["noise_wav"])
-        full = resample(sf.read(root / row["noise_file"], dtype="float64")[0], 20000, 8000)
-        start = int(row["noise_start"])
-        segment = np.take(full, np.arange(start, start + len(noise)), mode="wrap")
-        gain = noise @ segment / (segment @ segment)
-        np.testing.assert_allclose(noise, gain * segment, atol=1e-6)
+        _check_noise_segment(tmp_path / "N_H", row, root, 8000)
         assert N_SNR[0] <= float(row["snr_db"]) <= N_SNR[1]
+        assert sf.info(row["noise_wav"].replace("$data_root", str(tmp_path / "N_H"))).samplerate == 8000
 
 
-def test_librispeech_mix_is_6s_at_8k_with_distinct_speakers(corpora, tmp_path):
-    options = dict(noise_corpus="nonspeech", noise_folder=corpora["nonspeech"], snr_range=N_SNR, progress=False)
-    paths = prepare_saddel_condition("L_N_H", "librispeech", corpora["librispeech"], tmp_path, n_mixtures=3, **options)
+def test_librispeech_mix_is_6s_at_8k_with_distinct_speakers(saddel_corpora, tmp_path):
+    options = dict(noise_corpus="nonspeech", noise_folder=saddel_corpora["nonspeech"], snr_range=N_SNR, progress=False)
+    paths = prepare_saddel_condition(
+        "L_N_H", "librispeech", saddel_corpora["librispeech"], tmp_path, n_mixtures=3, **options
+    )
     folder = tmp_path / "L_N_H"
-    short = {p.stem for p in corpora["librispeech"].rglob("*.flac") if sf.info(p).duration < 6.0}
+    short = {p.stem for p in saddel_corpora["librispeech"].rglob("*.flac") if sf.info(p).duration < 6.0}
     assert short
     for scenario, path in paths.items():
         rows = _rows(path)
@@ -264,10 +277,12 @@ def test_librispeech_mix_is_6s_at_8k_with_distinct_speakers(corpora, tmp_path):
             if noise is not None:
                 snr = 10 * np.log10((sources.sum(0) ** 2).sum() / (noise**2).sum())
                 assert abs(snr - float(row["snr_db"])) < 1e-3
+                # 1-2 s noise files under 6 s of speech: tiled
+                assert _check_noise_segment(folder, row, saddel_corpora["nonspeech"], 8000)
     # 1sp+n's source is the first utterance of the 2-speaker mixture, its first 6 s at 8 kHz
     row = _rows(paths["1sp+n"])[0]
     utt = row["ID"].split("_")[1]
-    flac = next(corpora["librispeech"].rglob(f"{utt}.flac"))
+    flac = next(saddel_corpora["librispeech"].rglob(f"{utt}.flac"))
     expected = resample(sf.read(flac, dtype="float64", frames=96000)[0], 16000, 8000)
     s1 = _read(folder, row["s1_wav"])
     np.testing.assert_allclose(s1, expected * (s1 @ expected) / (expected @ expected), atol=1e-5)
@@ -283,40 +298,42 @@ def _error(func, *args, **kwargs):
     return str(err.value)
 
 
-def test_clear_errors(m_c, corpora, tmp_path):
+def test_clear_errors(m_c, saddel_corpora, tmp_path):
     out, _ = m_c
     # a folder written with other parameters
-    assert "other parameters (noise snr_range" in _error(_wsj0_musan, corpora, out, snr_range=(-5, 5))
-    assert "other parameters (seed" in _error(_wsj0_musan, corpora, out, seed=7)
-    assert "other parameters (1sp+n n_mixtures: 4 there, 2 now)" in _error(_wsj0_musan, corpora, out, n_mixtures=2)
+    assert "other parameters (noise snr_range" in _error(_wsj0_musan, saddel_corpora, out, snr_range=(-5, 5))
+    assert "other parameters (seed" in _error(_wsj0_musan, saddel_corpora, out, seed=7)
+    assert "other parameters (1sp+n n_mixtures: 4 there, 2 now)" in _error(
+        _wsj0_musan, saddel_corpora, out, n_mixtures=2
+    )
     # missing tt split
     wsj = tmp_path / "wsj"
-    shutil.copytree(corpora["wsj0"], wsj)
+    shutil.copytree(saddel_corpora["wsj0"], wsj)
     shutil.rmtree(wsj / "2speakers/wav8k/min/tt")
-    msg = _error(_wsj0_musan, {**corpora, "wsj0": wsj}, tmp_path / "out")
+    msg = _error(_wsj0_musan, {**saddel_corpora, "wsj0": wsj}, tmp_path / "out")
     assert "WSJ0-2mix test set (tt)" in msg and "tt" in msg.split(":", 1)[1]
     # a folder not written by the simulator
     (tmp_path / "out2" / "M_C").mkdir(parents=True)
     (tmp_path / "out2" / "M_C" / "notes.txt").write_text("mine")
-    assert "holds no condition.json" in _error(_wsj0_musan, corpora, tmp_path / "out2")
+    assert "holds no condition.json" in _error(_wsj0_musan, saddel_corpora, tmp_path / "out2")
     # noisy scenarios need noise and a range; LibriSpeech needs its subset
     assert "need noise_corpus" in _error(
-        prepare_saddel_condition, "X", "wsj0", corpora["wsj0"], tmp_path / "o", snr_range=M_SNR
+        prepare_saddel_condition, "X", "wsj0", saddel_corpora["wsj0"], tmp_path / "o", snr_range=M_SNR
     )
-    assert "invalid snr_range" in _error(_wsj0_musan, corpora, tmp_path / "o3", snr_range=(20, -5))
+    assert "invalid snr_range" in _error(_wsj0_musan, saddel_corpora, tmp_path / "o3", snr_range=(20, -5))
     assert "subset 'test-other' not found" in _error(
         prepare_saddel_condition,
         "L",
         "librispeech",
-        corpora["librispeech"],
+        saddel_corpora["librispeech"],
         tmp_path / "o",
         scenarios=["2sp"],
         librispeech_subset="test-other",
     )
-    assert "invalid condition name" in _error(prepare_saddel_condition, "a/b", "wsj0", corpora["wsj0"], tmp_path)
+    assert "invalid condition name" in _error(prepare_saddel_condition, "a/b", "wsj0", saddel_corpora["wsj0"], tmp_path)
 
 
-def test_cli(corpora, tmp_path, capsys):
+def test_cli(saddel_corpora, tmp_path, capsys):
     help_text = build_parser().format_help()
     for option in (
         "--condition",
@@ -337,13 +354,13 @@ def test_cli(corpora, tmp_path, capsys):
         "--speech",
         "wsj0",
         "--speech_folder",
-        str(corpora["wsj0"]),
+        str(saddel_corpora["wsj0"]),
         "--out_folder",
         str(tmp_path),
         "--noise_corpus",
         "nonspeech",
         "--noise_folder",
-        str(corpora["nonspeech"]),
+        str(saddel_corpora["nonspeech"]),
         "--snr_range",
         "10",
         "20",
