@@ -177,8 +177,9 @@ LIBRI_MIXTURES = 3000
 RELATIVE_LEVEL_DB = (-2.5, 2.5)
 #: Draws of a noise segment before a condition gives up on finding one that is not silent.
 MAX_NOISE_DRAWS = 100
-#: Noise files kept in memory, resampled, while a condition is simulated.
-NOISE_CACHE = 32
+#: Noise files kept in memory, resampled (float64), while a condition is simulated: all 93
+#: MUSAN test files of the default split (about 140 MB at 8 kHz), or all 100 Nonspeech files.
+NOISE_CACHE = 128
 EXTRA_COLUMNS = ("snr_db", "noise_file", "noise_start")
 _CONDITION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 

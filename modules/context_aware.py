@@ -24,8 +24,8 @@ A separator split into a SIMO context extractor and a SISO segregator
    are not part of it), trained with SI-SDR by the chassis'
    :class:`modules.brain.SeparationBrain`; its test scores LM2Mix test, the
    LM2Mix dev set and LRS2Mix test and writes REAL-M separations
-   (``extra_test_sets``), and :func:`write_results_table` puts them in the
-   layout of Table I.
+   (``extra_test_sets``, those given: :func:`modules.data.available_test_sets`),
+   and :func:`write_results_table` puts them in the layout of Table I.
 
 A system's yaml (e.g. ``convtasnet.yaml``, the segregate stage) declares both
 stages in its ``stages`` list, and :func:`modules.recipe.run_recipe` runs them in
@@ -114,7 +114,6 @@ __all__ = [
     "GroupStageBrain",
     "SegregateBrain",
     "TeacherCache",
-    "available_test_sets",
     "build_group_datasets",
     "contextual_taps",
     "grid_crop",
@@ -557,32 +556,6 @@ def prepare_resampled(manifest, data_folder, out_manifest, sample_rate, prepare=
                          "mix_wav": f"$data_root/{folder.name}/{target.name}"})  # fmt: skip
     write_csv_atomic(out_manifest, [*keep[:2], "mix_wav", *keep[2:]], new_rows)
     return str(out_manifest)
-
-
-def available_test_sets(**sets):
-    """The ``extra_test_sets`` whose data are given.
-
-    A set is left out (with a warning) when its ``data_folder`` is null, or its
-    ``requires`` (a folder it is prepared from, e.g. REAL-M's, when its
-    ``data_folder`` is where the prepared copies go) is null; ``requires`` is
-    removed from the specs returned.
-
-    Example
-    -------
-    >>> sets = available_test_sets(dev={"manifest": "d.csv", "data_folder": "/d"}, lrs2mix={"data_folder": None},
-    ...                            realm={"manifest": "r.csv", "data_folder": "/save", "requires": None})
-    >>> sets
-    {'dev': {'manifest': 'd.csv', 'data_folder': '/d'}}
-    """
-    kept = {}
-    for name, given in sets.items():
-        spec = dict(given)
-        required = spec.pop("requires", "given")
-        if spec.get("data_folder") in (None, "") or required in (None, ""):
-            logger.warning("Test set %s skipped: its data folder is not given", name)
-            continue
-        kept[name] = spec
-    return kept
 
 
 def _summary(folder, name=None):

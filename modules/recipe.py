@@ -41,7 +41,7 @@ passes, e.g. SADDEL's scenarios; a yaml may still name one as ``dataset_builder`
 ``brain_class`` (the method's Brain, e.g. ``!name:modules.saddel.CascadeBrain``: a
 yaml names it when one ``train.py`` runs several systems; it wins over the class the
 ``train.py`` passes);
-``extra_test_sets`` (``{name: {manifest, data_folder[, prepare]}}``, each
+``extra_test_sets`` (``{name: {manifest or manifests, data_folder[, prepare]}}``, each
 tested after the main test set, results in ``test_results_<name>.csv``);
 ``modules``, ``optimizer``, ``checkpointer``, ``epoch_counter``,
 ``dataloader_opts``, ``test_dataloader_opts``; ``best_key`` and
@@ -426,11 +426,18 @@ def evaluation_sets(hparams, test_data):
     """``[(name or None, dataset)]``: the main test set, then ``extra_test_sets`` in yaml order.
 
     As for the main sets, a recipe with ``num_spks`` reads that many source columns.
+    A set of several scenarios (SADDEL's test conditions) gives ``manifests:
+    {scenario: path}`` instead of ``manifest``: its items carry their scenario.
     """
     sets = [(None, test_data)]
     max_sources = hparams.get("num_spks")
     for name, spec in (hparams.get("extra_test_sets") or {}).items():
-        sets.append((name, load_manifest(spec["manifest"], spec["data_folder"], max_sources=max_sources)))
+        if spec.get("manifests"):
+            parts = [load_manifest(path, spec["data_folder"], scenario=scenario, max_sources=max_sources)
+                     for scenario, path in spec["manifests"].items()]  # fmt: skip
+            sets.append((name, torch.utils.data.ConcatDataset(parts)))
+        else:
+            sets.append((name, load_manifest(spec["manifest"], spec["data_folder"], max_sources=max_sources)))
     return sets
 
 

@@ -25,11 +25,10 @@ from modules.context_aware import (
     GroupStageBrain,
     SegregateBrain,
     TeacherCache,
-    available_test_sets,
     contextual_taps,
     grid_crop,
 )
-from modules.data import collate
+from modules.data import available_test_sets, collate
 from modules.models.context_aware import (
     ContextAwareSeparator,
     ContextPredictor,

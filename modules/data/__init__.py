@@ -9,7 +9,7 @@
 """
 
 from modules.data.batch import SeparationBatch, collate, source_keys
-from modules.data.builders import build_datasets
+from modules.data.builders import available_test_sets, build_datasets
 from modules.data.manifests import load_manifest, signal_columns
 from modules.data.mixing import DynamicMixingDataset, MixingSampler, build_dynamic_mixing, register_gain_rule
 
@@ -17,6 +17,7 @@ __all__ = [
     "DynamicMixingDataset",
     "MixingSampler",
     "SeparationBatch",
+    "available_test_sets",
     "build_datasets",
     "build_dynamic_mixing",
     "collate",

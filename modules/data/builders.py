@@ -1,8 +1,12 @@
 """The datasets of a recipe, built from its hyperparameters."""
 
+import logging
+
 from modules.data.manifests import load_manifest
 
-__all__ = ["build_datasets"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["available_test_sets", "build_datasets"]
 
 
 def build_datasets(hparams):
@@ -36,3 +40,29 @@ def build_datasets(hparams):
     elif sorting != "random":
         raise ValueError(f"sorting must be random, ascending or descending, not {sorting!r}")
     return tuple(datasets)
+
+
+def available_test_sets(**sets):
+    """The ``extra_test_sets`` whose data are given.
+
+    A set is left out (with a warning) when its ``data_folder`` is null, or its
+    ``requires`` (a folder it is prepared from, e.g. REAL-M's, when its
+    ``data_folder`` is where the prepared copies go) is null; ``requires`` is
+    removed from the specs returned.
+
+    Example
+    -------
+    >>> sets = available_test_sets(dev={"manifest": "d.csv", "data_folder": "/d"}, lrs2mix={"data_folder": None},
+    ...                            realm={"manifest": "r.csv", "data_folder": "/save", "requires": None})
+    >>> sets
+    {'dev': {'manifest': 'd.csv', 'data_folder': '/d'}}
+    """
+    kept = {}
+    for name, given in sets.items():
+        spec = dict(given)
+        required = spec.pop("requires", "given")
+        if spec.get("data_folder") in (None, "") or required in (None, ""):
+            logger.warning("Test set %s skipped: its data folder is not given", name)
+            continue
+        kept[name] = spec
+    return kept
