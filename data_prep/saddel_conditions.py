@@ -664,6 +664,8 @@ def simulate_condition(
         snr_range = _check_range("snr_range", snr_range)
         if not noise_files or noise_root is None:
             raise PrepError(f"noisy scenarios {', '.join(noisy)} need noise files (noise_files and noise_root)")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate < 1000:
+        raise PrepError(f"invalid sample_rate={sample_rate!r} (an integer rate in Hz)")
     if not (isinstance(peak_ceiling, (int, float)) and 0 < peak_ceiling <= 1):
         raise PrepError(f"invalid peak_ceiling={peak_ceiling!r} (a number in (0, 1])")
     folder = condition_folder(out_folder, condition)
@@ -689,8 +691,8 @@ def simulate_condition(
             logger.info("%s %s: already written (%d mixtures), skipping", condition, scenario, len(mixtures))
             continue
         rows = _simulate_scenario(folder, condition, scenario, mixtures, bank, snr_range, parameters, progress)
-        keys = ["mix", *(f"s{k}" for k in range(1, SCENARIO_SOURCES[scenario][1] + 1))]
-        header = manifest_header([*keys, "noise"], EXTRA_COLUMNS) if scenario in noisy else manifest_header(keys)
+        keys = ["mix", *_scenario_keys(scenario)[:-1]]
+        header = manifest_header(keys, EXTRA_COLUMNS if scenario in noisy else ())
         write_csv_atomic(path, header, rows)
         record["scenarios"][scenario]["done"] = True
         write_text_atomic(folder / CONDITION_FILE, _json_text(record))
@@ -700,43 +702,46 @@ def simulate_condition(
 
 def _simulate_scenario(folder, condition, scenario, mixtures, bank, snr_range, parameters, progress):
     """Writes the missing mixtures of one scenario; returns the manifest rows of all."""
-    n_kept, noisy = SCENARIO_SOURCES[scenario][1:]
-    rate, seed = parameters["sample_rate"], parameters["seed"]
-    base = scenario_folder(folder, scenario)
-    keys = [f"s{k}" for k in range(1, n_kept + 1)] + (["noise"] if noisy else []) + ["mix"]
-    remove_stale_temps([base / key for key in keys])
+    keys = _scenario_keys(scenario)
+    remove_stale_temps([scenario_folder(folder, scenario) / key for key in keys])
     rows, n_written = [], 0
-    bar = tqdm(mixtures, desc=f"{condition} {scenario}", unit="mix", dynamic_ncols=True, disable=not progress)
-    for index, mixture in enumerate(bar):
-        rng = mixture_rng(seed, condition, scenario, index)
-        length = speech_length(mixture, rate)
-        rel = {key: f"{base.name}/{key}/{mixture.mix_id}.wav" for key in keys}
-        extra, segment = None, None
-        if noisy:
-            snr = round(float(rng.uniform(*snr_range)), SNR_DECIMALS)
-            noise_index, start, segment = bank.draw(rng, length, f"{condition} {scenario} {mixture.mix_id}")
-            extra = {"snr_db": f"{snr:.{SNR_DECIMALS}f}", "noise_file": bank.files[noise_index], "noise_start": start}
-        rows.append(build_row(mixture.mix_id, length / rate, {k: rel[k] for k in ["mix", *keys[:-1]]}, extra))
-        if all(wav_is_complete(folder / r, length, rate, "FLOAT") for r in rel.values()):
-            continue
-        signals = render_mixture(
-            load_speech(mixture, rate), segment, snr if noisy else None, parameters["peak_ceiling"]
-        )
-        if signals["mix"].shape[-1] != length:
-            raise PrepError(f"{mixture.mix_id}: {signals['mix'].shape[-1]} samples, expected {length} from the headers")
-        for key in keys:  # the mixture last: a complete mixture file means a complete set
-            write_float_wav(folder / rel[key], signals[key], rate)
-        n_written += 1
-    bar.close()
+    with tqdm(mixtures, desc=f"{condition} {scenario}", unit="mix", dynamic_ncols=True, disable=not progress) as bar:
+        for index, mixture in enumerate(bar):
+            rng = mixture_rng(parameters["seed"], condition, scenario, index)
+            row, written = _simulate_mixture(folder, scenario, mixture, rng, bank, snr_range, parameters)
+            rows.append(row)
+            n_written += written
     if n_written < len(mixtures):
-        logger.info(
-            "%s %s: %d mixtures already written, %d written now",
-            condition,
-            scenario,
-            len(mixtures) - n_written,
-            n_written,
-        )
+        logger.info("%s %s: %d mixtures kept from an earlier run", condition, scenario, len(mixtures) - n_written)
     return rows
+
+
+def _scenario_keys(scenario):
+    """The signals a scenario writes, in writing order: sources, noise, the mixture last."""
+    n_kept, noisy = SCENARIO_SOURCES[scenario][1:]
+    return [f"s{k}" for k in range(1, n_kept + 1)] + (["noise"] if noisy else []) + ["mix"]
+
+
+def _simulate_mixture(folder, scenario, mixture, rng, bank, snr_range, parameters):
+    """Draws one mixture and writes its files unless complete; returns ``(manifest row, whether written)``."""
+    rate = parameters["sample_rate"]
+    keys = _scenario_keys(scenario)
+    length = speech_length(mixture, rate)
+    rel = {key: f"{scenario_folder(folder, scenario).name}/{key}/{mixture.mix_id}.wav" for key in keys}
+    extra, segment, snr = None, None, None
+    if SCENARIO_SOURCES[scenario][2]:
+        snr = round(float(rng.uniform(*snr_range)), SNR_DECIMALS)
+        noise_index, start, segment = bank.draw(rng, length, f"{folder.name} {scenario} {mixture.mix_id}")
+        extra = {"snr_db": f"{snr:.{SNR_DECIMALS}f}", "noise_file": bank.files[noise_index], "noise_start": start}
+    row = build_row(mixture.mix_id, length / rate, {k: rel[k] for k in ["mix", *keys[:-1]]}, extra)
+    if all(wav_is_complete(folder / r, length, rate, "FLOAT") for r in rel.values()):
+        return row, False
+    signals = render_mixture(load_speech(mixture, rate), segment, snr, parameters["peak_ceiling"])
+    if signals["mix"].shape[-1] != length:
+        raise PrepError(f"{mixture.mix_id}: {signals['mix'].shape[-1]} samples, expected {length} from the headers")
+    for key in keys:
+        write_float_wav(folder / rel[key], signals[key], rate)
+    return row, True
 
 
 def render_mixture(sources, noise=None, snr_db=None, peak_ceiling=PEAK_CEILING):
@@ -1153,7 +1158,13 @@ def build_parser():
     parser.add_argument(
         "--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS, help="scenarios to write (default all)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of every draw of the condition (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the draws: (seed, condition, scenario, mixture index) seeds a mixture's noise file, "
+        "segment and SNR; Librispeech-mix's speakers, utterances and levels too (default 0)",
+    )
     parser.add_argument("--sample_rate", type=int, default=SAMPLE_RATE, help="rate of the written files (default 8000)")
     parser.add_argument(
         "--n_mixtures",
@@ -1175,7 +1186,13 @@ def build_parser():
         metavar=("TRAIN", "VALID", "TEST"),
         help="fractions of that split (default: musan 0.8 0.1 0.1, nonspeech 0 0 1); the test files are used",
     )
-    parser.add_argument("--musan_subsets", nargs="+", default=list(MUSAN_SUBSETS), choices=MUSAN_SUBSETS)
+    parser.add_argument(
+        "--musan_subsets",
+        nargs="+",
+        default=list(MUSAN_SUBSETS),
+        choices=MUSAN_SUBSETS,
+        help="MUSAN noise subsets listed before the split (default both, as in the training preparation)",
+    )
     parser.add_argument("--wsj0_mode", default="min", choices=MODES, help="WSJ0-mix min or max (default min)")
     parser.add_argument("--librispeech_subset", default=DEFAULT_SUBSET, help="LibriSpeech subset (default test-clean)")
     parser.add_argument(
