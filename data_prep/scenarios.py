@@ -1,4 +1,9 @@
-"""Manifests of SADDEL's scenarios (1sp+n, 2sp, 3sp, 2sp+n, 3sp+n) from LibriMix and WHAM!.
+"""Manifests of SADDEL's scenarios (1sp+n, 2sp, 3sp, 2sp+n, 3sp+n) from LibriMix and WHAM!, and SADDEL's own data.
+
+SADDEL's own data, WSJ0-mix + MUSAN (the paper's Table 1), is
+:func:`prepare_wsj0mix_scenarios`: the clean scenarios are WSJ0-2mix/3mix,
+the noisy ones are mixed from their sources with MUSAN noise (on the fly in
+training, written once for the test).
 
 Each scenario is an existing preparation task, written to its own folder
 ``<save_folder>/<scenario folder>/`` (``1sp+n`` -> ``1sp_n``):
@@ -166,6 +171,75 @@ def prepare_wham_scenarios(
             skip_prep=skip_prep,
         )
     return out
+
+
+#: SADDEL's noise SNR (dB), speech against noise: section 4.1.1, the training range, and the test range of Table 1.
+SADDEL_SNR_DB = (-5.0, 20.0)
+#: Name of the Table 1 test condition (WSJ0-mix test mixtures with MUSAN test noise) under ``<save>/conditions``.
+WSJ0_MUSAN = "wsj0_musan"
+
+
+def prepare_wsj0mix_scenarios(
+    data_folder, musan_folder, save_folder, sample_rate=8000, mode="min", test_snr_db=SADDEL_SNR_DB,
+    noise_split_seed=0, test_seed=0, n_test=None, skip_prep=False,
+):  # fmt: skip
+    """SADDEL's own data (Table 1): WSJ0-2mix/3mix and MUSAN noise, its test conditions written once.
+
+    * ``<save_folder>/wsj0mix/wsj0{2,3}mix_{tr,cv,tt}.csv``: the WSJ0-mix
+      manifests (:func:`data_prep.wsj0mix.prepare_wsj0mix`): 2sp and 3sp as
+      they are; their sources are what the noisy scenarios are mixed from.
+    * ``<save_folder>/musan_<rate>/{train,valid,test}/``: MUSAN's noise files
+      split by :func:`data_prep.noise_corpora.noise_split` (seed
+      ``noise_split_seed``, 80/10/10) and written at the recipe's rate
+      (manifests ``<save_folder>/musan_noise_{train,valid,test}.csv``): the
+      training mixtures take their noise from ``train``, the validation ones
+      from ``valid``, the test conditions from ``test`` only.
+    * ``<save_folder>/conditions/wsj0_musan/``: the noisy test sets 1sp+n,
+      2sp+n and 3sp+n of Table 1, the WSJ0 ``tt`` speech with MUSAN test noise
+      at an SNR drawn in ``test_snr_db`` (:func:`data_prep.saddel_conditions.prepare_saddel_condition`),
+      the same files for every system and every rerun.
+
+    Arguments
+    ---------
+    data_folder : str or Path
+        The MERL scripts' output folder (holding ``2speakers/``, ``3speakers/``).
+    musan_folder : str or Path
+        MUSAN (``musan/`` or its ``noise/``).
+    save_folder : str or Path
+    sample_rate, mode
+        As :func:`data_prep.wsj0mix.prepare_wsj0mix`.
+    test_snr_db : sequence of float
+        SNR range of the noisy test sets.
+    noise_split_seed, test_seed : int
+        Seeds of the noise split and of the test conditions' draws.
+    n_test : int, optional
+        Test mixtures per scenario (default: all of WSJ0-mix's 3000).
+    skip_prep : bool
+
+    Returns
+    -------
+    dict
+        ``{"wsj0mix": {n_spks: {split: path}}, "noise": {split: folder}, "test": {scenario: path}}``.
+    """
+    from data_prep.noise_corpora import prepare_noise_corpus
+    from data_prep.saddel_conditions import prepare_saddel_condition
+    from data_prep.wsj0mix import prepare_wsj0mix
+
+    save_folder = Path(save_folder)
+    wsj0 = {}
+    for n in (2, 3):
+        wsj0[n] = prepare_wsj0mix(
+            data_folder, save_folder / "wsj0mix", n_spks=n, sample_rate=sample_rate, mode=mode, skip_prep=skip_prep
+        )
+    export = save_folder / f"musan_{sample_rate // 1000}k"
+    prepare_noise_corpus(musan_folder, save_folder, corpus="musan", sample_rate=sample_rate, seed=noise_split_seed,
+                         export_folder=export, skip_prep=skip_prep)  # fmt: skip
+    test = prepare_saddel_condition(
+        WSJ0_MUSAN, "wsj0", data_folder, save_folder / "conditions", snr_range=test_snr_db, noise_corpus="musan",
+        noise_folder=musan_folder, scenarios=["1sp+n", "2sp+n", "3sp+n"], seed=test_seed, sample_rate=sample_rate,
+        n_mixtures=n_test, noise_split_seed=noise_split_seed, wsj0_mode=mode, skip_prep=skip_prep,
+    )  # fmt: skip
+    return {"wsj0mix": wsj0, "noise": {s: str(export / s) for s in ("train", "valid", "test")}, "test": dict(test)}
 
 
 def prepare_scenarios(

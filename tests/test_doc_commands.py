@@ -44,8 +44,8 @@ UNRUNNABLE = {
     r"python -m modules\.results ": "needs run folders; tests/test_results.py",
     r"python -m modules\.(export|inference|evaluation)": "needs a trained run; tests/test_export.py, "
     "tests/test_inference.py, tests/test_realm_eval.py",
-    r"python -m data_prep\.(wham|librimix|vox2mix|lrs2mix|aishell2mix|realm) .*<": "the prep of a real corpus; "
-    "the recipe runs below run the same prep on the mini corpora",
+    r"python -m data_prep\.(wham|librimix|vox2mix|lrs2mix|aishell2mix|realm|wsj0mix|noise_corpora|saddel_conditions) "
+    r".*<": "the prep of a real corpus; the recipe runs below run the same prep on the mini corpora",
     r"python recipes/REALM/sisnr_estimator/": "needs trained separators (--separators); "
     "tests/test_realm_eval.py trains the estimator on tiny runs",
 }
@@ -59,6 +59,10 @@ PLACEHOLDERS = {
     "<Vox2Mix root>": "vox2mix",
     "<LRS2Mix root>": "lrs2mix",
     "<REAL-M root>": "realm",
+    "<WSJ0-mix root>": "wsj0mix",
+    "<MUSAN root>": "musan",
+    "<LibriSpeech root>": "librispeech",
+    "<100 Nonspeech root>": "nonspeech",
 }
 TINY_RUN = ["--overrides_file=hparams/tiny.yaml", "--device=cpu", "--noprogressbar", "--debug"]
 TINY_MINI = ["--n_train", "3", "--n_valid", "3", "--n_test", "4"]  # SADDEL's sampler: 3 speakers per split
@@ -145,6 +149,14 @@ def corpora(tmp_path_factory):
         "vox2mix": mini.make_mini_vox2mix(root, seed=0, **small) / "VoxCeleb2-2Mix",
         "lrs2mix": mini.make_mini_lrs2mix(root, seed=0, **small),
         "realm": mini.make_mini_realm(root, seed=0, n_train=3, n_valid=1, n_test=2),
+        # SADDEL's own corpora: WSJ0-mix (3 speakers per split), MUSAN (10 files: a test file after the 80/10/10
+        # split), 100 Nonspeech, LibriSpeech (test-clean utterances of at least 6 s)
+        "wsj0mix": mini.make_mini_wsj0mix(
+            root, seed=0, sample_rates=(8000,), modes=("min",), n_train=3, n_valid=3, n_test=4
+        ),
+        "musan": mini.make_mini_musan(root, seed=0, n_train=8, n_valid=1, n_test=1),
+        "nonspeech": mini.make_mini_nonspeech(root, seed=0, n_train=1, n_valid=1, n_test=2),
+        "librispeech": mini.make_mini_librispeech(root, seed=0, n_train=1, n_valid=1, n_test=12),
         "root": root,
     }
 
@@ -167,6 +179,8 @@ def prepared(command, corpora, work, shared):
                 n_spks = 3 if "--num_spks=3" in part else 2
                 argv += [f"--aux_list={corpora['librimix'] / 'lists' / f'libri{n_spks}mix'}",
                          f"--aishell2mix_aux_folder={corpora['aishell2mix_lst']}"]  # fmt: skip
+            if "recipes/WSJ0Mix/" in part:  # the test conditions: as many mixtures as the mini corpora hold
+                argv.append("--n_test=3")
             argv = [a for a in argv if not a.startswith("--output_folder=")]  # outputs in the test's folder
             given = {a.split("=", 1)[0] for a in argv}  # an option the command gives is kept as documented
             argv += [a for a in TINY_RUN if a.split("=", 1)[0] not in given] + [f"--output_folder={work / f'out{i}'}"]

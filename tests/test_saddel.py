@@ -524,6 +524,73 @@ def test_comparison_systems_run(stage1_runs, saddel_corpora, tmp_path, dataset, 
     check_test_outputs(out, N_TEST[dataset])
 
 
+# ----------------------------------------------------------------------------- the paper's data: WSJ0-mix + MUSAN
+@pytest.fixture(scope="module")
+def wsj0_corpora(tmp_path_factory):
+    """Mini WSJ0-2mix/3mix, MUSAN (12 files: 10 / 1 / 1 after the 80/10/10 split), 100 Nonspeech (20 kHz),
+    LibriSpeech and WHAM!: every corpus of SADDEL's test conditions."""
+    from data_prep import mini
+
+    root = tmp_path_factory.mktemp("saddel_wsj0")
+    rates = {"sample_rates": (8000,), "modes": ("min",)}
+    return {
+        "wsj0mix": mini.make_mini_wsj0mix(root, seed=0, n_train=4, n_valid=3, n_test=3, **rates),
+        "musan": mini.make_mini_musan(root, seed=0, n_train=8, n_valid=2, n_test=2),
+        "nonspeech": mini.make_mini_nonspeech(root, seed=0, n_train=1, n_valid=1, n_test=2),
+        "librispeech": mini.make_mini_librispeech(root, seed=0, n_train=1, n_valid=1, n_test=12),
+        "wham": mini.make_mini_wham(root, seed=0, n_train=2, n_valid=1, n_test=2, **rates),
+    }
+
+
+WSJ0_SETS = ["librispeech_musan", "wham", "wsj0_musan_low", "wsj0_nonspeech", "librispeech_nonspeech"]
+
+
+def test_paper_recipe_runs_every_test_condition(wsj0_corpora, tmp_path):
+    """saddel.yaml on WSJ0-mix + MUSAN: prep -> both stages -> the Table 1 test and the five other conditions.
+
+    No test mixture holds a training noise file; no gradient clipping, no loss threshold (as the paper).
+    """
+    c = wsj0_corpora
+    out = tmp_path / "out"
+    brain = run_saddel("WSJ0Mix", "saddel.yaml", c["wsj0mix"], out, overrides_file(tmp_path), "--N_epochs=1",
+                       f"--musan_folder={c['musan']}", f"--librispeech_folder={c['librispeech']}",
+                       f"--wham_folder={c['wham']}", f"--nonspeech_folder={c['nonspeech']}", "--n_test=3")  # fmt: skip
+    assert list(brain.stage_brains) == ["step1", "unrolled"]
+    assert brain.max_grad_norm == math.inf and not brain.hparams.threshold_byloss
+    unrolled = out / "unrolled"
+    check_test_outputs(unrolled, 3)  # 2sp / 3sp from WSJ0-mix tt, the noisy three from the written condition
+    for name in WSJ0_SETS:
+        rows = read_rows(unrolled / f"test_results_{name}.csv")[:-1]
+        assert rows and all(math.isfinite(float(r["si-snr_i"])) for r in rows), name
+        assert (unrolled / f"test_scenarios_{name}.csv").is_file()
+    scenarios = {r["scenario"] for r in read_rows(unrolled / "test_results_librispeech_musan.csv")[:-1]}
+    assert scenarios == set(SCENARIOS)
+    assert {r["scenario"] for r in read_rows(unrolled / "test_results_wham.csv")[:-1]} == {"2sp+n"}
+    data = out / "data"
+    train_noise = {p.relative_to(data / "musan_8k" / "train") for p in (data / "musan_8k" / "train").rglob("*.wav")}
+    for condition in ("wsj0_musan", "wsj0_musan_low", "librispeech_musan"):
+        record = json.loads((data / "conditions" / condition / "condition.json").read_text())
+        allowed = {Path(f) for f in record["noise"]["files"]}
+        assert train_noise and allowed and not allowed & train_noise, condition
+        for scenario in ("1sp_n", "2sp_n", "3sp_n"):
+            used = {Path(r["noise_file"]) for r in read_rows(data / "conditions" / condition / f"{scenario}.csv")}
+            assert used <= allowed, (condition, scenario)
+
+
+@pytest.mark.parametrize("hparams", ["bl_ss.yaml", "bl_sd.yaml", "cascade.yaml", "a2pit.yaml"])
+def test_paper_comparison_systems_run(wsj0_corpora, tmp_path, hparams):
+    c = wsj0_corpora
+    out = tmp_path / "out"
+    extra = [] if hparams == "a2pit.yaml" else ["--max_steps=3"]
+    brain = run_saddel("WSJ0Mix", hparams, c["wsj0mix"], out, overrides_file(tmp_path), "--N_epochs=1",
+                       f"--musan_folder={c['musan']}", "--n_test=3", *extra)  # fmt: skip
+    final = out / "unrolled" if hparams in ("bl_ss.yaml", "cascade.yaml") else out
+    check_test_outputs(final, 3)
+    # WSJ0 + MUSAN give Table 3's M_L condition too; the conditions without their corpora are skipped
+    assert [p.name for p in final.glob("test_results_*.csv")] == ["test_results_wsj0_musan_low.csv"]
+    assert brain.max_grad_norm == math.inf
+
+
 # ----------------------------------------------------------------------------- multi-scenario data
 def test_sampler_puts_the_proportions_in_every_batch():
     from modules.data.scenarios import ScenarioDataset, ScenarioSampler

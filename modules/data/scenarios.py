@@ -409,11 +409,15 @@ def build_scenario_datasets(hparams):
       (default ``saddel``), speakers told apart by ``mixing_speaker_rule``
       (default ``wham``); with ``noise_folder`` (e.g. MUSAN's ``noise/``, at
       the recipe's sample rate) their noise comes from that folder. Their
-      validation and test sets are their manifests when they have one, else
-      mixtures made on the fly in the same way from the valid and test
-      manifests' sources and noise (never the noise folder), fixed by the
-      seed; ``mixing_test_size`` (default: the test manifest's rows) sets how
-      many test mixtures;
+      validation and test sets are their manifests when they have one (a
+      scenario may give its ``test`` only, with the ``data_folder`` its
+      manifest's paths are relative to: SADDEL's test conditions, written
+      once), else mixtures made on the fly in the same way from the valid and
+      test manifests' sources and noise (never the noise folder; the
+      validation mixtures' noise from ``valid_noise_folder`` when given, for a
+      corpus without noise such as WSJ0-mix), fixed by the seed;
+      ``mixing_test_size`` (default: the test manifest's rows) sets how many
+      test mixtures;
     * ``scenario_weights``: the proportions in a training batch;
     * ``scenario_epoch_size`` (default: the weighted scenarios' sizes added up);
     * ``test_scenarios`` (default: every scenario with data) and
@@ -474,11 +478,16 @@ def build_scenario_datasets(hparams):
     per_scenario = hparams.get("valid_items_per_scenario")
     valid_sets, test_sets = [], []
     for scenario in wanted:
-        if scenario in manifests:
-            valid = load_manifest(manifests[scenario]["valid"], data_folder, scenario=scenario)
-            test = load_manifest(manifests[scenario]["test"], data_folder, scenario=scenario)
+        given = manifests.get(scenario) or {}
+        if given.get("valid"):
+            valid = load_manifest(given["valid"], data_folder, scenario=scenario)
         else:
-            valid = _mixing_dataset(hparams, scenario, mixing_manifests["valid"], "valid")
+            valid = _mixing_dataset(
+                hparams, scenario, mixing_manifests["valid"], "valid", hparams.get("valid_noise_folder")
+            )
+        if given.get("test"):  # a test set written elsewhere (SADDEL's test conditions) names its own root
+            test = load_manifest(given["test"], given.get("data_folder") or data_folder, scenario=scenario)
+        else:
             test = _mixing_dataset(
                 hparams, scenario, mixing_manifests["test"], "test", size=hparams.get("mixing_test_size")
             )
