@@ -743,9 +743,12 @@ def test_saddel_learns_on_mini_librimix(tmp_path, record_property):
                "step1 count": step1["speaker-count accuracy"]["all"], "unrolled count": counted}  # fmt: skip
     record_property("figures", figures)  # --junitxml keeps the figures
     # Threads: this runs in the pytest process, which tests/conftest.py pins to one intra-op thread, so the
-    # figures do not depend on the core count. Measured: see the margins below.
-    assert float(si_snri["1sp+n"]) > 2.38 - 1.4, step1
-    assert float(si_snri["2sp+n"]) > 3.07 - 1.5, step1
+    # figures do not depend on the core count. Measured, 1 thread: step 1 SI-SNRi 3.47 dB (1sp+n), 3.05 dB
+    # (2sp+n); unrolled count accuracy 0.57 (2sp 0.88; the first step alone 0.38) with no count at the cap.
+    # 2 threads (TEST_TORCH_THREADS=2): 3.09 / 3.13 dB; 0.62 (2sp 0.88; first step 0.42). Margins: 1.88 / 1.50
+    # dB and 1.50 / 1.58 dB; 0.12 / 0.17 and 0.38 / 0.38.
+    assert float(si_snri["1sp+n"]) > 1.59, step1
+    assert float(si_snri["2sp+n"]) > 1.55, step1
     # the flag learns to stop (the unrolled stage): above the best constant guess (0.40) on every mixture, and
     # on the two-speaker ones
     assert float(counted["all"]) > 0.45, unrolled
