@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from modules.upstream.exporter import export_recipe
-from modules.upstream.rules import _load_rule, check_tree, docstring_problems
+from modules.upstream.rules import CODESPELL_VERSION, _load_rule, check_tree, codespell_problems, docstring_problems
 from modules.upstream.samples import make_samples
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,8 @@ def test_export_passes_upstream_rules(exported):
     unmet = {f.rule for f in findings if f.status == "unmet"}
     assert unmet == {"readme-links", "performance"}
     rules = {f.rule for f in findings}
-    assert {"yaml-variables-read", "self-contained", "ruff", "docstrings", "yamllint", "mandatory-files"} <= rules
+    assert {"yaml-variables-read", "self-contained", "ruff", "codespell", "docstrings", "yamllint"} <= rules
+    assert "mandatory-files" in rules
     for f in findings:
         if f.rule == "readme-links":
             assert "Result_url" in f.detail  # stated, with its reason
@@ -383,3 +384,16 @@ def test_core_patches_apply_to_the_sdist_and_their_tests_pass(tmp_path):
     proc = subprocess.run(cmd, cwd=top, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+def test_codespell_with_upstreams_settings(tmp_path):
+    """codespell at upstream's pin flags a misspelling; a word upstream's dictionary ignores (``fo``) and a line
+    marked ``# codespell:ignore <word>`` (upstream's inline mechanism) pass; the DIP losses (``NCE``) are clean."""
+    from importlib.metadata import version
+
+    assert version("codespell") == CODESPELL_VERSION  # requirements.txt pins it
+    bad = tmp_path / "bad.py"
+    bad.write_text('"""Teh NCE loss."""\n\nwith open("x") as fo:\n    nce = 1  # codespell:ignore nce\n')
+    found = codespell_problems([bad.name], cwd=tmp_path)
+    assert [line.split(": ", 1)[1] for line in found] == ["Teh ==> The", "NCE ==> ONCE, NICE"]
+    assert codespell_problems([REPO / "modules/losses/dip.py", REPO / "modules/checkpoints.py"]) == []

@@ -14,7 +14,7 @@ code: the fairseq fork github.com/Wufan0Willan/DIP (criterion
 * :func:`codebook_diversity_loss`: the diversity term ``L_d`` of equation 3
   (wav2vec 2.0's, as the authors' code computes it).
 * :func:`mpc_loss`: equation 3, ``L_NCE + w_d L_d + w_f L_f``.
-* :func:`cue_probability`: equations 8-10, the NCE estimate of each
+* :func:`cue_probability`: equations 8-10, the InfoNCE estimate of each
   utterance's contextual-cue probability, without gradient.
 * :func:`utterance_statistics`, :func:`mmd_loss`: equation 11 on utterance-level
   statistics, linear or Gaussian kernel.
@@ -260,21 +260,24 @@ def mpc_loss(
     Returns
     -------
     dict
-        ``loss`` (0-d, differentiable), ``nce``, ``diversity``, ``penalty``,
-        ``accuracy`` (0-d).
+        ``loss`` (0-d, differentiable), the InfoNCE term (keyed by the middle
+        word of ``mpc_nce_loss``), ``diversity``, ``penalty``, ``accuracy`` (0-d).
     """
-    nce, accuracy = mpc_nce_loss(predictions, targets, negative_indices, temperature)
+    info_nce, accuracy = mpc_nce_loss(predictions, targets, negative_indices, temperature)
     diversity = codebook_diversity_loss(code_logits)
-    loss = nce + diversity_weight * diversity
-    penalty = feature_penalty if feature_penalty is not None else nce.new_zeros(())
+    loss = info_nce + diversity_weight * diversity
+    penalty = feature_penalty if feature_penalty is not None else info_nce.new_zeros(())
     if feature_penalty is not None and penalty_weight:
         loss = loss + penalty_weight * feature_penalty.to(loss.dtype)
-    return {"loss": loss, "nce": nce, "diversity": diversity, "penalty": penalty, "accuracy": accuracy}
+    out = {"loss": loss}
+    out["nce"] = info_nce  # codespell:ignore nce
+    out.update(diversity=diversity, penalty=penalty, accuracy=accuracy)
+    return out
 
 
 @torch.no_grad()
 def cue_probability(contexts, targets, distractor_indices, temperature=0.1):
-    """NCE estimate of each utterance's contextual-cue probability (equations 8-10), without gradient.
+    """InfoNCE estimate of each utterance's contextual-cue probability (equations 8-10), without gradient.
 
     For utterance ``j`` and every utterance ``x`` of the batch (``j`` included),
     ``p(C_j | x) = exp(-mean_t NCE_t)`` where ``NCE_t`` is the cross-entropy of
@@ -320,8 +323,8 @@ def cue_probability(contexts, targets, distractor_indices, temperature=0.1):
         positive = torch.einsum("xtf,jtf->jxt", anchor, _unit(contexts)).unsqueeze(-1)
         negative = torch.einsum("xtf,jtkf->jxtk", anchor, _unit(distractors)).masked_fill(repeated[:, None], -math.inf)
         logits = torch.cat([positive, negative], dim=-1) / temperature  # [B_j, B_x, M, 1 + K]
-        nce = -torch.log_softmax(logits, dim=-1)[..., 0].mean(-1)  # [B_j, B_x]
-        return torch.exp(-nce).mean(-1)
+        info_nce = -torch.log_softmax(logits, dim=-1)[..., 0].mean(-1)  # [B_j, B_x]
+        return torch.exp(-info_nce).mean(-1)
 
 
 def utterance_statistics(hidden, lengths=None):
@@ -490,7 +493,7 @@ def mic_loss(
         )
         branches[name] = out
         terms[f"mpc_{name}"] = out["loss"].detach()
-        terms[f"nce_{name}"] = out["nce"].detach()
+        terms[f"nce_{name}"] = out["nce"].detach()  # codespell:ignore nce
     loss = branches["real"]["loss"] + branches["synthetic"]["loss"]
     terms["diversity"] = (branches["real"]["diversity"] + branches["synthetic"]["diversity"]).detach() / 2
     terms["accuracy"] = (branches["real"]["accuracy"] + branches["synthetic"]["accuracy"]) / 2

@@ -33,7 +33,16 @@ from modules.upstream.registry import COLUMNS, FILE_COLUMNS, MANDATORY_COLUMNS, 
 from modules.upstream.samples import debug_blocker, load_blocker, make_samples
 from modules.upstream.yamlflat import _code_part, variables_to_read
 
-__all__ = ["RULES", "Finding", "check_tree", "docstring_problems", "report", "yaml_variables"]
+__all__ = [
+    "RULES",
+    "Finding",
+    "check_tree",
+    "codespell_problems",
+    "docstring_problems",
+    "find_codespell",
+    "report",
+    "yaml_variables",
+]
 
 #: Rule name -> (what it requires, upstream file(s) it comes from).
 RULES = {
@@ -88,6 +97,12 @@ RULES = {
         "yamllint passes (no errors) with SpeechBrain's yamllint settings",
         ".yamllint.yaml, tests/.run-linters.sh",
     ),
+    "codespell": (
+        "codespell passes at upstream's pinned version with upstream's pre-commit arguments (--skip=*.ipynb, "
+        "--ignore-regex='base64,.*?=='); words upstream ignores (its .dict-speechbrain.txt) or a line marks "
+        "(# codespell:ignore <word>) pass",
+        ".pre-commit-config.yaml (codespell hook), .dict-speechbrain.txt",
+    ),
     "docstrings": (
         "every module starts with a docstring; every function and class whose name does not start with an "
         "underscore (nested ones included) has one",
@@ -118,6 +133,70 @@ rules:
     level: warning
     allow-non-breakable-inline-mappings: True
 """
+
+#: The codespell release SpeechBrain's ``.pre-commit-config.yaml`` pins (``rev: v2.3.0``).
+CODESPELL_VERSION = "2.3.0"
+#: The arguments of SpeechBrain's codespell hook, less its ``--ignore-words`` file (not ours to copy); the quotes
+#: of its ``--ignore-regex`` are kept, as pre-commit passes them (no shell).
+CODESPELL_ARGS = ("--skip=*.ipynb", "--ignore-regex='base64,.*?=='")
+#: The words of SpeechBrain's ``.dict-speechbrain.txt`` (its codespell ignore list) that an export uses: ``fo``
+#: (a file object, in the checkpointer). Another word of our code that codespell flags is fixed, or ignored on its
+#: line with ``# codespell:ignore <word>`` as upstream's own code does.
+UPSTREAM_IGNORED_WORDS = ("fo",)
+
+
+def find_codespell():
+    """The ``codespell`` command of this Python at upstream's pinned version.
+
+    Returns
+    -------
+    tuple
+        ``(command, "")``: the command as a list of str; ``(None, reason)``
+        when codespell is absent or at another version.
+    """
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        found = version("codespell")
+    except PackageNotFoundError:
+        return None, f"codespell is not installed (pip install codespell=={CODESPELL_VERSION})"
+    if found != CODESPELL_VERSION:
+        return None, f"codespell {found} is installed; upstream pins {CODESPELL_VERSION}"
+    return [sys.executable, "-m", "codespell_lib"], ""
+
+
+def codespell_problems(files, cwd=None):
+    """codespell's findings on ``files`` with upstream's settings (see :data:`CODESPELL_ARGS`).
+
+    Arguments
+    ---------
+    files : list of str or Path
+    cwd : str or Path, optional
+        Where codespell runs (the export root: the paths it prints are relative to it).
+
+    Returns
+    -------
+    list of str
+        One ``path:line: word ==> fixes`` line per finding; empty when none.
+
+    Raises
+    ------
+    RuntimeError
+        When codespell is not installed at upstream's pinned version, or fails
+        for another reason than a finding.
+    """
+    command, reason = find_codespell()
+    if command is None:
+        raise RuntimeError(reason)
+    if not files:
+        return []
+    ignore = f"--ignore-words-list={','.join(UPSTREAM_IGNORED_WORDS)}"
+    proc = subprocess.run([*command, *CODESPELL_ARGS, ignore, *map(str, files)], cwd=cwd, check=False, **_CAPTURE)
+    found = [line for line in proc.stdout.splitlines() if "==>" in line]
+    if proc.returncode not in (0, 65) or (proc.returncode == 65 and not found):  # 65: misspellings found
+        raise RuntimeError(f"codespell failed (exit {proc.returncode}): {proc.stderr.strip()[-400:]}")
+    return found
+
 
 #: Runs a script as ``__main__`` with imports of our packages refused (they are installed here, not upstream).
 _BOOT = (
@@ -355,6 +434,13 @@ def _folder_rules(root, folder, findings):
         if lint.returncode:
             detail.append("check: " + " | ".join(lint.stdout.strip().splitlines()[:10]))
         findings.append(Finding("ruff", subject, "fail" if detail else "pass", "; ".join(detail)))
+
+    texts = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in (".py", ".yaml", ".md", ".txt")]
+    try:
+        spelled = codespell_problems([p.relative_to(root) for p in texts], cwd=root)
+        findings.append(Finding("codespell", subject, "fail" if spelled else "pass", " | ".join(spelled[:10])))
+    except RuntimeError as error:
+        findings.append(Finding("codespell", subject, "fail", str(error)))
 
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as cfg:
         cfg.write(YAMLLINT_CONFIG)
