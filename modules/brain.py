@@ -323,8 +323,12 @@ class SeparationBrain(sb.Brain):
         """Named separator inputs from the batch: the yaml's ``conditioning`` list (e.g. ``[enroll]``).
 
         A name ``x`` passes ``batch.x`` and, when the batch has it, ``batch.x_lengths``.
+        A separator whose ``takes_lengths`` is true (DPCCN: padding-aware) also
+        gets the mixtures' ``lengths``.
         """
         inputs = {}
+        if "separator" in self.modules and getattr(self.unwrapped("separator"), "takes_lengths", False):
+            inputs["lengths"] = batch.lengths
         for name in self._hp("conditioning", None) or []:
             value = getattr(batch, name, None)
             if value is None:

@@ -478,6 +478,32 @@ def test_oracle_recipe_trains_on_aishell2mix_with_references(dpccn_corpus, tiny_
     assert table["source"]["title"] == "Libri2Mix" and table["target"]["set"] == "test"
 
 
+@pytest.mark.parametrize("extraction", [False, True])
+def test_padded_item_separates_as_unpadded(extraction):
+    """A 0.7 s item padded to 1 s beside a 1 s item: with its length given (the Brain passes the lengths to a
+    separator that ``takes_lengths``) its output is its unpadded output (at least 60 dB SI-SNR); without, the
+    padding changes it (the check can fail)."""
+    torch.manual_seed(0)
+    sizes = LEARNING_SIZES if extraction else SEPARATION_SIZES
+    model = DPCCN(1 if extraction else 2, speaker_encoder=extraction, **sizes).eval()
+    mix = torch.randn(2, 8000)
+    n = 5600
+    mix[1, n:] = 0
+    lengths = torch.tensor([8000, n])
+    enroll = torch.randn(2, 6000)
+    enroll[1, 4000:] = 0  # a padded enrollment, as collate pads it
+    extra = {"enroll": enroll, "enroll_lengths": torch.tensor([6000, 4000])} if extraction else {}
+    alone_extra = {"enroll": extra["enroll"][1:, :4000], "enroll_lengths": None} if extraction else {}
+    with torch.no_grad():
+        alone, _ = model(mix[1:, :n], **alone_extra)
+        padded, _ = model(mix, lengths=lengths, **extra)
+        blind, _ = model(mix, **extra)
+    assert padded.shape == (2, 8000, 1 if extraction else 2) and padded[1, n:].abs().max() == 0
+    for k in range(alone.shape[-1]):
+        assert float(si_snr(padded[1:, :n, k : k + 1], alone[..., k : k + 1])) > 60
+    assert min(float(si_snr(blind[1:, :n, k : k + 1], alone[..., k : k + 1])) for k in range(alone.shape[-1])) < 60
+
+
 # -------------------------------------------------------------------------------------- learning
 
 #: A small sDPCCN that trains in about a minute on 2 CPU cores (95k parameters).
