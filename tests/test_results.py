@@ -111,3 +111,21 @@ def test_scenario_tables_read_the_per_scenario_means(tmp_path):
     assert float(rows[0]["2sp measured"]) == 11.0 and float(rows[0]["2sp paper"]) == 15.22
     assert rows[0]["2sp+n measured"] == "—" and float(rows[0]["3sp+n paper"]) == 11.6
     assert "SADDEL, Table 1" in (tmp_path / "out" / "tables.md").read_text()
+
+
+def test_every_paper_row_names_a_recipe_yaml():
+    """Each row of the default spec matches runs of an existing recipe yaml, and each key it matches on besides the
+    recipe's identity is a top-level key of that yaml (a misspelt key would match no run, silently)."""
+    import ruamel.yaml
+
+    from modules.recipe import REPO_ROOT, top_level_keys
+
+    spec = ruamel.yaml.YAML(typ="safe").load(DEFAULT_SPEC.read_text())
+    for table in spec["tables"]:
+        for row in table["rows"]:
+            match = row["match"]
+            path = f"{REPO_ROOT}/recipes/{match['dataset']}/{match['method']}/hparams/{match['hparams']}.yaml"
+            keys = set(top_level_keys(path))  # raises for a missing yaml
+            extra = set(match) - {"dataset", "method", "hparams"}
+            assert extra <= keys, (table["title"], row["label"], extra - keys)
+            assert row.get("paper"), row["label"]
