@@ -615,3 +615,17 @@ def test_separator_with_the_tiny_frontend_learns(pretrained, tmp_path):
     # (margins 0.83, 1.09 dB)
     assert float(mean["si-snr_i"]) > 1.37 - 0.8, mean
     assert float(mean["sdr_i"]) > 2.48 - 1.0, mean
+
+
+def test_debug_run_keeps_a_random_frontend_with_a_warning(caplog):
+    """Under ``--debug`` (upstream's recipe test) a frontend without pretrained weights is kept, with a warning;
+    a real run still refuses it (test_downstream_needs_a_frozen_and_pretrained_frontend)."""
+    from modules.dip import DIPBrain
+
+    modules = {"separator": tiny_separator(), "frontend": tiny_frontend()}
+    hparams = {"sample_rate": 16000, "frozen_modules": ["frontend"]}
+    with caplog.at_level("WARNING", logger="modules.dip"):
+        DIPBrain(modules, hparams=hparams, run_opts={"device": "cpu", "debug": True}).check_frontend()
+    assert "no pretrained weights" in caplog.text and "--debug" in caplog.text
+    with pytest.raises(ValueError, match="no pretrained weights"):
+        DIPBrain(modules, hparams=hparams, run_opts={"device": "cpu", "debug": False}).check_frontend()
