@@ -31,10 +31,19 @@ another utterance of the target speaker, never the mixed one (see
   copied at the corpus rate to ``Libri{n}Mix/wav{8k,16k}/enroll/<utt>.wav``.
   A split none of whose mixtures is listed falls back to the rule below; a
   split only partly listed is an error.
-* Otherwise the enrollment is drawn (seed ``enroll_seed``) among the other
-  utterances of the target speaker found in the same split's source folders
-  (``s1``...``sN`` of other mixtures); mixtures whose speaker has no other
-  utterance there are left out with a warning.
+* Otherwise, the paper's way (DPCCN: "its enrollment speech is randomly
+  selected such that it differs from the one in the mixture"): a full
+  LibriSpeech utterance of the target speaker other than the mixed one, drawn
+  (seed ``enroll_seed``) from the LibriSpeech subset the split is made from
+  (:data:`LIBRISPEECH_SUBSETS`), found under ``librispeech_folder`` or beside
+  ``Libri{n}Mix`` where the generator puts it; the draw is written to
+  ``<save_folder>/libri{n}mix_<split>_aux.lst`` (the published lists' format,
+  paths relative to the LibriSpeech root), which the sidecar records and
+  ``aux_list`` takes back.
+* Without LibriSpeech, the enrollment is drawn among the other utterances of
+  the target speaker found in the same split's source folders (``s1``...``sN``
+  of other mixtures: cropped, gain-scaled copies, not the paper's), with a
+  warning; mixtures whose speaker has no other utterance there are left out.
 
 The sidecar records, per split, where the enrollments came from and how many
 mixtures were left out.
@@ -66,6 +75,7 @@ from data_prep.common import (
     run_cli,
     scan_split,
     task_folders,
+    write_text_atomic,
 )
 from data_prep.enrollment import (
     ENROLL_KEY,
@@ -406,8 +416,9 @@ def prepare_librimix(
             storage = (Path(data_folder).resolve() / rel_prefix).parents[2]
             roots = search_roots(librispeech_folder) if librispeech_folder else search_roots(data_folder, storage)
             for split, name in splits.items():
+                list_path = Path(save_folder) / f"libri{n_spks}mix_{name}_aux.lst"
                 rows[split], extra["enrollment"][split] = _add_enrollment(
-                    rows[split], data_folder, rel_prefix, name, n_spks, sample_rate, aux, roots, enroll_seed
+                    rows[split], data_folder, rel_prefix, name, n_spks, sample_rate, aux, roots, enroll_seed, list_path
                 )
         return rows
 
@@ -426,6 +437,15 @@ def prepare_librimix(
     )
 
 
+#: LibriMix split folder -> the LibriSpeech subset it is made from.
+LIBRISPEECH_SUBSETS = {
+    "train-100": "train-clean-100",
+    "train-360": "train-clean-360",
+    "dev": "dev-clean",
+    "test": "test-clean",
+}
+
+
 def librispeech_speaker(utt):
     """Speaker of a LibriSpeech utterance id (``1089-134686-0000`` -> ``1089``).
 
@@ -437,7 +457,16 @@ def librispeech_speaker(utt):
     return utt.split("-")[0]
 
 
-def _add_enrollment(rows, data_folder, rel_prefix, split_name, n_spks, sample_rate, aux, roots, seed):
+def _librispeech_subset(roots, subset):
+    """The folder of a LibriSpeech subset under the first of ``roots`` that has it, or ``None``."""
+    for root in roots:
+        for folder in (Path(root) / subset, Path(root) / "LibriSpeech" / subset):
+            if folder.is_dir() and any(folder.glob("*/*/*.flac")):
+                return folder
+    return None
+
+
+def _add_enrollment(rows, data_folder, rel_prefix, split_name, n_spks, sample_rate, aux, roots, seed, list_path):
     """Add ``enroll_wav`` to the rows of one split; returns ``(rows, record)``."""
     data_folder = Path(data_folder)
     listed = [r["ID"] for r in rows if r["ID"] in aux]
@@ -472,6 +501,20 @@ def _add_enrollment(rows, data_folder, rel_prefix, split_name, n_spks, sample_ra
             materialise_enrollment(path, enroll_dir / f"{utt}.wav", sample_rate)
             add_enrollment_column(row, rel_to_root(enroll_dir / f"{utt}.wav", data_folder))
         return rows, {"source": "aux_list", "dropped": 0}
+    targets = [(r["ID"], librispeech_speaker(r["ID"].split("_")[0]), set(r["ID"].split("_"))) for r in rows]
+    subset = LIBRISPEECH_SUBSETS.get(split_name)
+    folder = _librispeech_subset(roots, subset) if subset else None
+    if folder is not None:
+        return _enrollment_from_librispeech(
+            rows, targets, folder, data_folder, rel_prefix, sample_rate, seed, list_path
+        )
+    logger.warning(
+        "%s %s: no LibriSpeech %s found (set librispeech_folder): enrollments drawn from the split's own sources "
+        "(cropped LibriMix copies, not the paper's full utterances)",
+        LABEL,
+        split_name,
+        subset,
+    )
     split_dir = data_folder / rel_prefix / split_name
     candidates = {}
     for k in range(1, n_spks + 1):
@@ -485,7 +528,6 @@ def _add_enrollment(rows, data_folder, rel_prefix, split_name, n_spks, sample_ra
             candidates.setdefault(librispeech_speaker(utts[k - 1]), []).append(
                 Candidate(utts[k - 1], rel_to_root(wav, data_folder))
             )
-    targets = [(r["ID"], librispeech_speaker(r["ID"].split("_")[0]), set(r["ID"].split("_"))) for r in rows]
     chosen, missing = choose_enrollment(targets, candidates, seed)
     if missing:
         logger.warning(
@@ -503,6 +545,38 @@ def _add_enrollment(rows, data_folder, rel_prefix, split_name, n_spks, sample_ra
             f"no enrollment utterance for any mixture of {split_name}: no s1 speaker appears twice; give aux lists"
         )
     return kept, {"source": "corpus", "dropped": len(missing)}
+
+
+def _enrollment_from_librispeech(rows, targets, folder, data_folder, rel_prefix, sample_rate, seed, list_path):
+    """Enrollments drawn from a LibriSpeech subset folder, written to an aux list and copied at the corpus rate."""
+    from data_prep.librispeech import list_librispeech
+
+    candidates = {}
+    for utt in list_librispeech(folder, folder.name):
+        candidates.setdefault(utt.speaker, []).append(Candidate(utt.utt_id, utt.path))
+    chosen, missing = choose_enrollment(targets, candidates, seed)
+    if missing:
+        logger.warning(
+            "%s: %d of %d mixtures left out, their s1 speaker has no other utterance in %s (e.g. %s)",
+            LABEL,
+            len(missing),
+            len(rows),
+            folder,
+            ", ".join(missing[:3]),
+        )
+    kept = [r for r in rows if r["ID"] in chosen]
+    if not kept:
+        raise PrepError(f"no enrollment utterance for any mixture in {folder}: no s1 speaker has another utterance")
+    lines = []
+    enroll_dir = (Path(data_folder).resolve() / rel_prefix).parent / "enroll"  # Libri{n}Mix/wav{8,16}k/enroll
+    for row in kept:
+        pick = chosen[row["ID"]]
+        spk, chapter = pick.ref.parent.parent.name, pick.ref.parent.name
+        lines.append(f"{row['ID']}\t{folder.name}/{spk}/{chapter}/{pick.ref.name}\n")
+        materialise_enrollment(pick.ref, enroll_dir / f"{pick.utt_id}.wav", sample_rate)
+        add_enrollment_column(row, rel_to_root(enroll_dir / f"{pick.utt_id}.wav", data_folder))
+    write_text_atomic(list_path, "".join(lines))
+    return kept, {"source": "librispeech", "list": str(list_path), "dropped": len(missing)}
 
 
 def build_parser():

@@ -75,6 +75,7 @@ import soundfile as sf
 from scipy.fft import next_fast_len
 
 from data_prep.common import PrepError, run_cli
+from data_prep.librimix import LIBRISPEECH_SUBSETS
 from data_prep.synth import (
     active_level,
     ambient_noise,
@@ -491,13 +492,6 @@ def make_mini_librimix(
     return root
 
 
-#: LibriMix split folder -> LibriSpeech subset it is made from.
-LIBRISPEECH_SUBSETS = {
-    "train-100": "train-clean-100",
-    "train-360": "train-clean-360",
-    "dev": "dev-clean",
-    "test": "test-clean",
-}
 #: LibriMix split folder -> split name of the published aux lists.
 AUX_SPLITS = {"train-100": "tr", "train-360": "tr", "dev": "cv", "test": "tt"}
 #: Enrollment utterances written per target speaker.

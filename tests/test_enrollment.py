@@ -129,9 +129,37 @@ def test_librimix_enrollment_from_aux_lists(tmp_path, libri):
     assert "$data_root/Libri2Mix/wav8k/enroll/" in Path(paths["test"]).read_text()
 
 
+def test_librimix_enrollment_drawn_from_librispeech(tmp_path, libri):
+    """Without a list, the paper's way: a full LibriSpeech utterance of the s1 speaker, never the mixed one, drawn
+    by seed from the split's subset, written to an aux list that gives back the same enrollments."""
+
+    def enroll(save, **options):
+        paths = prepare_librimix(libri, tmp_path / save, enrollment=True, **options)
+        return {i: r["enroll_wav"] for i, r in _load(paths["test"], libri).items()}
+
+    a = enroll("a", enroll_seed=0)
+    assert a and a == enroll("b", enroll_seed=0)
+    speech = {p.stem: p for p in (libri / "LibriSpeech").rglob("*.flac")}
+    for mix_id, path in a.items():
+        utt = Path(path).stem
+        assert utt in speech and "test-clean" in str(speech[utt])  # a LibriSpeech utterance of the test subset
+        assert utt.split("-")[0] == mix_id.split("-")[0] and utt not in mix_id.split("_")
+        full = sf.info(str(speech[utt])).duration
+        assert sf.info(path).duration == pytest.approx(full, abs=1e-3) and sf.info(path).samplerate == 8000
+    record = json.loads((tmp_path / "a" / "libri2mix_prep.json").read_text())["enrollment"]["test"]
+    assert record["source"] == "librispeech" and record["dropped"] == 0
+    listed = Path(record["list"])
+    assert listed == tmp_path / "a" / "libri2mix_test_aux.lst" and len(listed.read_text().splitlines()) == len(a)
+    assert enroll("c", aux_list=listed) == a  # the recorded list gives the same enrollments back
+
+
 def test_librimix_enrollment_drawn_from_corpus(tmp_path, libri):
+    """Without LibriSpeech: another utterance of the s1 speaker from the split's own sources (with a warning)."""
+    empty = tmp_path / "no_librispeech"
+    empty.mkdir()
+
     def enroll(seed, save):
-        paths = prepare_librimix(libri, tmp_path / save, enrollment=True, enroll_seed=seed)
+        paths = prepare_librimix(libri, tmp_path / save, enrollment=True, enroll_seed=seed, librispeech_folder=empty)
         return {i: r["enroll_wav"] for i, r in _load(paths["train"], libri).items()}
 
     a = enroll(0, "a")
