@@ -29,6 +29,7 @@ setup(
         "speechmos==0.0.1.1",  # imports librosa and requests without declaring them
         "onnxruntime==1.31.1",
         "librosa==0.11.0",
+        "pyroomacoustics==0.10.1",  # image-method RIRs (data_prep/dpccn_reverb.py)
         "requests>=2.31",
     ],
     package_data={"modules": ["paper_tables.yaml"]},

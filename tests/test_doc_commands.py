@@ -44,7 +44,8 @@ UNRUNNABLE = {
     r"python -m modules\.results ": "needs run folders; tests/test_results.py",
     r"python -m modules\.(export|inference|evaluation)": "needs a trained run; tests/test_export.py, "
     "tests/test_inference.py, tests/test_realm_eval.py",
-    r"python -m data_prep\.(wham|librimix|vox2mix|lrs2mix|aishell2mix|realm|wsj0mix|noise_corpora|saddel_conditions) "
+    r"python -m data_prep\.(wham|librimix|vox2mix|lrs2mix|aishell2mix|realm|wsj0mix|noise_corpora|saddel_conditions|"
+    r"dpccn_reverb) "
     r".*<": "the prep of a real corpus; the recipe runs below run the same prep on the mini corpora",
     r"python recipes/REALM/sisnr_estimator/": "needs trained separators (--separators); "
     "tests/test_realm_eval.py trains the estimator on tiny runs",

@@ -1,0 +1,59 @@
+"""The DPCCN paper's Table 2 set (noisy, reverberant LibriSpeech): deterministic files, RT60 in the asked range
+measured on the RIRs, noise from 100 Nonspeech only, 16 kHz, mix = s1 + s2 + noise."""
+
+import csv
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from data_prep.common import PrepError
+from data_prep.dpccn_reverb import draw_room, measured_rt60, mixture_rng, simulate_dpccn_reverb
+from data_prep.mini import make_mini_librispeech, make_mini_nonspeech
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dpccn_reverb")
+    return {
+        "librispeech": make_mini_librispeech(root, seed=0, n_train=6, n_valid=6, n_test=6),
+        "nonspeech": make_mini_nonspeech(root, seed=0, n_train=1, n_valid=1, n_test=2),
+    }
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_rooms_measure_an_rt60_in_the_asked_range():
+    for index in range(3):
+        room = draw_room(mixture_rng(0, "tr", index), rt60_range=(0.2, 0.4))
+        for rir in room["rirs"][:2]:
+            assert 0.2 <= measured_rt60(rir) <= 0.4
+        assert 3 <= room["room"][0] <= 10 and 2.5 <= room["room"][2] <= 4
+
+
+def test_simulation_is_deterministic_and_as_specified(corpora, tmp_path):
+    args = (corpora["librispeech"], corpora["nonspeech"])
+    fast = {"sizes": (1, 1, 1), "rt60_range": (0.1, 0.3), "progress": False}  # short RIRs: a quicker test
+    a = simulate_dpccn_reverb(*args, tmp_path / "a", seed=3, **fast)
+    b = simulate_dpccn_reverb(*args, tmp_path / "b", seed=3, **fast)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.wav"))
+    assert len(files) == 3 * 4
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    noise_names = {p.name for p in corpora["nonspeech"].glob("n*.wav")}
+    for split, path in a.items():
+        for row in rows(path):
+            assert 0.1 <= float(row["rt60"]) <= 0.3 and 10 <= float(row["snr_db"]) <= 20
+            assert row["noise_file"] in noise_names  # 100 Nonspeech only
+            signals = {}
+            for key in ("mix", "s1", "s2", "noise"):
+                data, rate = sf.read(row[f"{key}_wav"].replace("$data_root", str(tmp_path / "a")))
+                assert rate == 16000 and len(data) == 64000
+                signals[key] = data
+            np.testing.assert_allclose(signals["mix"], signals["s1"] + signals["s2"] + signals["noise"], atol=1e-6)
+        assert rows(path) == rows(b[split])
+    with pytest.raises(PrepError, match="other parameters"):
+        simulate_dpccn_reverb(*args, tmp_path / "a", seed=4, **fast)
