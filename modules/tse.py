@@ -81,6 +81,56 @@ class TSEBrain(SeparationBrain):
     (torch.Size([2]), [[0], [0]])
     """
 
+    def conditioning(self, batch):
+        """The yaml's ``conditioning`` inputs; under ``--debug`` a missing enrollment is another utterance.
+
+        Upstream's recipe test runs every recipe with ``--debug`` on its
+        ``tests/samples``, which have no enrollment column. In such a run
+        (SpeechBrain's ``run_opts["debug"]``) a batch without ``enroll`` gets
+        one from another utterance of the sample set, as the recipes draw one
+        without an enrollment list (:meth:`debug_enrollment`); a real run
+        still stops with the error of :meth:`modules.brain.SeparationBrain.conditioning`.
+        """
+        wanted = "enroll" in (self._hp("conditioning", None) or [])
+        if wanted and batch.enroll is None and getattr(self, "debug", False):
+            enroll, lengths = self.debug_enrollment(batch)
+            batch = batch.replace(enroll=enroll, enroll_lengths=lengths)
+        return super().conditioning(batch)
+
+    def debug_enrollment(self, batch):
+        """Each item's enrollment for a ``--debug`` run on data without an enrollment column.
+
+        The target (source 1) of another item of the batch; in a batch of one,
+        the target of the previous batch of the run (upstream's samples: one
+        mixture per split, so the training mixture's target enrolls the
+        validation mixture and back); the first batch of one of a run has no
+        other utterance and enrolls its own target. Logged once per run.
+
+        Returns
+        -------
+        tuple
+            ``(enroll [B, T_e], enroll_lengths [B])``.
+        """
+        if batch.sources is None:
+            raise ValueError("a --debug run without enrollments draws them from the targets, and this batch has none")
+        targets, lengths = batch.sources[..., 0], batch.lengths
+        previous = getattr(self, "_debug_previous_target", None)
+        if targets.shape[0] > 1:
+            order = torch.roll(torch.arange(targets.shape[0], device=targets.device), 1)
+            enroll, enroll_lengths = targets[order], lengths[order]
+        elif previous is not None:
+            enroll, enroll_lengths = previous[0].to(targets.device), previous[1].to(lengths.device)
+        else:
+            enroll, enroll_lengths = targets, lengths
+        self._debug_previous_target = (targets[:1, : int(lengths[0])].detach().clone(), lengths[:1].clone())
+        if not getattr(self, "_debug_enrollment_logged", False):
+            logger.warning(
+                "the batch has no enrollment (no enroll_wav column); --debug run: enrollments are other utterances "
+                "of the data (another item's or the previous batch's target)"
+            )
+            self._debug_enrollment_logged = True
+        return enroll, enroll_lengths
+
     def compute_forward(self, batch, stage):
         """The separator's forward pass; the targets are cut to the target speaker (source 1)."""
         outputs = super().compute_forward(batch, stage)

@@ -605,3 +605,57 @@ def test_sdpccn_learns_to_extract_the_enrolled_speaker(learning_librimix, record
     # (margins 1.29, 3.49 dB)
     assert means["target"] > 3.6 - 1.5, means
     assert means["target"] - means["interferer"] > 12.3 - 4.0, means
+
+
+def test_debug_run_without_enrollments_draws_them_from_other_utterances(caplog):
+    """Under ``--debug`` (upstream's recipe test, whose samples have no enrollment column) a batch without
+    ``enroll`` is enrolled with another item's target (or the previous batch's); a real run still stops."""
+    tiny = DPCCN(1, first_channels=2, dense_channels=2, deep_channels=(2, 2), tcn_channels=4, tcn_blocks=1,
+                 tcn_layers=1, speaker_encoder=True, spk_hidden=4)  # fmt: skip
+    hparams = {"sample_rate": 8000, "conditioning": ["enroll"]}
+    torch.manual_seed(0)
+    items = [{"id": str(i), "mix_sig": torch.randn(4000 + 400 * i), "s1_sig": torch.randn(4000 + 400 * i),
+              "s2_sig": torch.randn(4000 + 400 * i)} for i in range(3)]  # fmt: skip
+    with pytest.raises(ValueError, match="conditioned on 'enroll' but the batch has none"):
+        TSEBrain({"separator": tiny}, hparams=hparams, run_opts={"device": "cpu"}).compute_forward(
+            collate(items[:2]), sb.Stage.VALID
+        )
+    brain = TSEBrain({"separator": tiny}, hparams=hparams, run_opts={"device": "cpu", "debug": True})
+    batch = collate(items[:2])
+    with caplog.at_level("WARNING", logger="modules.tse"):
+        enroll, lengths = brain.debug_enrollment(batch)
+    assert "--debug run" in caplog.text
+    assert torch.equal(enroll[0, :4400], items[1]["s1_sig"]) and lengths.tolist() == [4400, 4000]  # the other item's
+    first = TSEBrain({"separator": tiny}, hparams=hparams, run_opts={"device": "cpu", "debug": True})
+    alone = collate(items[2:])
+    assert torch.equal(first.debug_enrollment(alone)[0], alone.sources[..., 0])  # the run's first batch of one
+    enroll, lengths = first.debug_enrollment(collate(items[:1]))  # then the previous batch's target
+    assert torch.equal(enroll[0], items[2]["s1_sig"]) and lengths.tolist() == [4800]
+    outputs = brain.compute_forward(collate(items[:1]), sb.Stage.VALID)  # the whole forward pass runs
+    assert outputs.estimates.shape == (1, 4000, 1)
+
+
+def test_mixture_speaker_rule_takes_ids_without_speakers(tmp_path):
+    """Speaker rule ``mixture`` (upstream's tests/samples, ID ``0``): a mixture's sources are one speaker's
+    utterances, so Mixture-Remix finds a target and an enrollment; ``librimix`` still refuses such IDs."""
+    import soundfile
+
+    from modules.data.mixing import manifest_pools
+    from modules.data.remix import MixtureRemixDataset, mixture_speakers
+
+    for name in ("s1", "s2", "m"):
+        soundfile.write(tmp_path / f"{name}.wav", np.random.default_rng(0).standard_normal(8000) * 0.1, 8000)
+    manifest = tmp_path / "tr.csv"
+    manifest.write_text(
+        "ID,duration,mix_wav,s1_wav,s2_wav\n0,1.0,$data_root/m.wav,$data_root/s1.wav,$data_root/s2.wav\n"
+    )
+    with pytest.raises(ValueError, match="not 2 LibriSpeech utterance ids"):
+        manifest_pools(str(manifest), 8000, "librimix", data_folder=str(tmp_path), with_noise=False)
+    assert mixture_speakers("0", 2) == [("0-s1", "0"), ("0-s2", "0")]
+    utterances, _, _ = manifest_pools(str(manifest), 8000, "mixture", data_folder=str(tmp_path), with_noise=False)
+    assert utterances.speakers == ["0", "0"]
+    from modules.data.remix import manifest_mixture_pool
+
+    remix = MixtureRemixDataset(manifest_mixture_pool(str(manifest), 8000, str(tmp_path)), utterances, n_remix=1)
+    item = remix[0]
+    assert item["enroll_sig"] is not None and item["mix_sig"].shape[0] == 8000

@@ -59,7 +59,15 @@ import torch
 
 from modules.data.builders import build_datasets
 from modules.data.manifests import load_manifest
-from modules.data.mixing import GAIN_RULES, AudioPool, MixingSampler, manifest_pools, manifest_rows, register_gain_rule
+from modules.data.mixing import (
+    GAIN_RULES,
+    SPEAKER_RULES,
+    AudioPool,
+    MixingSampler,
+    manifest_pools,
+    manifest_rows,
+    register_gain_rule,
+)
 
 __all__ = [
     "REMIX_SCENARIO",
@@ -68,6 +76,7 @@ __all__ = [
     "build_remix_datasets",
     "manifest_mixture_pool",
     "mixture_remix_gains",
+    "mixture_speakers",
     "remix_alpha",
 ]
 
@@ -151,6 +160,26 @@ def mixture_remix_gains(sources, noise, rng, sample_rate=None, snr_range=DEFAULT
 
 if "mixture_remix" not in GAIN_RULES:
     register_gain_rule("mixture_remix", mixture_remix_gains)
+
+
+def mixture_speakers(mixture_id, n_sources):
+    """Speaker rule ``mixture``: the sources of a mixture are utterances of one speaker, named by the mixture ID.
+
+    For manifests whose IDs carry no speaker (upstream SpeechBrain's
+    ``tests/samples``: ID ``0``), so that a ``--debug`` run of a Mixture-Remix
+    recipe finds a speaker with two utterances (a target and its enrollment).
+    Upstream's registry rows select it (``--remix_speaker_rule=mixture``); a
+    real run keeps ``librimix``, which refuses such IDs.
+
+    Example
+    -------
+    >>> mixture_speakers("0", 3)
+    [('0-s1', '0'), ('0-s2', '0'), ('0-s3', '0')]
+    """
+    return [(f"{mixture_id}-s{k + 1}", str(mixture_id)) for k in range(n_sources)]
+
+
+SPEAKER_RULES.setdefault("mixture", mixture_speakers)
 
 
 @dataclass

@@ -37,7 +37,7 @@ from modules.upstream.graph import YAML_TAG, ExportError, ModuleGraph, is_ours, 
 from modules.upstream.readme import _docstring_summary, exported_readme
 from modules.upstream.reads import hparam_reads
 from modules.upstream.registry import DATASETS, write_rows
-from modules.upstream.samples import debug_blocker, debug_checks, load_blocker, sample_flags
+from modules.upstream.samples import SAMPLE_DEV, SAMPLE_TRAIN, debug_blocker, debug_checks, load_blocker, sample_flags
 from modules.upstream.yamlflat import (
     LIFTED,
     _code_part,
@@ -361,6 +361,55 @@ def prep_module_name(dataset, method):
     return f"{dataset.lower()}_{method}_prepare"
 
 
+def stage_yamls(text, folder):
+    r"""The yamls that a system's ``stages`` run besides its own (their ``hparams:``), as paths in ``folder``.
+
+    Example
+    -------
+    >>> text = "stages:\n    - {name: pretrain, hparams: mic.yaml}\n    - {name: separate}\nx: 1\n"
+    >>> [p.name for p in stage_yamls(text, Path("hparams"))]
+    ['mic.yaml']
+    """
+    block = re.search(r"^stages:[^\n]*\n((?:[ \t-][^\n]*\n?)*)", text, flags=re.M)
+    if not block:
+        return []
+    return [Path(folder) / name for name in re.findall(r"\bhparams:\s*([\w.\-/]+\.yaml)", block.group(1))]
+
+
+def _system_flags(path, keys, yaml_out):
+    """``test_debug_flags`` of a yaml: :func:`sample_flags` of its keys, then of each key only a stage's yaml has.
+
+    A system's first stage may read inputs the system's yaml does not have
+    (DIP's pretraining: its synthetic and real branches); the stage runner
+    gives each stage the overrides its yaml has, so those flags are added
+    (a key the system's yaml has keeps the system's flag: e.g. its hand-over
+    key is not set, which would skip the stage before it). A Mixture-Remix
+    yaml remixes the samples' mixtures (the preparation that writes its
+    target-domain manifests is off) and its speaker rule becomes ``mixture``
+    (``modules.data.remix.mixture_speakers``): the samples' IDs (``0``) name
+    no LibriSpeech speaker; the remixed items are not joined by the
+    samples' own (``with_source_data``: those have no enrollment, and a batch
+    holds items with or items without one).
+    """
+    text = yaml_out[path.name]
+    flags = sample_flags(keys, text)
+    remix = {"remix_train_mixtures": SAMPLE_TRAIN, "remix_valid_mixtures": SAMPLE_DEV, "remix_speaker_rule": "mixture"}
+    remix["with_source_data"] = "False"  # the samples' items have no enrollment, the remixed ones have one
+    for key, value in remix.items():
+        if key in keys:
+            flags = f"{flags} --{key}={value}".strip()
+    for stage in stage_yamls(text, path.parent):
+        stage_text = yaml_out.get(stage.name)
+        if stage_text is None:
+            continue
+        only_stage = {e.key for e in split_entries(stage_text) if e.key} - set(keys)
+        more = sample_flags(only_stage, stage_text)
+        if more:
+            flags = f"{flags} {more}".strip()
+            keys = set(keys) | only_stage
+    return flags
+
+
 def export_recipe(target, out, validate=True, format_code=True):
     """Writes the upstream-shaped folder of a recipe (see the module docstring).
 
@@ -418,6 +467,9 @@ def export_recipe(target, out, validate=True, format_code=True):
                     starts[script].add(target)
     for path, named in brains.items():  # the Brains the script's yamls name go into the script too
         starts[scripts[path]] |= named
+    for path in yamls:  # and those of the stages its yaml runs (DIP's pretraining stage runs from train.py)
+        for stage in stage_yamls(flat[path], path.parent):
+            starts[scripts[path]] |= brains.get(stage, set())
     prep_name = prep_module_name(dataset, method)
     plan = plan_export(graph, sorted(roots), pinned, prep_module, prep_name)
 
@@ -520,7 +572,7 @@ def export_recipe(target, out, validate=True, format_code=True):
                 "Readme_file": f"{rel_folder}/README.md",
                 "Result_url": "",
                 "HF_repo": "",
-                "test_debug_flags": sample_flags(keys, yaml_out[path.name]),
+                "test_debug_flags": _system_flags(path, keys, yaml_out),
                 "test_debug_checks": debug_checks(keys, yaml_out[path.name], scripts[path]),
                 "performance": "",
             }
