@@ -205,9 +205,13 @@ def _read(path, sample_rate):
 
 
 def simulate_dpccn_reverb(
-    librispeech_folder, nonspeech_folder, out_folder, sizes=None, seed=0, rt60_range=RT60_RANGE, progress=True
-):
+    librispeech_folder, nonspeech_folder, out_folder, sizes=None, seed=0, rt60_range=RT60_RANGE, progress=True,
+    skip_prep=False,
+):  # fmt: skip
     """Write the Table 2 set (or a smaller one: ``sizes``), deterministically; returns ``{split: manifest path}``.
+
+    A split whose manifest is written is finished: a rerun with the same
+    parameters skips it (the recipes call this at every start).
 
     Arguments
     ---------
@@ -221,6 +225,8 @@ def simulate_dpccn_reverb(
     seed : int
     rt60_range : sequence of float
     progress : bool
+    skip_prep : bool
+        Return the manifest paths without reading or writing anything.
 
     Example
     -------
@@ -242,6 +248,9 @@ def simulate_dpccn_reverb(
     if len(sizes) != 3 or min(sizes) < 1:
         raise PrepError(f"sizes must be three positive numbers (tr, cv, tt), got {sizes}")
     out = Path(out_folder)
+    manifests = {split: out / f"dpccn_reverb_{split}.csv" for split in SPLITS}
+    if skip_prep:
+        return {k: str(v) for k, v in manifests.items()}
     params = {"seed": int(seed), "sizes": sizes, "rt60_range": list(rt60_range), "sample_rate": SAMPLE_RATE,
               "duration": DURATION, "speaker_db": list(SPEAKER_DB), "noise_snr_db": list(NOISE_SNR_DB),
               "room_length": list(ROOM_LENGTH), "room_height": list(ROOM_HEIGHT)}  # fmt: skip
@@ -252,11 +261,15 @@ def simulate_dpccn_reverb(
     noise_files = [Path(nonspeech_folder) / rel / name for name in names]
     noises = [_read(p, SAMPLE_RATE) for p in noise_files]
     out.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(params, indent=2) + "\n")  # before any audio: a rerun with others is refused
     header = manifest_header(
         ["mix", "s1", "s2", "noise"], extra=["rt60", "overlap", "speaker_db", "snr_db", "noise_file", "room"]
     )
     paths = {}
     for (split, (subset, _)), size in zip(SPLITS.items(), sizes):
+        paths[split] = manifests[split]
+        if manifests[split].is_file():  # finished, with these parameters (the record says so)
+            continue
         by_speaker = {}
         for utt in list_librispeech(librispeech_folder, subset):
             by_speaker.setdefault(utt.speaker, []).append(utt)
@@ -279,9 +292,7 @@ def simulate_dpccn_reverb(
                 audio[key] = f"{split}/{key}/{mix_id}.wav"
             extra = {**info, "noise_file": noise_files[noise_index].name}
             rows.append(build_row(mix_id, DURATION, audio, extra))
-        paths[split] = out / f"dpccn_reverb_{split}.csv"
         write_csv_atomic(paths[split], header, rows)
-    record.write_text(json.dumps(params, indent=2) + "\n")
     return {k: str(v) for k, v in paths.items()}
 
 

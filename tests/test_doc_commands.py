@@ -64,6 +64,7 @@ PLACEHOLDERS = {
     "<MUSAN root>": "musan",
     "<LibriSpeech root>": "librispeech",
     "<100 Nonspeech root>": "nonspeech",
+    "<set folder>": "reverb_set",
 }
 TINY_RUN = ["--overrides_file=hparams/tiny.yaml", "--device=cpu", "--noprogressbar", "--debug"]
 TINY_MINI = ["--n_train", "3", "--n_valid", "3", "--n_test", "4"]  # SADDEL's sampler: 3 speakers per split
@@ -157,7 +158,8 @@ def corpora(tmp_path_factory):
         ),
         "musan": mini.make_mini_musan(root, seed=0, n_train=8, n_valid=1, n_test=1),
         "nonspeech": mini.make_mini_nonspeech(root, seed=0, n_train=1, n_valid=1, n_test=2),
-        "librispeech": mini.make_mini_librispeech(root, seed=0, n_train=1, n_valid=1, n_test=12),
+        "librispeech": mini.make_mini_librispeech(root, seed=0, n_train=6, n_valid=6, n_test=12),
+        "reverb_set": root / "reverb_set",  # the DPCCN Table 2 set, simulated by the first recipe run
         "root": root,
     }
 
@@ -182,6 +184,8 @@ def prepared(command, corpora, work, shared):
                          f"--aishell2mix_aux_folder={corpora['aishell2mix_lst']}"]  # fmt: skip
             if "recipes/WSJ0Mix/" in part:  # the test conditions: as many mixtures as the mini corpora hold
                 argv.append("--n_test=3")
+            if "recipes/ReverbLibriSpeech/" in part and not any(a.startswith("--reverb_sizes") for a in argv):
+                argv += ["--reverb_sizes=[2,1,2]", "--training_signal_len=16000"]  # a few mixtures, 1 s crops
             argv = [a for a in argv if not a.startswith("--output_folder=")]  # outputs in the test's folder
             given = {a.split("=", 1)[0] for a in argv}  # an option the command gives is kept as documented
             argv += [a for a in TINY_RUN if a.split("=", 1)[0] not in given] + [f"--output_folder={work / f'out{i}'}"]

@@ -57,3 +57,25 @@ def test_simulation_is_deterministic_and_as_specified(corpora, tmp_path):
         assert rows(path) == rows(b[split])
     with pytest.raises(PrepError, match="other parameters"):
         simulate_dpccn_reverb(*args, tmp_path / "a", seed=4, **fast)
+
+
+@pytest.mark.parametrize("hparams", ["dpccn.yaml", "convtasnet.yaml"])
+def test_table2_recipes_run(corpora, tmp_path, hparams):
+    """prep (the simulation, once for both runs of a folder) -> train -> test at tiny size."""
+    from conftest import REPO
+
+    from modules.brain import SeparationBrain
+    from modules.recipe import run_recipe
+
+    data = tmp_path / "set"
+    argv = [f"hparams/{hparams}", f"--data_folder={data}", f"--librispeech_folder={corpora['librispeech']}",
+            f"--nonspeech_folder={corpora['nonspeech']}", "--reverb_sizes=[2, 1, 2]",
+            "--overrides_file=hparams/tiny.yaml",
+            f"--output_folder={tmp_path / 'out'}", "--device=cpu", "--noprogressbar", "--N_epochs=1",
+            "--training_signal_len=16000"]  # fmt: skip
+    run_recipe(SeparationBrain, str(REPO / "recipes" / "ReverbLibriSpeech" / "dpccn" / "train.py"), argv)
+    results = rows(tmp_path / "out" / "test_results.csv")
+    assert len(results) == 3 and results[-1]["snt_id"] == "avg"
+    written = sorted(p.stat().st_mtime_ns for p in data.rglob("*.wav"))
+    run_recipe(SeparationBrain, str(REPO / "recipes" / "ReverbLibriSpeech" / "dpccn" / "train.py"), argv)
+    assert sorted(p.stat().st_mtime_ns for p in data.rglob("*.wav")) == written  # simulated once
