@@ -145,6 +145,7 @@ def draw_room(rng, rt60_range=RT60_RANGE, sample_rate=SAMPLE_RATE):
 
 
 def _energy(x):
+    """Sum of squares, never zero."""
     return float(np.sum(np.square(x))) + 1e-8
 
 
@@ -198,6 +199,7 @@ def render(utterances, noise, rng, rt60_range=RT60_RANGE, sample_rate=SAMPLE_RAT
 
 
 def _read(path, sample_rate):
+    """An audio file, mono, at ``sample_rate``."""
     from modules.audio import resample
 
     x, rate = sf.read(str(path), dtype="float64", always_2d=True)
@@ -297,6 +299,7 @@ def simulate_dpccn_reverb(
 
 
 def _complete(path, frames):
+    """Whether a WAV file exists with ``frames`` frames (a rerun keeps it)."""
     try:
         return sf.info(str(path)).frames == frames
     except (RuntimeError, sf.LibsndfileError):

@@ -360,6 +360,7 @@ def find_nonspeech(data_folder):
         raise PrepError(f"{label} data_folder not found: {folder}")
 
     def holds(path):
+        """Whether ``path`` holds a numbered 100 Nonspeech file."""
         return any(p.is_file() and _NONSPEECH_NAME.fullmatch(p.name) for p in path.iterdir())
 
     if holds(folder):

@@ -504,6 +504,7 @@ class _NoiseBank:
     """The allowed noise files at the condition's rate: lengths from headers, audio through an LRU cache."""
 
     def __init__(self, root, files, sample_rate):
+        """Reads every noise file's length from its header; the audio is read when drawn (cached)."""
         self.root, self.files, self.rate = Path(root), list(files), int(sample_rate)
         if not self.files:
             raise PrepError("no noise file given for a noisy scenario")
@@ -514,6 +515,7 @@ class _NoiseBank:
         self.audio = functools.lru_cache(maxsize=NOISE_CACHE)(self._read)
 
     def _read(self, index):
+        """One noise file at the condition's rate (the cache keeps it in memory)."""
         return read_noise(self.root / self.files[index], self.rate)
 
     def draw(self, rng, length, name):
@@ -979,6 +981,7 @@ def _rng(seed, *keys):
 
 
 def _check_seed(seed):
+    """A non-negative integer seed, or a PrepError."""
     seed = check_seed(seed)
     if seed < 0:
         raise PrepError(f"invalid seed={seed!r} (a non-negative integer)")
@@ -997,6 +1000,7 @@ def _check_range(name, value):
 
 
 def _check_scenarios(scenarios):
+    """The scenarios asked for, checked against SCENARIOS."""
     if isinstance(scenarios, str):
         scenarios = [scenarios]
     scenarios = list(scenarios)
@@ -1008,6 +1012,7 @@ def _check_scenarios(scenarios):
 
 
 def _first(mixtures, n_mixtures, scenario):
+    """The first ``n_mixtures`` mixtures of a scenario (all when None); an error when there are fewer."""
     if n_mixtures is None:
         return mixtures
     if isinstance(n_mixtures, bool) or not isinstance(n_mixtures, (int, np.integer)) or n_mixtures < 1:
@@ -1023,6 +1028,7 @@ def _strip_root(path):
 
 
 def _read_rows(path):
+    """The rows of a CSV file as dicts."""
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
@@ -1033,6 +1039,7 @@ def _jsonable(value):
 
 
 def _json_text(record):
+    """A record as indented JSON text."""
     return json.dumps(record, indent=2, sort_keys=True) + "\n"
 
 
@@ -1100,7 +1107,10 @@ def _open_condition(folder, condition, parameters, noise, lists):
 
 
 def _other_parameters(folder, key, old, new):
+    """The message of a rerun whose parameters differ from the recorded ones."""
+
     def short(value):
+        """A value as JSON, cut to 80 characters."""
         text = json.dumps(value)
         return text if len(text) <= 80 else text[:77] + "..."
 

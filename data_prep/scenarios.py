@@ -66,6 +66,7 @@ def scenario_folder(save_folder, scenario):
 
 
 def _check(scenarios):
+    """The scenarios asked for, checked against SCENARIOS."""
     scenarios = list(scenarios)
     for scenario in scenarios:
         scenario_folder(".", scenario)

@@ -181,15 +181,18 @@ def build_group_datasets(hparams):
     """The chassis' datasets (:func:`modules.data.build_datasets`) plus the source file paths.
 
     Each item also carries its ``s<k>_wav`` paths (``batch.extra["s1_wav"]``, ...),
-    the keys of the teacher-target cache. The group stage's datasets (:func:`context_aware_stages`).
+    the keys of the teacher-target cache. The group stage's datasets
+    (:attr:`GroupStageBrain.dataset_builder`): training and validation only, so
+    that a run of the group stage, given alone or as a system's first stage,
+    has no test stage (its model is the segregate stage's starting point).
     """
-    train, valid, test = build_datasets(hparams)
+    train, valid, _ = build_datasets(hparams)
     for dataset, manifest in ((train, hparams["train_data"]), (valid, hparams["valid_data"])):
         if not hasattr(dataset, "pipeline"):  # dynamic mixing: no files behind the sources
             continue
         columns = [c for c in signal_columns(manifest) if c.startswith("s") and c[1:-4].isdigit()]
         dataset.set_output_keys({**dataset.pipeline.output_mapping, **{c: c for c in columns}})
-    return train, valid, test
+    return train, valid
 
 
 def source_paths(batch):
