@@ -129,10 +129,11 @@ SCENARIOS = ("1sp+n", "2sp", "3sp", "2sp+n", "3sp+n")
 
 
 def _extra_test_set_names(yaml_text):
-    """Names of the yaml's ``extra_test_sets`` (the keys of that mapping, one indentation level in)."""
+    """Names of the yaml's ``extra_test_sets`` (the keys of that mapping, one indentation level in; also under
+    ``!apply:...available_test_sets``, which keeps the sets whose folders are given)."""
     names, inside = [], False
     for line in yaml_text.splitlines():
-        if re.match(r"^extra_test_sets:\s*(#.*)?$", line):
+        if re.match(r"^extra_test_sets:\s*(!apply:[\w.]*available_test_sets)?\s*(#.*)?$", line):
             inside = True
             continue
         if inside:
@@ -226,7 +227,7 @@ segregate/log.txt,segregate/env.log,segregate/train_log.txt,segregate/test_resul
         *first, last = stages
         files = [f for name in first for f in (f"{name}/{script}", f"{name}/train_log.txt")]
         files += [f"{last}/{script}"] + [f"{last}/{f}" for f in RUN_FILES] + [f"{last}/test_results.csv"]
-    elif re.search(r"^brain_class:\s*!name:[\w.]*GroupStageBrain\b", yaml_text, flags=re.M) or "min_crop" in keys:
+    elif re.search(r"^brain_class:\s*(!name:)?[\w.]*GroupStageBrain\b", yaml_text, flags=re.M) or "min_crop" in keys:
         files = [script, *RUN_FILES]
     else:
         files = [script, *RUN_FILES, "test_results.csv"]
@@ -283,15 +284,20 @@ def sample_flags(keys, yaml_text=""):
     wanted += [(key, SAMPLE_FOLDER) for key in DOMAIN_FOLDERS if key in pending]  # optional ones stay off
     sets = _extra_test_set_names(yaml_text)
     if sets:
-        spec = f"{{manifest: {SAMPLE_DEV}, data_folder: {SAMPLE_FOLDER}, prepare: null}}"
-        wanted.append(("extra_test_sets", "{" + ", ".join(f"{name}: {spec}" for name in sets) + "}"))
+        spec = f"manifest: {SAMPLE_DEV}, data_folder: {SAMPLE_FOLDER}, prepare: null"
+        by_scenario = set(re.findall(r"^ {4}([\w.+-]+):[^\n]*\n {8}manifests:", yaml_text, flags=re.M))
+        entries = [f"{n}: {{{spec}{', manifests: null' if n in by_scenario else ''}}}" for n in sets]
+        wanted.append(("extra_test_sets", "{" + ", ".join(entries) + "}"))  # the samples' manifest, unscenarioed
     if "scenario_manifests" in keys:
-        paths = f"{{train: {SAMPLE_TRAIN}, valid: {SAMPLE_DEV}, test: {SAMPLE_DEV}}}"
+        own_root = re.search(r"^ {4}2sp\+n:[^\n]*\n(?: {8}[^\n]*\n)*? {8}data_folder:", yaml_text, flags=re.M)
+        root = f", data_folder: {SAMPLE_FOLDER}" if own_root else ""  # a test set written elsewhere names its root
+        paths = f"{{train: {SAMPLE_TRAIN}, valid: {SAMPLE_DEV}, test: {SAMPLE_DEV}{root}}}"
         weights = ", ".join(f"{s}: {int(s == '2sp+n')}" for s in SCENARIOS)
         wanted += [
             ("scenario_manifests", f"{{2sp+n: {paths}}}"),
             ("scenario_weights", f"{{{weights}}}"),
             ("test_scenarios", "[2sp+n]"),
+            ("mixing_scenarios", "[]"),  # 2sp+n from the samples' manifest, not mixed from a corpus's sources
         ]
     if re.search(r"^init_from:\s*(?!null\b)\S", yaml_text, flags=re.M):
         wanted.append(("init_from", "null"))  # a stage that starts from another run starts from scratch
