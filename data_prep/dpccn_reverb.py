@@ -198,14 +198,6 @@ def render(utterances, noise, rng, rt60_range=RT60_RANGE, sample_rate=SAMPLE_RAT
     return signals, info
 
 
-def _read(path, sample_rate):
-    """An audio file, mono, at ``sample_rate``."""
-    from modules.audio import resample
-
-    x, rate = sf.read(str(path), dtype="float64", always_2d=True)
-    return resample(x.mean(axis=1), rate, sample_rate)
-
-
 def simulate_dpccn_reverb(
     librispeech_folder, nonspeech_folder, out_folder, sizes=None, seed=0, rt60_range=RT60_RANGE, progress=True,
     skip_prep=False,
@@ -244,7 +236,7 @@ def simulate_dpccn_reverb(
     from tqdm import tqdm
 
     from data_prep.librispeech import list_librispeech
-    from data_prep.noise_corpora import corpus_files
+    from data_prep.noise_corpora import corpus_files, read_noise
 
     sizes = [n for _, n in SPLITS.values()] if sizes is None else [int(n) for n in sizes]
     if len(sizes) != 3 or min(sizes) < 1:
@@ -261,7 +253,7 @@ def simulate_dpccn_reverb(
         raise PrepError(f"{out} was written with other parameters ({record}): another out_folder, or delete it")
     rel, names = corpus_files(nonspeech_folder, "nonspeech")
     noise_files = [Path(nonspeech_folder) / rel / name for name in names]
-    noises = [_read(p, SAMPLE_RATE) for p in noise_files]
+    noises = [read_noise(p, SAMPLE_RATE) for p in noise_files]
     out.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(params, indent=2) + "\n")  # before any audio: a rerun with others is refused
     header = manifest_header(
@@ -284,7 +276,9 @@ def simulate_dpccn_reverb(
             pair = rng.choice(len(speakers), size=2, replace=False)
             utts = [by_speaker[speakers[k]][int(rng.integers(len(by_speaker[speakers[k]])))] for k in pair]
             noise_index = int(rng.integers(len(noises)))
-            signals, info = render([_read(u.path, SAMPLE_RATE) for u in utts], noises[noise_index], rng, rt60_range)
+            signals, info = render(
+                [read_noise(u.path, SAMPLE_RATE) for u in utts], noises[noise_index], rng, rt60_range
+            )
             mix_id = f"{split}_{index + 1:05d}"
             audio = {}
             for key, value in signals.items():

@@ -444,21 +444,7 @@ def evaluation_sets(hparams, test_data):
 def run_recipe(brain_class, recipe_file, argv=None, dataset_builder=None):
     """What every recipe's ``train.py`` does: one run, or the stages its yaml declares.
 
-    Arguments
-    ---------
-    brain_class : type or None
-        A ``SeparationBrain`` subclass (a yaml's ``brain_class`` wins; ``None``:
-        the yaml must name one).
-    recipe_file : str
-        The recipe's ``train.py`` (hparams are looked up beside it).
-    argv : list of str, optional
-        Defaults to ``sys.argv[1:]``.
-    dataset_builder : callable, optional
-        ``hparams -> (train, valid, test)`` datasets, or ``(train, valid)`` for a
-        run with no test stage (DIP's pretraining); default
-        :func:`modules.data.build_datasets` (a yaml's ``dataset_builder`` wins, then
-        the Brain class's ``dataset_builder``).
-
+    The arguments are :func:`run_stage`'s (``argv`` defaults to ``sys.argv[1:]``).
     A yaml with a ``stages`` list is a system of several stages
     (:func:`declared_stages`): they run in order, each in
     ``<output_folder>/<stage>`` (:func:`run_stages`); ``--stages=a,b`` picks

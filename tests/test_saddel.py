@@ -446,7 +446,6 @@ def check_test_outputs(out, n_items_per_scenario):
     assert summary["n_scored"] == len(items) and "count_correct" in summary
     assert summary["scenarios"]["1sp+n"]["si-snr_i"] == pytest.approx(float(table[0]["1sp+n"]), abs=0.01)
     assert sum(s["n_scored"] for s in summary["scenarios"].values()) == len(items)
-    labels = [r["metric"] for r in table]
     assert "SI-SNRi, right-count mixtures only (dB)" in labels and "mixtures with the right count" in labels
     right = [r for r in items if float(r["count_correct"]) == 1]
     assert int(table[labels.index("mixtures with the right count")]["all"]) == len(right)
