@@ -31,6 +31,8 @@ setup(
         "librosa==0.11.0",
         "pyroomacoustics==0.10.1",  # image-method RIRs (data_prep/dpccn_reverb.py)
         "requests>=2.31",
+        "transformers==4.57.6",  # SSL/ASR models via speechbrain.integrations.huggingface
+        "huggingface_hub==0.36.2",
     ],
     package_data={"modules": ["paper_tables.yaml"]},
     entry_points={
