@@ -9,6 +9,7 @@ from modules.models.context_aware import (
 from modules.models.convtasnet import TCNMaskNet
 from modules.models.dip import DIPFrontend, DIPFusion
 from modules.models.dpccn import DPCCN, SpeakerEncoder
+from modules.models.mossformer import MossFormerMasker, MossFormerSplitMasker
 from modules.models.patch_sampler import PatchSampler
 from modules.models.saddel import OneAndRestSeparator
 from modules.models.separator import MaskingSeparator, fit_length
@@ -24,6 +25,8 @@ __all__ = [
     "DIPFusion",
     "DualPathSplitMasker",
     "MaskingSeparator",
+    "MossFormerMasker",
+    "MossFormerSplitMasker",
     "OneAndRestSeparator",
     "PatchSampler",
     "SSLTeacher",
