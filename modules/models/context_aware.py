@@ -14,17 +14,41 @@ becomes
   blocks and the masker's output layers, shared by the speakers and called once
   per speaker, ``C_i -> M_i`` (one mask per call); ``E_m * M_i`` is decoded.
 
-The split reuses SpeechBrain's blocks (``speechbrain.lobes.models.conv_tasnet``
-and ``dual_path``), taking the masker that ``hparams/backbones/*.yaml`` builds:
+The split reuses the masker that ``hparams/backbones/*.yaml`` builds, its blocks
+and weights as they are:
 
-* :class:`ConvTasNetSplitMasker` wraps a Conv-TasNet ``MaskNet`` built with one
-  mask (``num_masks: 1``): channel-wise layer norm, bottleneck and the first
-  ``split_at`` temporal blocks (of ``R * X``, split at block granularity, so
-  Asteroid's ``X = 8, R = 3`` splits after block 12), then ``PReLU`` and a 1x1
-  convolution ``B -> C * B`` (the SIMO head, the one module the unsplit
-  Conv-TasNet does not have; it has a ``B -> C * N`` mask convolution where
-  the split one has ``B -> N``); the segregator runs the remaining blocks and
-  the ``B -> N`` mask convolution with ReLU.
+* :class:`ConvTasNetSplitMasker` wraps a Conv-TasNet masker built with one mask
+  (``num_masks: 1``), split at block granularity (of ``R * X`` blocks, so
+  Asteroid's ``X = 8, R = 3`` splits after block 12):
+
+  - the Asteroid-shaped masker with skip connections
+    (:class:`modules.models.convtasnet.TCNMaskNet`, ``convtasnet_skip.yaml``,
+    the papers' separator): input norm, bottleneck and the first ``split_at``
+    blocks; the state after them is the residual path ``[B, L]`` *and* the sum
+    of the skip outputs so far ``[Sc, L]``, concatenated (``D = B + Sc``), then
+    ``PReLU`` and a 1x1 convolution ``D -> C * D`` (the SIMO head); the
+    segregator takes one ``C_i``, splits it back into residual and skip sum,
+    runs the remaining blocks (adding their skip outputs) and the masker's own
+    output layer (``PReLU``, ``Sc -> N``) and mask non-linearity. Carrying the
+    skip sum (a choice the papers leave open) keeps every block's skip output in
+    use, and makes the split the unsplit masker exactly when the SIMO head is
+    the identity (one speaker; tested);
+  - SpeechBrain's ``MaskNet`` (no skip path, ``convtasnet.yaml``): channel-wise
+    layer norm, bottleneck and the first ``split_at`` temporal blocks, then
+    ``PReLU`` and a 1x1 convolution ``B -> C * B``; the segregator runs the
+    remaining blocks and the ``B -> N`` mask convolution with ReLU.
+
+  The SIMO head is the one module the unsplit Conv-TasNet does not have (it has
+  a ``C * N``-channel mask convolution where the split one has ``N``).
+* :class:`DPRNNSplitMasker` wraps the Asteroid-shaped DPRNN
+  (:class:`modules.models.dprnn_asteroid.DPRNNMaskNet`, ``dprnn_asteroid.yaml``)
+  built with ``num_masks = C``: input norm, bottleneck, chunking and the first
+  ``split_at`` dual-path blocks, then its own ``PReLU`` and speaker-split 2-D
+  convolution (moved from after the last block to the middle) and overlap-add;
+  the segregator re-chunks each ``C_i``, runs the other blocks, overlap-adds and
+  applies the gated output and the mask convolution. With ``split_at`` = all
+  blocks it is the unsplit masker (tested). The split model has exactly the
+  parameters of the unsplit one.
 * :class:`DualPathSplitMasker` wraps a ``Dual_Path_Model`` (DPRNN, SepFormer)
   built with ``num_spks = C``: norm, bottleneck and the first ``split_at``
   dual-path blocks, then its own ``PReLU`` and speaker-split ``conv2d`` (moved
@@ -60,6 +84,8 @@ import torch.nn.functional as F
 from speechbrain.lobes.models.dual_path import Decoder, Dual_Path_Model
 from speechbrain.nnet.CNN import Conv1d as SBConv1d
 
+from modules.models.convtasnet import TCNMaskNet, apply_mask_nonlinear
+from modules.models.dprnn_asteroid import DPRNNMaskNet
 from modules.models.separator import MaskingSeparator, fit_length
 
 __all__ = [
@@ -67,6 +93,7 @@ __all__ = [
     "ContextAwareSeparator",
     "ContextPredictor",
     "ConvTasNetSplitMasker",
+    "DPRNNSplitMasker",
     "DualPathSplitMasker",
     "SignalHead",
     "aligned_kernel",
@@ -103,9 +130,9 @@ class ConvTasNetSplitMasker(torch.nn.Module):
 
     Arguments
     ---------
-    masknet : speechbrain.lobes.models.conv_tasnet.MaskNet
-        Built with ``C = 1`` (the segregator predicts one mask per call) and a
-        ReLU mask (``mask_nonlinear="relu"``).
+    masknet : modules.models.convtasnet.TCNMaskNet or speechbrain.lobes.models.conv_tasnet.MaskNet
+        Built with ``C = 1`` (the segregator predicts one mask per call): the
+        skip-path masker with a sigmoid or ReLU mask, SpeechBrain's with a ReLU mask.
     num_spks : int
         Number of speakers (contextual embeddings).
     split_at : int, optional
@@ -118,52 +145,132 @@ class ConvTasNetSplitMasker(torch.nn.Module):
     >>> context = masker.extract(torch.rand(3, 8, 50))
     >>> context.shape, masker.segregate(context[:, 0]).shape, masker.split_at
     (torch.Size([3, 2, 6, 50]), torch.Size([3, 8, 50]), 2)
+    >>> skip = ConvTasNetSplitMasker(TCNMaskNet(N=8, B=6, H=8, P=3, X=2, R=2, C=1, Sc=4), num_spks=2)
+    >>> context = skip.extract(torch.rand(3, 8, 50))
+    >>> context.shape, skip.segregate(context[:, 1]).shape, skip.context_dim  # D = B + Sc
+    (torch.Size([3, 2, 10, 50]), torch.Size([3, 8, 50]), 10)
     """
 
     def __init__(self, masknet, num_spks, split_at=None):
         super().__init__()
+        self.skip_path = isinstance(masknet, TCNMaskNet)
         if masknet.C != 1:
-            raise ValueError(f"build the Conv-TasNet MaskNet with one mask (num_masks: 1), not {masknet.C}")
-        if masknet.mask_nonlinear != "relu":
-            raise ValueError("the segregator's mask must be a ReLU mask (mask_nonlinear: relu)")
+            raise ValueError(f"build the Conv-TasNet masker with one mask (num_masks: 1), not {masknet.C}")
+        allowed = ("sigmoid", "relu") if self.skip_path else ("relu",)
+        if masknet.mask_nonlinear not in allowed:
+            raise ValueError(f"the segregator's mask is one mask per call: mask_nonlinear must be one of {allowed}, "
+                             f"not {masknet.mask_nonlinear!r}")  # fmt: skip
         self.masknet = masknet
         self.num_spks = int(num_spks)
-        blocks = list(masknet.temporal_conv_net.values())
-        self.split_at = _split_point(len(blocks), split_at)
-        self.n_blocks = len(blocks)
-        bottleneck = masknet.bottleneck_conv1x1.conv.out_channels
-        self.context_dim = bottleneck
-        self.speaker_split = torch.nn.Sequential(
-            torch.nn.PReLU(),
-            SBConv1d(in_channels=bottleneck, out_channels=self.num_spks * bottleneck, kernel_size=1, bias=False),
-        )
+        self.n_blocks = len(self._blocks(0, None))
+        self.split_at = _split_point(self.n_blocks, split_at)
+        if self.skip_path:
+            self.context_dim = masknet.B + masknet.Sc
+            conv = torch.nn.Conv1d(self.context_dim, self.num_spks * self.context_dim, kernel_size=1, bias=False)
+        else:
+            self.context_dim = masknet.bottleneck_conv1x1.conv.out_channels
+            conv = SBConv1d(in_channels=self.context_dim, out_channels=self.num_spks * self.context_dim,
+                            kernel_size=1, bias=False)  # fmt: skip
+        self.speaker_split = torch.nn.Sequential(torch.nn.PReLU(), conv)
 
     def _blocks(self, start, stop):
+        if self.skip_path:
+            return list(self.masknet.blocks)[start:stop]
         return list(self.masknet.temporal_conv_net.values())[start:stop]
 
     def parts(self):
         """``{"extractor": [modules], "segregator": [modules]}``."""
         net = self.masknet
+        if self.skip_path:
+            first, last = [net.input_norm, net.bottleneck], [net.output]
+        else:
+            first, last = [net.layer_norm, net.bottleneck_conv1x1], [net.mask_conv1x1]
         return {
-            "extractor": [net.layer_norm, net.bottleneck_conv1x1, *self._blocks(0, self.split_at), self.speaker_split],
-            "segregator": [*self._blocks(self.split_at, self.n_blocks), net.mask_conv1x1],
+            "extractor": [*first, *self._blocks(0, self.split_at), self.speaker_split],
+            "segregator": [*self._blocks(self.split_at, self.n_blocks), *last],
         }
 
     def extract(self, mix_w):
-        """Encoder output ``[B, N, L]`` -> contextual embeddings ``[B, C, B_ch, L]``."""
+        """Encoder output ``[B, N, L]`` -> contextual embeddings ``[B, C, D, L]``."""
         batch, _, length = mix_w.shape
-        y = self.masknet.bottleneck_conv1x1(self.masknet.layer_norm(mix_w.transpose(1, 2)))  # [B, L, B_ch]
+        net = self.masknet
+        if self.skip_path:
+            x = net.embed(mix_w)
+            x, skip = net.run_blocks(x, x.new_zeros(batch, net.Sc, length), 0, self.split_at)
+            return self.speaker_split(torch.cat([x, skip], dim=1)).reshape(batch, self.num_spks, -1, length)
+        y = net.bottleneck_conv1x1(net.layer_norm(mix_w.transpose(1, 2)))  # [B, L, B_ch]
         for block in self._blocks(0, self.split_at):
             y = block(y)
         y = self.speaker_split(y)  # [B, L, C * B_ch]
         return y.reshape(batch, length, self.num_spks, -1).permute(0, 2, 3, 1)
 
     def segregate(self, context):
-        """One speaker's embedding ``[B', B_ch, L]`` -> its mask ``[B', N, L]``."""
+        """One speaker's embedding ``[B', D, L]`` -> its mask ``[B', N, L]``."""
+        net = self.masknet
+        if self.skip_path:
+            x, skip = context.split([net.B, net.Sc], dim=1)
+            _, skip = net.run_blocks(x, skip, self.split_at, self.n_blocks)
+            return apply_mask_nonlinear(net.output(skip), net.mask_nonlinear)
         y = context.transpose(1, 2)
         for block in self._blocks(self.split_at, self.n_blocks):
             y = block(y)
-        return F.relu(self.masknet.mask_conv1x1(y)).transpose(1, 2)
+        return F.relu(net.mask_conv1x1(y)).transpose(1, 2)
+
+
+class DPRNNSplitMasker(torch.nn.Module):
+    """The Asteroid-shaped DPRNN masker split into a SIMO context extractor and a SISO segregator.
+
+    Arguments
+    ---------
+    masknet : modules.models.dprnn_asteroid.DPRNNMaskNet
+        Built with ``C`` = the number of speakers and a sigmoid or ReLU mask;
+        its speaker-split convolution becomes the SIMO head after ``split_at`` blocks.
+    split_at : int, optional
+        Dual-path blocks in the context extractor (default: half of them).
+
+    Example
+    -------
+    >>> masker = DPRNNSplitMasker(DPRNNMaskNet(N=8, C=2, B=6, H=4, K=10, num_layers=2))
+    >>> context = masker.extract(torch.rand(3, 8, 47))
+    >>> context.shape, masker.segregate(context[:, 1]).shape, masker.split_at
+    (torch.Size([3, 2, 6, 47]), torch.Size([3, 8, 47]), 1)
+    """
+
+    def __init__(self, masknet, split_at=None):
+        super().__init__()
+        if not isinstance(masknet, DPRNNMaskNet):
+            raise TypeError(f"expected a modules.models.dprnn_asteroid.DPRNNMaskNet, got {type(masknet).__name__}")
+        if masknet.mask_nonlinear == "softmax":
+            raise ValueError("the segregator predicts one mask per call: mask_nonlinear must be sigmoid or relu")
+        self.masknet = masknet
+        self.num_spks = masknet.C
+        self.n_blocks = masknet.num_layers
+        self.split_at = _split_point(self.n_blocks, split_at)
+        self.context_dim = masknet.B
+
+    def parts(self):
+        """``{"extractor": [modules], "segregator": [modules]}``."""
+        net = self.masknet
+        return {
+            "extractor": [net.input_norm, net.bottleneck, *net.blocks[: self.split_at], net.speaker_split],
+            "segregator": [*net.blocks[self.split_at :], net.gate_tanh, net.gate_sigmoid, net.mask_conv],
+        }
+
+    def extract(self, mix_w):
+        """Encoder output ``[B, N, L]`` -> contextual embeddings ``[B, C, D, L]``."""
+        net = self.masknet
+        batch, _, length = mix_w.shape
+        x = net.run_blocks(net.chunk(net.embed(mix_w)), 0, self.split_at)
+        x = net.speaker_split(x)  # [B, C * D, K, S]
+        x = net.merge(x.reshape(batch * self.num_spks, net.B, *x.shape[2:]), length)
+        return x.reshape(batch, self.num_spks, net.B, length)
+
+    def segregate(self, context):
+        """One speaker's embedding ``[B', D, L]`` -> its mask ``[B', N, L]`` (no blocks left: no re-chunking)."""
+        net = self.masknet
+        if self.split_at < self.n_blocks:
+            context = net.merge(net.run_blocks(net.chunk(context), self.split_at, self.n_blocks), context.shape[-1])
+        return net.masks_from(context)
 
 
 class DualPathSplitMasker(torch.nn.Module):
@@ -245,7 +352,7 @@ class ContextAwareSeparator(MaskingSeparator):
     ---------
     encoder : torch.nn.Module
         ``[B, T] -> [B, N, L]`` (``speechbrain.lobes.models.dual_path.Encoder``, kernel 32, stride 16).
-    masker : ConvTasNetSplitMasker or DualPathSplitMasker
+    masker : ConvTasNetSplitMasker, DPRNNSplitMasker or DualPathSplitMasker
         Has ``extract(mix_w) -> [B, C, D, L]`` and ``segregate([B', D, L]) -> [B', N, L]``.
     decoder : torch.nn.Module
         ``[B', N, L] -> [B', T']``.

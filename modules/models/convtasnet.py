@@ -10,6 +10,18 @@ masks) has 5.1M parameters, the figure SADDEL builds on ("we followed the best
 configurations for ConvTasnet"). :class:`TCNMaskNet` is that module, with the
 ``[B, N, L] -> [n_masks, B, N, L]`` call of SpeechBrain's masknets, so
 :class:`modules.models.MaskingSeparator` uses it unchanged.
+
+It has the structure of Asteroid's ``TDConvNet`` (``asteroid.masknn.convolutional``,
+the masker of ``asteroid.models.ConvTasNet``; written here, not copied): the same
+modules in the same order, so the same parameter count for the same sizes
+(``docs/architecture.md`` compares them). Asteroid's "free" filterbank encoder is
+a linear 1-D convolution (``encoder_activation=None``), where SpeechBrain's
+``dual_path.Encoder`` applies a ReLU: :class:`WaveformEncoder` is either.
+
+The DIP and context-aware papers' Conv-TasNet ("based on the Asteroid toolkit")
+is built from ``hparams/backbones/convtasnet_skip.yaml`` with a linear encoder
+and ReLU masks (Asteroid's LibriMix recipe); :meth:`TCNMaskNet.run_blocks` lets
+``modules.models.context_aware.ConvTasNetSplitMasker`` split it.
 """
 
 from __future__ import annotations
@@ -17,11 +29,70 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["TCNMaskNet"]
+__all__ = ["MASK_NONLINEARS", "TCNMaskNet", "WaveformEncoder", "apply_mask_nonlinear"]
+
+#: Mask non-linearities of the maskers of this package.
+MASK_NONLINEARS = ("sigmoid", "relu", "softmax")
+
+
+def apply_mask_nonlinear(scores, kind):
+    """``sigmoid`` or ``relu`` of ``scores`` ``[C, ...]``, or ``softmax`` over the masks (dim 0)."""
+    if kind == "sigmoid":
+        return torch.sigmoid(scores)
+    if kind == "relu":
+        return torch.relu(scores)
+    if kind == "softmax":
+        return torch.softmax(scores, dim=0)
+    raise ValueError(f"mask_nonlinear must be one of {MASK_NONLINEARS}, not {kind!r}")
+
+
+class WaveformEncoder(nn.Module):
+    """A 1-D convolution of the waveform, no bias, then ReLU or nothing: ``[B, T] -> [B, N, L]``.
+
+    With ``activation="relu"`` it computes what SpeechBrain's ``dual_path.Encoder``
+    computes (same parameter name ``conv1d.weight``); with ``activation=None`` it
+    is Asteroid's "free" filterbank encoder with ``encoder_activation=None``
+    (Asteroid's ConvTasNet and DPRNNTasNet default).
+
+    Arguments
+    ---------
+    kernel_size : int
+        Filter length.
+    out_channels : int
+        Number of filters ``N``.
+    stride : int, optional
+        Hop (default: ``kernel_size // 2``, as both toolkits).
+    activation : str or None
+        ``"relu"`` or ``None``.
+
+    Example
+    -------
+    >>> enc = WaveformEncoder(kernel_size=32, out_channels=8)
+    >>> enc(torch.randn(2, 1600)).shape
+    torch.Size([2, 8, 99])
+    >>> relu = WaveformEncoder(32, 8, activation="relu")
+    >>> bool((enc(torch.randn(1, 800)) < 0).any()), bool((relu(torch.randn(1, 800)) < 0).any())
+    (True, False)
+    """
+
+    def __init__(self, kernel_size, out_channels, stride=None, activation=None):
+        super().__init__()
+        if activation not in (None, "relu"):
+            raise ValueError(f"activation must be relu or None, not {activation!r}")
+        stride = kernel_size // 2 if stride is None else stride
+        self.conv1d = nn.Conv1d(1, out_channels, kernel_size, stride=stride, bias=False)
+        self.activation = activation
+
+    def forward(self, x):
+        """``[B, T]`` (or ``[B, 1, T]``) -> ``[B, N, L]``."""
+        if x.dim() == 2:
+            x = x.unsqueeze(1)
+        y = self.conv1d(x)
+        return torch.relu(y) if self.activation == "relu" else y
 
 
 def _norm(kind, channels):
-    """gLN (GroupNorm with one group: mean and variance over channels and time) or cLN."""
+    """gLN (GroupNorm with one group: mean and variance over channels and all other axes) or cLN."""
     if kind == "gLN":
         return nn.GroupNorm(1, channels, eps=1e-8)
     if kind == "cLN":
@@ -30,15 +101,15 @@ def _norm(kind, channels):
 
 
 class _ChannelNorm(nn.Module):
-    """Channel-wise layer norm of ``[B, C, L]`` (over channels, per frame)."""
+    """Channel-wise layer norm of ``[B, C, ...]`` (over channels, per frame)."""
 
     def __init__(self, channels):
         super().__init__()
         self.norm = nn.LayerNorm(channels, eps=1e-8)
 
     def forward(self, x):
-        """``[B, C, L] -> [B, C, L]``."""
-        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+        """``[B, C, ...] -> [B, C, ...]``."""
+        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
 
 
 class _Block(nn.Module):
@@ -107,10 +178,10 @@ class TCNMaskNet(nn.Module):
 
     def __init__(self, N, B, H, P, X, R, C, Sc=None, norm="gLN", causal=False, mask_nonlinear="sigmoid"):
         super().__init__()
-        if mask_nonlinear not in ("sigmoid", "relu", "softmax"):
-            raise ValueError(f"mask_nonlinear must be sigmoid, relu or softmax, not {mask_nonlinear!r}")
+        if mask_nonlinear not in MASK_NONLINEARS:
+            raise ValueError(f"mask_nonlinear must be one of {MASK_NONLINEARS}, not {mask_nonlinear!r}")
         Sc = B if Sc is None else Sc
-        self.C, self.N, self.mask_nonlinear = C, N, mask_nonlinear
+        self.C, self.N, self.B, self.Sc, self.mask_nonlinear = C, N, B, Sc, mask_nonlinear
         self.input_norm = _norm("cLN" if causal else norm, N)
         self.bottleneck = nn.Conv1d(N, B, 1)
         self.blocks = nn.ModuleList(
@@ -118,17 +189,22 @@ class TCNMaskNet(nn.Module):
         )
         self.output = nn.Sequential(nn.PReLU(), nn.Conv1d(Sc, C * N, 1))
 
-    def forward(self, mixture_w):
-        """``[batch, N, frames] -> [C, batch, N, frames]`` masks."""
-        x = self.bottleneck(self.input_norm(mixture_w))
-        skip_sum = 0
-        for block in self.blocks:
+    def embed(self, mixture_w):
+        """Input norm and bottleneck: ``[batch, N, L] -> [batch, B, L]``."""
+        return self.bottleneck(self.input_norm(mixture_w))
+
+    def run_blocks(self, x, skip_sum, start=0, stop=None):
+        """Blocks ``start:stop`` on the residual path ``x`` ``[batch, B, L]``, adding their skip outputs
+        to ``skip_sum`` ``[batch, Sc, L]``; returns both."""
+        for block in self.blocks[start:stop]:
             x, skip = block(x)
             skip_sum = skip_sum + skip
+        return x, skip_sum
+
+    def forward(self, mixture_w):
+        """``[batch, N, frames] -> [C, batch, N, frames]`` masks."""
+        x = self.embed(mixture_w)
+        _, skip_sum = self.run_blocks(x, x.new_zeros(x.shape[0], self.Sc, x.shape[-1]))
         scores = self.output(skip_sum)  # [B, C * N, L]
         scores = scores.view(scores.shape[0], self.C, self.N, -1).transpose(0, 1)
-        if self.mask_nonlinear == "sigmoid":
-            return torch.sigmoid(scores)
-        if self.mask_nonlinear == "relu":
-            return torch.relu(scores)
-        return torch.softmax(scores, dim=0)
+        return apply_mask_nonlinear(scores, self.mask_nonlinear)
