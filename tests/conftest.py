@@ -3,8 +3,10 @@
 Two tiers (``pytest.ini`` registers the ``slow`` marker):
 
 - ``python -m pytest -m "not slow"``: the quick tier (unit tests, doctests, static checks), minutes;
-- ``python -m pytest``: everything, including the recipe runs, learning tests, DDP, kill-and-resume
-  and the upstream export runs.
+- ``python -m pytest -n 2``: everything, including the recipe runs, learning tests, DDP, kill-and-resume
+  and the upstream export runs, in two pytest-xdist workers (one per core; ``-n auto`` on a bigger machine).
+  Each worker builds the session fixtures (mini corpora) once; ``--dist=worksteal`` (``pytest.ini``) moves
+  queued tests to an idle worker so that the long tests do not pile up on one.
 
 Tests are marked ``slow`` here, in one place (:func:`pytest_collection_modifyitems`), besides any
 ``@pytest.mark.slow`` written in a test file. A test is slow when
@@ -23,8 +25,8 @@ mark it slow (the full suite does not fail on timings).
 
 Threads: torch runs one intra-op thread in this process (set once at session start, never raised) and
 in the recipe subprocesses of the learning tests (``OMP_NUM_THREADS=1``/``MKL_NUM_THREADS=1``), so the
-learning tests' figures do not depend on the machine's core count; other recipe subprocesses keep torch's
-default. ``TEST_TORCH_THREADS=n`` leaves the pytest process's count alone and gives subprocesses ``n``
+learning tests' figures do not depend on the machine's core count (nor on ``-n``); other recipe subprocesses
+keep torch's default, one thread under pytest-xdist. ``TEST_TORCH_THREADS=n`` leaves the pytest process's count alone and gives subprocesses ``n``
 threads (to measure the figures at 2 threads).
 """
 
@@ -65,14 +67,15 @@ def pytest_configure(config):
 
 
 def _subprocess_threads(launcher):
-    """Intra-op threads of a recipe subprocess: one for a launcher's processes (several share two cores) and for
-    the learning tests (their figures must not depend on the core count), ``TEST_TORCH_THREADS`` when set, else
-    torch's default (the other recipe runs check that a recipe runs, not a figure, and run faster on two)."""
+    """Intra-op threads of a recipe subprocess: one for a launcher's processes (several share two cores), for
+    the learning tests (their figures must not depend on the core count) and under pytest-xdist (``-n 2``: each
+    worker already has a core), ``TEST_TORCH_THREADS`` when set, else torch's default (the other recipe runs
+    check that a recipe runs, not a figure, and run faster on two cores when the suite runs in one process)."""
     if launcher:
         return "1"
     if TEST_THREADS is not None:
         return TEST_THREADS
-    if "learn" in os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1]:
+    if "learn" in os.environ.get("PYTEST_CURRENT_TEST", "").split("::")[-1] or os.environ.get("PYTEST_XDIST_WORKER"):
         return "1"
     return None
 
