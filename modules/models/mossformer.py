@@ -50,7 +50,7 @@ paper's MossFormer (L), 42.1M.
 For the context-aware SIMO-SISO split the masker exposes its pieces in order
 (:meth:`MossFormerMasker.embed`, the ``blocks`` list run by
 :meth:`~MossFormerMasker.run_blocks`, :meth:`~MossFormerMasker.close_stack`,
-:meth:`~MossFormerMasker.split_speakers`, :meth:`~MossFormerMasker.mask_head`);
+:meth:`~MossFormerMasker.split_speakers`, :meth:`~MossFormerMasker.masks_from`);
 :class:`MossFormerSplitMasker` is that split with the ``extract`` /
 ``segregate`` / ``parts`` call of :class:`modules.models.ContextAwareSeparator`.
 
@@ -433,7 +433,7 @@ class MossFormerMasker(nn.Module):
         z = self.speaker_conv(self.prelu(y))
         return z.reshape(z.shape[0], self.num_spks, self.out_channels, z.shape[-1])
 
-    def mask_head(self, z):
+    def masks_from(self, z):
         """One speaker's slice ``[B', D, L]`` -> its mask ``[B', N, L]`` (gated output, 1x1 conv, ReLU)."""
         return F.relu(self.end_conv1x1(self.output(z) * self.output_gate(z)))
 
@@ -441,7 +441,7 @@ class MossFormerMasker(nn.Module):
         """``[B, N, L] -> [C, B, N, L]``."""
         x = self.embed(mix_w)
         slices = self.split_speakers(self.close_stack(self.run_blocks(x), x))
-        masks = self.mask_head(slices.flatten(0, 1))
+        masks = self.masks_from(slices.flatten(0, 1))
         return masks.reshape(*slices.shape[:2], *masks.shape[1:]).transpose(0, 1)
 
 
@@ -505,4 +505,4 @@ class MossFormerSplitMasker(nn.Module):
     def segregate(self, context):
         """One speaker's embedding ``[B', D, L]`` -> its mask ``[B', N, L]``."""
         m = self.masker
-        return m.mask_head(m.close_stack(m.run_blocks(context, self.split_at), context))
+        return m.masks_from(m.close_stack(m.run_blocks(context, self.split_at), context))
