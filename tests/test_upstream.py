@@ -24,7 +24,7 @@ import torch
 
 from modules.upstream.exporter import export_recipe
 from modules.upstream.rules import CODESPELL_VERSION, _load_rule, check_tree, codespell_problems, docstring_problems
-from modules.upstream.samples import debug_blocker, make_samples
+from modules.upstream.samples import make_samples, sample_flags
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = ["recipes/WHAM/baseline", "recipes/WHAM/nass", "recipes/LibriMix/baseline", "recipes/LibriMix/nass"]
@@ -93,6 +93,7 @@ METHOD_RECIPES = [
     "recipes/Aishell2Mix/dpccn",
     "recipes/LibriMix/context_aware",
     "recipes/LibriMix/dip",
+    "recipes/REALM/sisnr_estimator",
 ]
 
 
@@ -164,13 +165,15 @@ FALLBACK_DEBUG_ROWS = {
     "recipes/LibriMix/separation/dip/hparams/convtasnet_dip.yaml": "the separator is trained on a random frontend",
     # Mixture-Remix: the samples' IDs name no LibriSpeech speaker (speaker rule 'mixture')
     "recipes/Aishell2Mix/separation/dpccn/hparams/sdpccn_remix.yaml": "Mixture-Remix",
+    # the blind SI-SNR estimator: no trained separators, the samples' mixtures through an untrained Conv-TasNet
+    "recipes/REAL-M/separation/sisnr_estimator/hparams/estimator.yaml": "untrained Conv-TasNet",
 }
 
 
 def test_method_recipes_run_on_upstream_samples_with_only_their_folder(method_export, tmp_path):
     """upstream's recipe test on the strict samples (s3 column, longer noise): the method rows pass, and one row per
     --debug fallback (TSE without an enrollment column, a DIP separator without pretrained weights, Mixture-Remix
-    on IDs without speakers) runs and logs its fallback."""
+    on IDs without speakers, the SI-SNR estimator without trained separators) runs and logs its fallback."""
     rows = set(METHOD_DEBUG_ROWS) | set(FALLBACK_DEBUG_ROWS)
     findings = check_tree(
         method_export, run=True, strict_samples=True, small=True, only=rows, keep_outputs=str(tmp_path), load=False
@@ -183,20 +186,21 @@ def test_method_recipes_run_on_upstream_samples_with_only_their_folder(method_ex
     for row, logged in FALLBACK_DEBUG_ROWS.items():
         logs = "".join(p.read_text() for p in Path(runs[row].detail).rglob("log.txt"))
         assert logged in logs, row
-    readme = (method_export / "recipes/LibriMix/separation/dpccn/README.md").read_text()
-    assert "hparams/sdpccn.yaml`: the recipe test" not in readme  # no longer stated as unmet
+    for readme in ("LibriMix/separation/dpccn", "REAL-M/separation/sisnr_estimator"):
+        text = (method_export / "recipes" / readme / "README.md").read_text()
+        assert "the recipe test on tests/samples cannot run" not in text, readme  # no longer stated as unmet
 
 
-def test_only_the_estimator_is_blocked_on_upstream_samples():
-    """The TSE, DIP separator and Mixture-Remix yamls have --debug fallbacks; the blind SI-SNR estimator, which
-    scores trained separators, is still reported unmet (its reason in the exported README)."""
+def test_estimator_debug_flags_give_no_separators():
+    """The blind SI-SNR estimator's row gives ``--separators=[]`` (its --debug fallback, an untrained separator);
+    a real yaml's list of separators is not overridden, nor is a yaml without the key given one."""
     from modules.upstream.exporter import dummy_paths
 
-    for yaml in ("LibriMix/dpccn/hparams/sdpccn.yaml", "LibriMix/dip/hparams/convtasnet_dip.yaml",
-                 "Aishell2Mix/dpccn/hparams/td_speakerbeam_remix.yaml"):  # fmt: skip
-        assert debug_blocker(dummy_paths((REPO / "recipes" / yaml).read_text())) is None, yaml
     estimator = dummy_paths((REPO / "recipes/REALM/sisnr_estimator/hparams/estimator.yaml").read_text())
-    assert "trained separators" in debug_blocker(estimator)
+    assert "separators: [/yourpath/separators]" in estimator
+    assert "--separators=[]" in sample_flags({"separators", "data_folder"}, estimator).split()
+    assert "--separators" not in sample_flags({"separators", "data_folder"}, "separators: [run1, run2]\n")
+    assert "--separators" not in sample_flags({"data_folder"}, estimator)
 
 
 def test_debug_run_with_only_the_recipe_folder(exported, tmp_path):

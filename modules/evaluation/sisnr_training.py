@@ -27,6 +27,7 @@ speakers); mixture-only items are skipped (they have no oracle).
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 
@@ -37,8 +38,57 @@ from modules.brain import SeparationBrain
 from modules.data import SeparationBatch
 from modules.evaluation.sisnr_estimator import compress_snr
 from modules.losses import apply_perm, best_permutation, pairwise_si_snr
+from modules.models.separator import MaskingSeparator
 
-__all__ = ["SISNREstimatorBrain"]
+__all__ = ["SISNREstimatorBrain", "untrained_separator"]
+
+logger = logging.getLogger(__name__)
+
+
+class _RandomSeparator(torch.nn.Module):
+    """A separator module with the ``separate_batch`` of :class:`modules.inference.Model` (see
+    :func:`untrained_separator`)."""
+
+    def __init__(self, separator):
+        super().__init__()
+        self.separator = separator
+
+    def separate_batch(self, mix):
+        """``mix [B, T]`` -> ``(speakers [B, T, C], None)``."""
+        return self.separator(mix)[0], None
+
+
+def untrained_separator(n_src, channels=64):
+    """A small Conv-TasNet with random weights, for a ``--debug`` run that has no trained separator.
+
+    Arguments
+    ---------
+    n_src : int
+        Number of output streams (the batch's sources).
+    channels : int
+        Encoder filters (the bottleneck and hidden widths follow).
+
+    Returns
+    -------
+    torch.nn.Module
+        Frozen (evaluation mode), with ``separate_batch(mix)`` -> ``(speakers [B, T, n_src], None)``.
+
+    Example
+    -------
+    >>> model = untrained_separator(2, channels=8)
+    >>> speakers, noise = model.separate_batch(torch.randn(3, 800))
+    >>> speakers.shape, noise
+    (torch.Size([3, 800, 2]), None)
+    """
+    from speechbrain.lobes.models.conv_tasnet import MaskNet
+    from speechbrain.lobes.models.dual_path import Decoder, Encoder
+
+    separator = MaskingSeparator(
+        Encoder(kernel_size=16, out_channels=channels),
+        MaskNet(N=channels, B=channels // 2, H=channels, P=3, X=2, R=1, C=n_src),
+        Decoder(in_channels=channels, out_channels=1, kernel_size=16, stride=8, bias=False),
+    )
+    return _RandomSeparator(separator).eval().requires_grad_(False)
 
 
 @dataclass
@@ -79,16 +129,22 @@ class SISNREstimatorBrain(SeparationBrain):
         self._turn = 0
         self._error_sum, self._error_count = 0.0, 0
 
-    @property
-    def separators(self):
-        """The frozen separators, loaded on first use."""
+    def separators(self, n_src):
+        """The frozen separators, loaded on first use (``n_src``: the batch's sources, for the ``--debug`` one)."""
         if self._separators is None:
             from modules.inference import load_model
 
             folders = list(self._hp("separators", None) or [])
-            if not folders:
+            if folders:
+                self._separators = [load_model(f, device=self.device) for f in folders]
+            elif getattr(self, "debug", False):
+                logger.warning(
+                    "separators: none given; --debug run: the estimator is trained on the data's own mixtures "
+                    "separated by an untrained Conv-TasNet (random weights), its scores mean nothing"
+                )
+                self._separators = [untrained_separator(n_src).to(self.device)]
+            else:
                 raise ValueError("separators: give the trained runs (or exported models) whose outputs are scored")
-            self._separators = [load_model(f, device=self.device) for f in folders]
         return self._separators
 
     def compute_forward(self, batch, stage):
@@ -96,11 +152,12 @@ class SISNREstimatorBrain(SeparationBrain):
         batch = batch.to(self.device)
         if batch.sources is None or not bool(batch.supervised.all()):
             raise ValueError(f"batch {batch.ids}: the estimator needs reference sources (the oracle SI-SNR)")
+        separators = self.separators(batch.sources.shape[-1])
         if stage == sb.Stage.TRAIN:
             batch = self.augment(batch)
-            model = random.choice(self.separators)
+            model = random.choice(separators)
         else:
-            model = self.separators[self._turn % len(self.separators)]
+            model = separators[self._turn % len(separators)]
             self._turn += 1
         with torch.no_grad():
             speakers = model.separate_batch(batch.mix)[0].float()

@@ -37,7 +37,7 @@ from modules.upstream.graph import YAML_TAG, ExportError, ModuleGraph, is_ours, 
 from modules.upstream.readme import _docstring_summary, exported_readme
 from modules.upstream.reads import hparam_reads
 from modules.upstream.registry import DATASETS, write_rows
-from modules.upstream.samples import SAMPLE_DEV, SAMPLE_TRAIN, debug_blocker, debug_checks, load_blocker, sample_flags
+from modules.upstream.samples import SAMPLE_DEV, SAMPLE_TRAIN, debug_checks, load_blocker, sample_flags
 from modules.upstream.yamlflat import (
     LIFTED,
     _code_part,
@@ -543,9 +543,6 @@ def export_recipe(target, out, validate=True, format_code=True):
         written.append(dest / "extra_requirements.txt")
     unmet = [reason for _rule, reason in PENDING]
     for path in yamls:
-        blocker = debug_blocker(yaml_out[path.name])
-        if blocker:
-            unmet.append(f"`hparams/{path.name}`: the recipe test on tests/samples cannot run: {blocker}")
         blocker = load_blocker(yaml_out[path.name])
         if blocker:
             unmet.append(f"`hparams/{path.name}`: {blocker}")

@@ -30,7 +30,7 @@ from modules.upstream.exporter import PENDING, RUFF_CONFIG, extra_requirements, 
 from modules.upstream.graph import OUR_PACKAGES, YAML_TAG, is_ours
 from modules.upstream.reads import hparam_reads, upstream_visible
 from modules.upstream.registry import COLUMNS, FILE_COLUMNS, MANDATORY_COLUMNS, read_registry
-from modules.upstream.samples import debug_blocker, load_blocker, make_samples
+from modules.upstream.samples import load_blocker, make_samples
 from modules.upstream.yamlflat import _code_part, variables_to_read
 
 __all__ = [
@@ -373,10 +373,6 @@ def _row_rules(root, csv_name, row, findings, run, samples_ready, small, timeout
         findings.append(Finding("yaml-variables-read", subject, "fail" if detail else "pass", detail))
 
     if not run:
-        return
-    blocker = debug_blocker(hparam.read_text(encoding="utf-8")) if hparam.is_file() else None
-    if blocker:  # stated in the exported README too
-        findings.append(Finding("debug-run", subject, "unmet", blocker))
         return
     if not samples_ready[0]:
         make_samples(root, strict=samples_ready[1])

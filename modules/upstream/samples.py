@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-__all__ = ["SAMPLE_RATE", "debug_blocker", "debug_checks", "make_samples", "sample_flags"]
+__all__ = ["SAMPLE_RATE", "debug_checks", "load_blocker", "make_samples", "sample_flags"]
 
 SAMPLE_RATE = 16000
 _COLUMNS = ("mix", "s1", "s2", "s3", "noise")
@@ -152,22 +152,6 @@ def _placeholders(yaml_text):
     return set(re.findall(r"^(\w+):\s*(?:!PLACEHOLDER|\[?/yourpath\b)", yaml_text, flags=re.M))
 
 
-def debug_blocker(yaml_text):
-    """Why a recipe cannot run on upstream's ``tests/samples`` data, or ``None`` when it can.
-
-    The blind SI-SNR estimator needs trained separators. The others run
-    with their ``--debug`` fallbacks: a target-speech-extraction recipe,
-    whose enrollment column (``enroll_wav``) upstream's samples lack, is
-    enrolled with other utterances of the samples
-    (``modules.tse.TSEBrain.debug_enrollment``); a DIP separator runs its
-    pretraining stage first and, given no pretrained weights, keeps a random
-    frontend with a warning (``modules.dip.DIPBrain.check_frontend``).
-    """
-    if "separators" in _placeholders(yaml_text):
-        return "the estimator scores the outputs of trained separators (separators); none exists here"
-    return None
-
-
 def load_blocker(yaml_text):
     """Why a yaml cannot pass upstream's yaml load test as it runs, or ``None`` when it can.
 
@@ -252,7 +236,10 @@ def sample_flags(keys, yaml_text=""):
         noise), the other scenarios at weight 0; a stage that starts from
         another run (``init_from``; DIP+'s ``pretrained_frontend``) starts from scratch; a context-aware
         system uses the signal target (no SSL checkpoint exists in the
-        samples). :func:`debug_blocker` says which recipes cannot run at all.
+        samples); the blind SI-SNR estimator is given no separators (``--separators=[]``: under ``--debug`` it
+        scores an untrained separator's outputs). With these every recipe runs on the samples: a target-speech
+        recipe is enrolled with other utterances of the samples (``modules.tse.TSEBrain.debug_enrollment``), a
+        DIP separator keeps a random frontend with a warning (``modules.dip.DIPBrain.check_frontend``).
 
     Returns
     -------
@@ -307,6 +294,8 @@ def sample_flags(keys, yaml_text=""):
             wanted.append(("pretrained_frontend", "null"))  # DIP+ continues the pretraining of a random frontend
     if "stages" in keys or "ssl_checkpoint" in keys:
         wanted.append(("target", "signal"))  # a group stage without an SSL teacher
+    if "separators" in pending:
+        wanted.append(("separators", "[]"))  # the estimator: an untrained separator under --debug
     flags = []
     for key, value in wanted:
         if key in keys:
