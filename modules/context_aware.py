@@ -49,10 +49,21 @@ Choices the paper leaves open (yaml keys in brackets):
   unpadded (the base models' group normalisation spans the whole input, so a
   padded item would get other targets).
 * Cache (``teacher_cache``, ``teacher_cache_folder``): the targets of every source
-  file are computed once and stored in half precision, one file per utterance
-  and tap (:class:`TeacherCache`), then cropped with the audio. It needs the
-  source paths in the batch (:func:`build_group_datasets`) and is refused with speed
-  perturbation or dynamic mixing (the sources are no longer the files).
+  utterance are computed once and stored in half precision, one file per
+  utterance and layer (:class:`TeacherCache`), then cropped with the audio. The
+  key is the teacher (hub id or folder and a checksum of its weights), the layer
+  and a hash of the samples fed to the teacher, so a changed teacher, layer or
+  file is a miss; it is refused with speed perturbation or dynamic mixing (the
+  sources change every epoch: nothing would ever be read back).
+* Teacher (``ssl_loader``, ``ssl_hub``, ``ssl_save_path``): by default a hub id
+  or local folder loaded with SpeechBrain's Hugging Face integration
+  (:func:`modules.models.ssl.build_teacher`; ``ssl_hub: null`` is the BASE
+  checkpoint of ``ssl_model``: ``facebook/hubert-base-ls960``,
+  ``microsoft/wavlm-base``, ``facebook/wav2vec2-base``; the paper names the
+  models, not the checkpoints, and its layers are those of 12-layer models);
+  ``ssl_loader: torchaudio`` reads a local weights file (``ssl_checkpoint``).
+  Under ``--debug`` a hub id that cannot be downloaded gets a tiny random model
+  of the same type with a warning (upstream's recipe test); a real run refuses.
 * Candidates of InfoNCE (``info_nce_negatives``), temperature
   (``info_nce_temperature``, 0.1 as the paper), predictor pooling
   (``predictor_pooling``), the hybrid weights (``loss_weights``, all 1), the
@@ -89,7 +100,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +110,7 @@ from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from modules.audio import resample
 from modules.brain import SeparationBrain
-from modules.data import build_datasets, signal_columns
+from modules.data import build_datasets
 from modules.files import write_csv_atomic, write_text_atomic
 from modules.losses import pairwise_info_nce, pairwise_si_snr, pit_from_pairwise
 from modules.losses.matching import matched_scores
@@ -114,6 +124,7 @@ __all__ = [
     "GroupStageBrain",
     "SegregateBrain",
     "TeacherCache",
+    "audio_digest",
     "build_group_datasets",
     "contextual_taps",
     "grid_crop",
@@ -178,29 +189,14 @@ def uses_signal(target):
 
 # ---------------------------------------------------------------------------------------------- data
 def build_group_datasets(hparams):
-    """The chassis' datasets (:func:`modules.data.build_datasets`) plus the source file paths.
+    """The chassis' datasets (:func:`modules.data.build_datasets`), training and validation only.
 
-    Each item also carries its ``s<k>_wav`` paths (``batch.extra["s1_wav"]``, ...),
-    the keys of the teacher-target cache. The group stage's datasets
-    (:attr:`GroupStageBrain.dataset_builder`): training and validation only, so
-    that a run of the group stage, given alone or as a system's first stage,
-    has no test stage (its model is the segregate stage's starting point).
+    The group stage's datasets (:attr:`GroupStageBrain.dataset_builder`): a
+    run of the group stage, given alone or as a system's first stage, has no
+    test stage (its model is the segregate stage's starting point).
     """
     train, valid, _ = build_datasets(hparams)
-    for dataset, manifest in ((train, hparams["train_data"]), (valid, hparams["valid_data"])):
-        if not hasattr(dataset, "pipeline"):  # dynamic mixing: no files behind the sources
-            continue
-        columns = [c for c in signal_columns(manifest) if c.startswith("s") and c[1:-4].isdigit()]
-        dataset.set_output_keys({**dataset.pipeline.output_mapping, **{c: c for c in columns}})
     return train, valid
-
-
-def source_paths(batch):
-    """``[[path of source k of item b for k] for b]`` from ``batch.extra`` (``None`` when absent)."""
-    columns = sorted((k for k in batch.extra if k.startswith("s") and k.endswith("_wav")), key=lambda k: int(k[1:-4]))
-    if not columns:
-        return None
-    return [[batch.extra[c][b] for c in columns] for b in range(len(batch))]
 
 
 @torch.no_grad()
@@ -243,66 +239,98 @@ def grid_crop(batch, length, hop=SSL_HOP, generator=None):
 
 
 # --------------------------------------------------------------------------------------------- cache
-class TeacherCache:
-    """Teacher targets of whole source utterances on disk, half precision, one file per utterance and tap.
+#: Version of the cache's key and file layout: files of another version are never read.
+CACHE_FORMAT = 2
 
-    The key is the source file (its path) and the tap; the teacher is named by
-    ``identity`` (model, size and a digest of its checkpoint's path, size and
-    modification time), so another teacher never reads these targets. A file
-    stores the path and the number of samples it was computed from and is
-    recomputed when they differ. Files are written atomically (a killed run
-    leaves no partial file; DDP ranks may write the same file).
+
+def audio_digest(audio):
+    """SHA-1 of the samples fed to the teacher (float32 values and their number): the audio part of a cache key.
+
+    Example
+    -------
+    >>> a = torch.zeros(16000)
+    >>> audio_digest(a) == audio_digest(a.clone()), audio_digest(a) == audio_digest(torch.zeros(16001))
+    (True, False)
+    """
+    samples = audio.detach().to("cpu", torch.float32).contiguous().reshape(-1)
+    digest = hashlib.sha1(f"float32:{samples.numel()}:".encode())
+    digest.update(samples.numpy().tobytes())
+    return digest.hexdigest()
+
+
+class TeacherCache:
+    """Teacher targets of whole source utterances on disk, half precision, one file per utterance and layer.
+
+    The key of an entry is a SHA-1 of the cache format (:data:`CACHE_FORMAT`),
+    the teacher's identity (its hub id, folder or file and a checksum of its
+    weights, :attr:`modules.models.ssl.SSLTeacher.identity`), the layer of the
+    tap (``cnn`` or a transformer layer) and a hash of the samples actually
+    fed to the teacher (:func:`audio_digest`): another teacher, another layer
+    or other audio (a file replaced in place, another crop, another rate) is a
+    miss, never another entry's targets. A file stores its key and format and
+    is read only when both match, so files of an older version (keyed by path
+    and length) are ignored. Files are written atomically (a killed run leaves
+    no partial file; DDP ranks may write the same file).
 
     Arguments
     ---------
     folder : str
-        Where the targets go (``<folder>/<identity>/<tap>/<xx>/<digest>.pt``).
+        Where the targets go (``<folder>/v2/<xx>/<key>.pt``).
     identity : str
-        The teacher's identity (:attr:`modules.models.ssl.SSLTeacher.identity`).
+        The teacher's identity.
+    layers : dict of str -> str or int
+        ``{tap: layer}`` of the teacher (:attr:`modules.models.ssl.SSLTeacher.layers`).
 
     Example
     -------
     >>> import tempfile
-    >>> cache = TeacherCache(tempfile.mkdtemp(), "hubert-tiny-0")
-    >>> cache.load("/data/s1/a.wav", "word", 16000) is None
+    >>> cache = TeacherCache(tempfile.mkdtemp(), "hubert|0123", {"word": 9})
+    >>> audio = audio_digest(torch.ones(16000))
+    >>> cache.load(audio, "word") is None
     True
-    >>> cache.store("/data/s1/a.wav", "word", 16000, torch.ones(49, 16))
-    >>> cache.load("/data/s1/a.wav", "word", 16000).dtype, cache.load("/data/s1/a.wav", "word", 8000)
+    >>> cache.store(audio, "word", torch.ones(49, 16))
+    >>> cache.load(audio, "word").dtype, cache.load(audio_digest(torch.ones(8000)), "word")
     (torch.float16, None)
     """
 
-    def __init__(self, folder, identity):
-        self.folder = Path(folder) / identity
-        self.identity = identity
+    def __init__(self, folder, identity, layers):
+        self.folder = Path(folder) / f"v{CACHE_FORMAT}"
+        self.identity = str(identity)
+        self.layers = dict(layers)
         self.hits = self.misses = 0
 
-    def path(self, source, tap):
-        """The file holding the targets of ``source`` at ``tap``."""
-        digest = hashlib.sha1(os.path.abspath(source).encode()).hexdigest()
-        return self.folder / tap / digest[:2] / f"{digest}.pt"
+    def key(self, audio, tap):
+        """The key of ``tap``'s targets for audio of digest ``audio``."""
+        if tap not in self.layers:
+            raise KeyError(f"the teacher has no tap {tap!r} (taps: {sorted(self.layers)})")
+        text = json.dumps([CACHE_FORMAT, self.identity, str(self.layers[tap]), audio])
+        return hashlib.sha1(text.encode()).hexdigest()
 
-    def load(self, source, tap, n_samples):
-        """``[frames, dim]`` float16 targets, or ``None`` when not cached (or stale)."""
-        path = self.path(source, tap)
+    def path(self, key):
+        """The file holding the entry of ``key``."""
+        return self.folder / key[:2] / f"{key}.pt"
+
+    def load(self, audio, tap):
+        """``[frames, dim]`` float16 targets, or ``None`` when not cached (or written by another version)."""
+        key = self.key(audio, tap)
         try:
-            entry = torch.load(path, map_location="cpu", weights_only=True)
-        except (FileNotFoundError, EOFError, RuntimeError):
-            self.misses += 1
-            return None
-        if entry["source"] != os.path.abspath(source) or int(entry["n_samples"]) != int(n_samples):
+            entry = torch.load(self.path(key), map_location="cpu", weights_only=True)
+        except (FileNotFoundError, EOFError, RuntimeError, ValueError):
+            entry = None
+        if not isinstance(entry, dict) or entry.get("format") != CACHE_FORMAT or entry.get("key") != key:
             self.misses += 1
             return None
         self.hits += 1
         return entry["targets"]
 
-    def store(self, source, tap, n_samples, targets):
-        """Stores ``targets`` ``[frames, dim]`` (as float16) for ``source`` at ``tap``."""
+    def store(self, audio, tap, targets):
+        """Stores ``targets`` ``[frames, dim]`` (as float16) of ``tap`` for audio of digest ``audio``."""
         from modules.files import atomic_path
 
-        path = self.path(source, tap)
-        entry = {"source": os.path.abspath(source), "n_samples": int(n_samples), "tap": tap,
+        key = self.key(audio, tap)
+        entry = {"format": CACHE_FORMAT, "key": key, "layer": str(self.layers[tap]),
                  "targets": targets.detach().to("cpu", torch.float16).contiguous()}  # fmt: skip
-        with atomic_path(path) as tmp:
+        with atomic_path(self.path(key)) as tmp:
             torch.save(entry, tmp)
 
 
@@ -347,7 +375,8 @@ class GroupStageBrain(SeparationBrain):
             self._check_teacher()
             if self._hp("teacher_cache", False):
                 self._check_cacheable()
-                self.cache = TeacherCache(self.hparams.teacher_cache_folder, self.unwrapped("teacher").identity)
+                teacher = self.unwrapped("teacher")
+                self.cache = TeacherCache(self.hparams.teacher_cache_folder, teacher.identity, teacher.layers)
         self._valid_sums = {}
 
     def _check_teacher(self):
@@ -362,14 +391,19 @@ class GroupStageBrain(SeparationBrain):
             raise ValueError(
                 f"the SSL teachers take {SSL_SAMPLE_RATE} Hz audio, the recipe is at {self.hparams.sample_rate}"
             )
+        reason = getattr(self.unwrapped("teacher"), "stand_in_reason", None)
+        if reason:  # the hub id could not be downloaded: a tiny random teacher stands in (modules.models.ssl)
+            if not getattr(self, "debug", False):
+                raise OSError(reason)
+            logger.warning("%s; --debug run: the group stage learns a tiny random teacher's targets", reason)
 
     def _check_cacheable(self):
         if self.context != "utterance":
             raise ValueError("teacher_cache needs teacher_context: utterance (crops differ from epoch to epoch)")
         if self._hp("use_speedperturb", False) or self._hp("dynamic_mixing", False):
             raise ValueError(
-                "teacher_cache keys the targets by source file: not with speed perturbation or dynamic mixing "
-                "(set teacher_cache: False)"
+                "teacher_cache keys the targets by the audio fed to the teacher: with speed perturbation or dynamic "
+                "mixing the sources differ every epoch and the cache would only grow (set teacher_cache: False)"
             )
 
     # ------------------------------------------------------------------ forward
@@ -400,18 +434,21 @@ class GroupStageBrain(SeparationBrain):
         outputs = self.modules.teacher(sources)
         return {tap: outputs[tap].float() for tap in self.taps}
 
-    def _utterance_targets(self, sources, paths):
-        """``{tap: [n_src, frames, dim]}`` of one item's whole sources, from the cache when there."""
-        if self.cache is None or paths is None:
+    def _utterance_targets(self, sources):
+        """``{tap: [n_src, frames, dim]}`` of one item's whole sources, from the cache when there.
+
+        The cache is keyed by a hash of each source's samples (what the teacher is fed).
+        """
+        if self.cache is None:
             return self._teacher_pass(sources)
-        n_samples = sources.shape[-1]
-        cached = {tap: [self.cache.load(p, tap, n_samples) for p in paths] for tap in self.taps}
+        digests = [audio_digest(source) for source in sources]
+        cached = {tap: [self.cache.load(d, tap) for d in digests] for tap in self.taps}
         if all(t is not None for per_tap in cached.values() for t in per_tap):
             return {tap: torch.stack(per_tap).to(sources.device, torch.float32) for tap, per_tap in cached.items()}
         fresh = self._teacher_pass(sources)
         for tap, reps in fresh.items():
-            for path, rep in zip(paths, reps):
-                self.cache.store(path, tap, n_samples, rep)
+            for digest, rep in zip(digests, reps):
+                self.cache.store(digest, tap, rep)
         return {tap: reps.half().float() for tap, reps in fresh.items()}  # what the cache returns next time
 
     def teacher_targets(self, batch, n_frames):
@@ -428,7 +465,6 @@ class GroupStageBrain(SeparationBrain):
         else:
             full, full_lengths = batch.extra["full_sources"], batch.extra["full_lengths"]
             starts = batch.extra["crop_start"]
-        paths = source_paths(batch) if self.context == "utterance" else None
         dims = self.unwrapped("teacher").tap_dims
         batch_size, n_src = batch.sources.shape[0], batch.sources.shape[-1]
         device = batch.mix.device
@@ -439,7 +475,8 @@ class GroupStageBrain(SeparationBrain):
         for b, (n, n_real, first, frames) in enumerate(hosts):
             if not n_real or not frames:
                 continue
-            reps = self._utterance_targets(full[b, :n, :n_real].T, paths[b][:n_real] if paths else None)
+            whole = full[b, :n, :n_real].T
+            reps = self._utterance_targets(whole) if self.context == "utterance" else self._teacher_pass(whole)
             for tap, rep in reps.items():
                 window = rep[:, first : first + frames].transpose(0, 1)  # [frames', n_real, dim]
                 targets[tap][b, : window.shape[0], :n_real] = window
