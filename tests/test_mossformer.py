@@ -206,6 +206,17 @@ def test_tiny_forward_backward_reaches_every_parameter():
     assert not missing
 
 
+def test_bf16_autocast_forward_backward():
+    """`--precision bf16`: the rotary and position codes follow the activations' dtype."""
+    torch.manual_seed(0)
+    sep = load_backbone(**TINY)["separator"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        est, _ = sep(torch.randn(2, 1600))
+    est.float().square().mean().backward()
+    assert est.dtype == torch.bfloat16 and torch.isfinite(est).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in sep.parameters())
+
+
 def test_a_few_training_steps_lower_the_loss():
     torch.manual_seed(0)
     sep = load_backbone(**TINY, attn_dropout=0.0)["separator"]
