@@ -62,7 +62,7 @@ def test_pocketsphinx_transcribes_offline(realm, monkeypatch):
     assert isinstance(asr, PocketSphinxASR)
     text = asr.transcribe(signal[: 2 * rate], rate)
     assert isinstance(text, str) and text == normalize_text(text)  # lower-case words from its dictionary
-    with pytest.raises(ValueError, match="could not be fetched.*pass --asr <folder>"):  # offline: one clear line
+    with pytest.raises(ValueError, match=r"could not be fetched.*pass --asr <folder>"):  # offline: one clear line
         make_asr("speechbrain:nobody-here/asr-not-cached-anywhere")
 
 

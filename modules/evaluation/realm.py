@@ -28,11 +28,21 @@ SI-SNR estimates averaged over mixtures). See :mod:`modules.evaluation.wer`
 for the assignment and the text normalisation, :mod:`modules.evaluation.dnsmos`
 for resampling and levels, :mod:`modules.evaluation.asr` for the recognisers.
 
+Recognisers (``--asr``, repeatable; :func:`modules.evaluation.asr.make_asr`):
+``pocketsphinx`` (the offline default) or ``[NAME=][INTERFACE:]SOURCE``, a
+SpeechBrain ``EncoderASR`` / ``EncoderDecoderASR`` / ``WhisperASR`` model
+folder or hub id; each gives the columns ``<NAME>_wer`` etc.
+
 Command line::
 
     python -m modules.evaluation.realm --manifest results/prep/realm_test.csv --data_folder /data/REAL-M-v0.1.0 \\
         --system convtasnet=results/LibriMix/baseline/convtasnet_librimix_sep_clean/1234 --system reference \\
-        --asr pocketsphinx --dnsmos --estimator /models/REAL-M-sisnr-estimator --output_folder results/REALM/eval
+        --asr e2e=speechbrain/asr-transformer-transformerlm-librispeech --asr pocketsphinx \\
+        --dnsmos --estimator /models/REAL-M-sisnr-estimator --output_folder results/REALM/eval
+
+``--config <yaml>`` reads the same options from a yaml file (keys are the
+option names, ``asr`` and ``system`` lists; options on the command line win),
+e.g. ``recipes/REALM/evaluate/asr_papers.yaml`` for the papers' recognisers.
 """
 
 from __future__ import annotations
@@ -224,7 +234,8 @@ def _fmt(value):
 
 
 def evaluate_systems(manifest, systems, output_folder, data_folder=None, asr=("pocketsphinx",), use_dnsmos=True,
-                     estimator=None, device="cpu", limit=None, progress=False, **options):  # fmt: skip
+                     estimator=None, device="cpu", limit=None, progress=False, asr_savedir=None,
+                     **options):  # fmt: skip
     """Scores systems on a REAL-M manifest and writes their results and the comparison table.
 
     Arguments
@@ -235,8 +246,9 @@ def evaluate_systems(manifest, systems, output_folder, data_folder=None, asr=("p
     output_folder : str
     data_folder : str, optional
         Replaces ``$data_root`` in the manifest.
-    asr : list of str
-        :func:`modules.evaluation.asr.make_asr` specs (empty: no WER).
+    asr : list of str or ASR
+        :func:`modules.evaluation.asr.make_asr` specs or recognisers already
+        loaded (empty: no WER); their names must differ (they name the columns).
     use_dnsmos : bool
     estimator : str, optional
         A checkpoint folder for :class:`~modules.evaluation.sisnr_estimator.BlindSISNREstimator`.
@@ -244,6 +256,8 @@ def evaluate_systems(manifest, systems, output_folder, data_folder=None, asr=("p
     limit : int, optional
         Only the first mixtures.
     progress : bool
+    asr_savedir : str, optional
+        ``savedir`` of SpeechBrain's ``from_hparams`` for the recognisers.
     **options
         For :func:`modules.inference.separate_signal` (``chunk_seconds``, ...).
 
@@ -256,7 +270,10 @@ def evaluate_systems(manifest, systems, output_folder, data_folder=None, asr=("p
 
     output_folder = Path(output_folder)
     rows = read_manifest(manifest, data_folder, limit)
-    asrs = [make_asr(spec, device=device) for spec in asr]
+    asrs = [spec if hasattr(spec, "transcribe") else make_asr(spec, device=device, savedir=asr_savedir) for spec in asr]
+    names = [a.name for a in asrs]
+    if len(set(names)) < len(names):
+        raise ValueError(f"--asr: two recognisers are named alike ({names}): give NAME=... to one of them")
     est = None
     if estimator:
         from modules.evaluation.sisnr_estimator import BlindSISNREstimator
@@ -309,33 +326,84 @@ def comparison_table(summaries):
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    """``python -m modules.evaluation.realm``; returns the exit code."""
+def _parser():
     parser = argparse.ArgumentParser(description="Reference-free evaluation on REAL-M (WER, DNSMOS, SI-SNR estimate)")
-    parser.add_argument("--manifest", required=True, help="realm_test.csv (or realm_pretrain.csv) from data_prep.realm")
+    parser.add_argument("--config", default=None, help="a yaml file with any of these options (command line wins)")
+    parser.add_argument("--manifest", default=None, help="realm_test.csv (or realm_pretrain.csv) from data_prep.realm")
     parser.add_argument("--data_folder", default=None, help="the REAL-M root ($data_root in the manifest)")
     systems_help = "mixture, reference, or NAME=FOLDER (a run, an export or separations); repeatable"
     parser.add_argument("--system", action="append", default=None, help=systems_help)
-    parser.add_argument("--no_mixture", action="store_true", help="leave out the unprocessed mixture row")
-    asr_help = "pocketsphinx (default) or speechbrain:<local folder>; repeatable; 'none' for no WER"
+    parser.add_argument("--no_mixture", action="store_true", default=None, help="leave out the unprocessed mixture")
+    asr_help = (
+        "pocketsphinx (default), or [NAME=][INTERFACE:]SOURCE: a SpeechBrain ASR folder or hub id, INTERFACE one of "
+        "encoder, encoder_decoder, whisper (default: read from its hyperparams.yaml); repeatable, one WER column "
+        "each; 'none' for no WER"
+    )
     parser.add_argument("--asr", action="append", default=None, help=asr_help)
-    parser.add_argument("--dnsmos", action="store_true", help="DNSMOS SIG/BAK/OVRL (speechmos)")
+    parser.add_argument("--asr_savedir", default=None, help="savedir for the SpeechBrain recognisers' files")
+    parser.add_argument("--dnsmos", action="store_true", default=None, help="DNSMOS SIG/BAK/OVRL (speechmos)")
     parser.add_argument("--estimator", default=None, help="SI-SNR estimator checkpoint folder (SpeechBrain format)")
-    parser.add_argument("--output_folder", default="results/REALM/evaluation")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--output_folder", default=None, help="default: results/REALM/evaluation")
+    parser.add_argument("--device", default=None, help="default: cpu")
     parser.add_argument("--limit", type=int, default=None, help="only the first N mixtures")
-    parser.add_argument("--chunk_seconds", type=float, default=10.0)
-    parser.add_argument("--noprogressbar", action="store_true")
+    parser.add_argument("--chunk_seconds", type=float, default=None, help="default: 10")
+    parser.add_argument("--noprogressbar", action="store_true", default=None)
+    return parser
+
+
+#: Values of options given neither on the command line nor in ``--config``.
+DEFAULTS = {"output_folder": "results/REALM/evaluation", "device": "cpu", "chunk_seconds": 10.0}
+
+
+def read_options(argv=None):
+    """The options of :func:`main`: the command line over ``--config`` over :data:`DEFAULTS`.
+
+    Example
+    -------
+    >>> import tempfile, os
+    >>> f = os.path.join(tempfile.mkdtemp(), "c.yaml")
+    >>> _ = open(f, "w").write("manifest: m.csv\\nasr: [pocketsphinx, e2e=encoder_decoder:/m]\\ndevice: cuda\\n")
+    >>> o = read_options(["--config", f, "--device", "cpu"])
+    >>> o.manifest, o.asr, o.device, o.output_folder
+    ('m.csv', ['pocketsphinx', 'e2e=encoder_decoder:/m'], 'cpu', 'results/REALM/evaluation')
+    """
+    import yaml
+
+    parser = _parser()
     args = parser.parse_args(argv)
-    systems = ([] if args.no_mixture else ["mixture"]) + (args.system or [])
-    asr = [] if args.asr == ["none"] else (args.asr or ["pocketsphinx"])
+    config = {}
+    if args.config:
+        with open(args.config, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+        known = {a.dest for a in parser._actions} - {"help", "config"}
+        unknown = sorted(set(config) - known) if isinstance(config, dict) else ["(not a mapping)"]
+        if unknown:
+            parser.error(f"{args.config}: unknown options {unknown} (known: {sorted(known)})")
+        for key in ("asr", "system"):
+            if isinstance(config.get(key), str):
+                config[key] = [config[key]]
+    for key, value in vars(args).items():
+        if value is None:
+            setattr(args, key, config.get(key, DEFAULTS.get(key)))
+    if not args.manifest:
+        parser.error("--manifest is required (on the command line or in --config)")
+    return args
+
+
+def main(argv=None):
+    """``python -m modules.evaluation.realm``; returns the exit code."""
+    from modules.evaluation.asr import ASRLoadError
+
+    args = read_options(argv)
+    systems = ([] if args.no_mixture else ["mixture"]) + list(args.system or [])
+    asr = [] if list(args.asr or []) == ["none"] else list(args.asr or ["pocketsphinx"])
     try:
         summaries = evaluate_systems(
             args.manifest, systems, args.output_folder, data_folder=args.data_folder, asr=asr,
-            use_dnsmos=args.dnsmos, estimator=args.estimator, device=args.device, limit=args.limit,
-            progress=not args.noprogressbar, chunk_seconds=args.chunk_seconds,
+            use_dnsmos=bool(args.dnsmos), estimator=args.estimator, device=args.device, limit=args.limit,
+            progress=not args.noprogressbar, chunk_seconds=args.chunk_seconds, asr_savedir=args.asr_savedir,
         )  # fmt: skip
-    except (FileNotFoundError, ValueError, KeyError) as err:
+    except (ASRLoadError, FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(comparison_table(summaries))

@@ -1,0 +1,234 @@
+"""REAL-M recognisers through SpeechBrain's ASR interfaces: tiny random model folders, nothing downloaded.
+
+An ``EncoderASR`` folder (Fbank -> linear -> CTC, a character ``CTCTextEncoder``, like
+``speechbrain/asr-wav2vec2-librispeech``) and an ``EncoderDecoderASR`` folder (Fbank -> linear ->
+attentional GRU decoder, a sentencepiece tokenizer), each with the ``hyperparams.yaml`` and
+``pretrainer`` files that ``from_hparams`` loads.
+"""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from modules.audio import resample
+from modules.evaluation.asr import ASRLoadError, SpeechBrainASR, detect_interface, make_asr, parse_asr_spec
+from modules.evaluation.realm import evaluate_systems, main, read_manifest
+from modules.evaluation.wer import mixture_errors
+
+CHARS = list("abcdefghijklmnopqrstuvwxyz' ")
+
+CTC_ASR = """
+sample_rate: 16000
+blank_index: 0
+tokenizer: !new:speechbrain.dataio.encoder.CTCTextEncoder
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: 20
+ctc_lin: !new:speechbrain.nnet.linear.Linear
+    input_size: 20
+    n_neurons: 29
+log_softmax: !new:speechbrain.nnet.activations.Softmax
+    apply_log: True
+encoder: !new:speechbrain.nnet.containers.LengthsCapableSequential
+    compute_features: !ref <compute_features>
+    ctc_lin: !ref <ctc_lin>
+    log_softmax: !ref <log_softmax>
+decoding_function: !name:speechbrain.decoders.ctc_greedy_decode
+    blank_id: !ref <blank_index>
+modules:
+    encoder: !ref <encoder>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        asr: !ref <ctc_lin>
+        tokenizer: !ref <tokenizer>
+"""
+
+SEQ2SEQ_ASR = """
+sample_rate: 16000
+tokenizer: !new:sentencepiece.SentencePieceProcessor
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: 20
+enc_lin: !new:speechbrain.nnet.linear.Linear
+    input_size: 20
+    n_neurons: 16
+encoder: !new:speechbrain.nnet.containers.LengthsCapableSequential
+    - !ref <compute_features>
+    - !ref <enc_lin>
+emb: !new:speechbrain.nnet.embedding.Embedding
+    num_embeddings: 30
+    embedding_dim: 8
+dec: !new:speechbrain.nnet.RNN.AttentionalRNNDecoder
+    enc_dim: 16
+    input_size: 8
+    rnn_type: gru
+    attn_type: content
+    hidden_size: 16
+    attn_dim: 16
+    num_layers: 1
+seq_lin: !new:speechbrain.nnet.linear.Linear
+    input_size: 16
+    n_neurons: 30
+decoder: !new:speechbrain.decoders.S2SRNNGreedySearcher
+    embedding: !ref <emb>
+    decoder: !ref <dec>
+    linear: !ref <seq_lin>
+    bos_index: 1
+    eos_index: 2
+    min_decode_ratio: 0.0
+    max_decode_ratio: 0.1
+model: !new:torch.nn.ModuleList
+    - [!ref <enc_lin>, !ref <emb>, !ref <dec>, !ref <seq_lin>]
+modules:
+    encoder: !ref <encoder>
+    decoder: !ref <decoder>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        tokenizer: !ref <tokenizer>
+        model: !ref <model>
+"""
+
+
+def ctc_folder(folder):
+    """A tiny ``EncoderASR`` model card folder: random CTC layer, a character tokenizer (blank = index 0)."""
+    from hyperpyyaml import load_hyperpyyaml
+    from speechbrain.dataio.encoder import CTCTextEncoder
+
+    folder.mkdir(parents=True)
+    (folder / "hyperparams.yaml").write_text(CTC_ASR)
+    tokenizer = CTCTextEncoder()
+    tokenizer.insert_blank(index=0)
+    tokenizer.update_from_iterable(CHARS)
+    tokenizer.save(folder / "tokenizer.ckpt")
+    torch.manual_seed(0)
+    ctc_lin = load_hyperpyyaml(CTC_ASR)["ctc_lin"]
+    with torch.no_grad():
+        ctc_lin.w.bias[0] += 1.0  # mostly blanks, as a CTC model emits
+    torch.save(ctc_lin.state_dict(), folder / "asr.ckpt")
+    return folder
+
+
+def seq2seq_folder(folder):
+    """A tiny ``EncoderDecoderASR`` model card folder: random attentional GRU, a 30-piece sentencepiece model."""
+    import sentencepiece
+    from hyperpyyaml import load_hyperpyyaml
+
+    folder.mkdir(parents=True)
+    text = folder.parent / f"{folder.name}_text.txt"
+    text.write_text("the cat sat on the mat\ngood morning to you\nthe quick brown fox jumps over the lazy dog\n" * 20)
+    options = {"vocab_size": 30, "bos_id": -1, "eos_id": -1, "minloglevel": 2}  # 30 pieces: the model's 30 outputs
+    sentencepiece.SentencePieceTrainer.train(input=str(text), model_prefix=str(folder / "tok"), **options)
+    (folder / "tok.model").rename(folder / "tokenizer.ckpt")
+    (folder / "hyperparams.yaml").write_text(SEQ2SEQ_ASR)
+    torch.manual_seed(1)
+    torch.save(load_hyperpyyaml(SEQ2SEQ_ASR)["model"].state_dict(), folder / "model.ckpt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("asr_models")
+    return {"ctc": ctc_folder(root / "tiny-ctc"), "s2s": seq2seq_folder(root / "tiny-s2s")}
+
+
+@pytest.fixture(scope="module")
+def realm(tmp_path_factory):
+    """A mini REAL-M test set of two mixtures, with REAL-M's reference separations."""
+    from data_prep.mini import make_mini_realm
+    from data_prep.realm import prepare_realm
+
+    root = tmp_path_factory.mktemp("realm_asr")
+    data = make_mini_realm(root, seed=0, n_train=1, n_valid=1, n_test=1)
+    return {"data": data, "test": prepare_realm(data, root / "prep", with_separations=True)["test"]}
+
+
+def interface_transcripts(cls, folder, signal, rate):
+    """What SpeechBrain's interface itself returns for a signal resampled to 16 kHz."""
+    model = cls.from_hparams(source=str(folder))
+    wavs = torch.as_tensor(resample(np.asarray(signal, dtype=np.float64), rate, 16000), dtype=torch.float32)[None]
+    words, _ = model.transcribe_batch(wavs, torch.ones(1))
+    return words[0]
+
+
+def test_spec_parsing_and_interface_detection(folders):
+    assert parse_asr_spec("w2v=encoder:speechbrain/asr-wav2vec2-librispeech") == (
+        "w2v", "encoder", "speechbrain/asr-wav2vec2-librispeech"
+    )  # fmt: skip
+    assert parse_asr_spec("whisper:/m/whisper-tiny") == ("whisper-tiny", "whisper", "/m/whisper-tiny")
+    assert parse_asr_spec("ps=pocketsphinx") == ("ps", "pocketsphinx", None)
+    with pytest.raises(ASRLoadError, match="unknown interface 'ctc'"):
+        parse_asr_spec("ctc:/m/x")
+    assert detect_interface((folders["ctc"] / "hyperparams.yaml").read_text()) == "encoder"
+    assert detect_interface((folders["s2s"] / "hyperparams.yaml").read_text()) == "encoder_decoder"
+    whisper = "language: english\nsample_rate: 16000\nwhisper: !new:x.Whisper\nmodules:\n  whisper: !ref <whisper>\n"
+    assert detect_interface(whisper + "  decoder: !ref <d>\n") == "whisper"
+    assert detect_interface("tokenizer: 1\nmodules:\n  encoder: 1\n") is None
+
+
+def test_encoder_and_encoder_decoder_folders_transcribe_as_the_interfaces_do(folders, tmp_path):
+    from speechbrain.inference.ASR import EncoderASR, EncoderDecoderASR
+
+    signal = np.random.default_rng(0).standard_normal(12000) * 0.1  # 1.5 s at 8 kHz
+    ctc = make_asr(str(folders["ctc"]))  # interface read from hyperparams.yaml
+    s2s = make_asr(f"speechbrain:{folders['s2s']}")
+    assert isinstance(ctc, SpeechBrainASR) and (ctc.interface, ctc.name) == ("encoder", "tiny-ctc")
+    assert isinstance(s2s.model, EncoderDecoderASR) and (s2s.interface, s2s.name) == ("encoder_decoder", "tiny-s2s")
+    assert isinstance(ctc.model, EncoderASR)
+    text = ctc.transcribe(signal, 8000)
+    assert text and text == interface_transcripts(EncoderASR, folders["ctc"], signal, 8000)
+    assert s2s.transcribe(signal, 8000) == interface_transcripts(EncoderDecoderASR, folders["s2s"], signal, 8000)
+    # the wrong interface named by the user: one clear line
+    with pytest.raises(ASRLoadError, match="does not fit SpeechBrain's EncoderASR"):
+        make_asr(f"encoder:{folders['s2s']}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ASRLoadError, match=r"no hyperparams\.yaml"):
+        make_asr(str(tmp_path / "empty"))
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "hyperparams.yaml").write_text("tokenizer: 1\nmodules:\n  encoder: 1\n")
+    with pytest.raises(ASRLoadError, match="prefix the source with encoder:"):
+        make_asr(str(tmp_path / "odd"))
+
+
+def test_hub_id_without_internet_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub_id = "nobody-here/asr-not-cached-anywhere"
+    with pytest.raises(ASRLoadError) as err:
+        make_asr(f"e2e=encoder_decoder:{hub_id}")
+    message = str(err.value)
+    assert "\n" not in message and hub_id in message and "--asr <folder>" in message
+    (tmp_path / "m.csv").write_text("ID,mix_wav,sentence1,sentence2\na,a.wav,hello,world\n")
+    code = main(["--manifest", str(tmp_path / "m.csv"), "--asr", hub_id, "--output_folder", str(tmp_path)])
+    assert code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and hub_id in lines[0] and "huggingface-cli download" in lines[0], lines
+
+
+def test_realm_evaluation_gives_a_wer_column_per_recogniser(folders, realm, tmp_path):
+    from speechbrain.inference.ASR import EncoderASR, EncoderDecoderASR
+
+    config = tmp_path / "eval.yaml"
+    config.write_text(
+        f"manifest: {realm['test']}\ndata_folder: {realm['data']}\nasr:\n  - {folders['ctc']}\n"
+        f"  - seq2seq=encoder_decoder:{folders['s2s']}\nsystem: [reference]\nnoprogressbar: true\n"
+    )
+    out = tmp_path / "eval"
+    assert main(["--config", str(config), "--output_folder", str(out)]) == 0
+    header = (out / "comparison.md").read_text().splitlines()[0]
+    assert "WER tiny-ctc (%)" in header and "WER seq2seq (%)" in header
+    rows = read_manifest(realm["test"], realm["data"])
+    with open(out / "mixture" / "results.csv", newline="") as f:
+        results = list(csv.DictReader(f))
+    for row, result in zip(rows, results, strict=True):
+        mixture, rate = soundfile.read(row["mix_wav"])
+        refs = [row["sentence1"], row["sentence2"]]
+        for name, cls, folder in (("tiny-ctc", EncoderASR, "ctc"), ("seq2seq", EncoderDecoderASR, "s2s")):
+            expected = interface_transcripts(cls, folders[folder], mixture, rate)
+            assert expected and result[f"{name}_hyp"] == expected  # the tiny models do emit words
+            assert (int(result[f"{name}_errors"]), int(result[f"{name}_words"])) == mixture_errors(expected, refs)
+    summary = json.loads((out / "reference" / "summary.json").read_text())
+    assert {"tiny-ctc_wer", "seq2seq_wer"} <= set(summary)
+    with pytest.raises(ValueError, match="named alike"):
+        evaluate_systems(realm["test"], ["mixture"], tmp_path / "x", data_folder=realm["data"],
+                         asr=[str(folders["ctc"]), f"speechbrain:{folders['ctc']}"], use_dnsmos=False)  # fmt: skip
