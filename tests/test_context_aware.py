@@ -52,29 +52,6 @@ SSL_NAMES = ("hubert", "wavlm", "wav2vec2")
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
-@pytest.fixture
-def fast_shape_inference(monkeypatch):
-    """SpeechBrain's ``Sequential.append`` infers shapes by running every layer appended so far on a dummy
-    input, so building Conv-TasNet's 24 temporal blocks runs 300 block forwards (about 20 s of CPU at full
-    size). Here each container keeps its last dummy output and runs only the new layers: same layers, same
-    shapes, same parameters."""
-    from speechbrain.nnet.containers import Sequential
-
-    def incremental(self):
-        cache = self.__dict__.setdefault("_dummy_outputs", {0: None})
-        layers = list(self.values())
-        start = max(k for k in cache if k <= len(layers))
-        x = torch.zeros(self.input_shape) if cache[start] is None else cache[start]
-        with torch.no_grad():
-            for layer in layers[start:]:
-                x = layer(x)
-                x = x[0] if isinstance(x, tuple) else x
-        cache[len(layers)] = x
-        return x.shape
-
-    monkeypatch.setattr(Sequential, "get_output_shape", incremental)
-
-
 @pytest.fixture(scope="module")
 def tiny_checkpoints(tmp_path_factory):
     """Random-weight tiny teachers saved as torchaudio-format state dicts (and their models)."""
@@ -115,7 +92,7 @@ def sources_batch(n_items=2, length=16000, seed=0, lengths=None):
     return collate(items)
 
 
-TINY_CONVTASNET = {"N_encoder_out": 32, "B": 32, "H": 64, "X": 2, "R": 1}
+TINY_CONVTASNET = {"N_encoder_out": 32, "B": 32, "Sc": 32, "H": 64, "X": 2, "R": 1}
 
 
 def group_brain(tmp_path, checkpoint, **overrides):
@@ -287,30 +264,33 @@ def recipe_model(name, folder, **overrides):
     return hparams["modules"]["separator"], hparams
 
 
-def test_full_size_convtasnet_split_and_unsplit(fast_shape_inference, tmp_path):
-    """The recipes' Conv-TasNet (Asteroid's sizes, kernel 32 / stride 16): 3.46M unsplit, 3.43M split.
+def test_full_size_convtasnet_split_and_unsplit(tmp_path):
+    """The recipes' Conv-TasNet (Asteroid's structure and LibriMix sizes, kernel 32 / stride 16): 5.07M unsplit
+    (Asteroid's count, tests/test_asteroid_separators.py), 5.13M split.
 
-    The split one has a ``B -> 2B`` SIMO head (and a PReLU) and a ``B -> N`` mask convolution where
-    the unsplit one has a ``B -> 2N`` mask convolution. The paper states no parameter counts.
+    The split one has a ``D -> 2D`` SIMO head (``D = B + Sc``: the residual path and the skip sum) and a PReLU,
+    and an ``Sc -> N`` mask convolution where the unsplit one has ``Sc -> 2N``. The paper states no counts.
     """
     split, _ = recipe_model("convtasnet.yaml", tmp_path / "split")
     unsplit, _ = recipe_model("baseline_convtasnet.yaml", tmp_path / "unsplit")
-    n, b = 512, 128
-    assert (count_parameters(unsplit), count_parameters(split)) == (3_462_192, 3_429_425)
-    assert count_parameters(unsplit) - count_parameters(split) == 2 * b * n - b * n - 2 * b * b - 1
+    n, b, sc = 512, 128, 128
+    d = b + sc
+    assert (count_parameters(unsplit), count_parameters(split)) == (5_066_929, 5_131_954)
+    assert count_parameters(split) - count_parameters(unsplit) == 2 * d * d + 1 - (sc * n + n)
     parts = {k: count_parameters(v) for k, v in split.parts().items()}
-    assert parts == {"encoder": 16384, "extractor": 1_715_225, "segregator": 1_681_432, "decoder": 16384}
-    assert split.masker.split_at == 12 and split.masker.n_blocks == 24
+    assert parts == {"encoder": 16384, "extractor": 2_615_449, "segregator": 2_483_737, "decoder": 16384}
+    assert split.masker.split_at == 12 and split.masker.n_blocks == 24 and split.masker.context_dim == d
     assert split.encoder.conv1d.kernel_size == (32,) and split.encoder.conv1d.stride == (16,)
     assert split.decoder.kernel_size == (32,) and split.decoder.stride == (16,)
     with torch.no_grad():
-        est, _ = split.eval()(torch.randn(1, 4000))  # SpeechBrain's reflect padding: > 128 frames at dilation 128
-    assert est.shape == (1, 4000, 2) and torch.isfinite(est).all()
+        est, feats = split.eval()(torch.randn(1, 4000))  # > 128 frames: the dilation-128 blocks see real frames
+    assert est.shape == (1, 4000, 2) and torch.isfinite(est).all() and feats["context"].shape == (1, 2, d, 249)
 
 
-@pytest.mark.parametrize("name, count", [("dprnn", 3_654_785), ("sepformer", 25_687_553)])
+@pytest.mark.parametrize("name, count", [("dprnn", 3_654_913), ("sepformer", 25_687_553)])
 def test_full_size_dual_path_split_keeps_the_unsplit_parameters(tmp_path, name, count):
-    """DPRNN at Asteroid's sizes and SepFormer at SpeechBrain's: the split moves the speaker split, adds nothing."""
+    """DPRNN (Asteroid's structure and sizes) and SepFormer (SpeechBrain's): the split moves the speaker split,
+    adds nothing."""
     split, hparams = recipe_model(f"{name}.yaml", tmp_path)
     unsplit = hparams["backbone"]["separator"]  # the backbone's unsplit separator over the same masker
     assert count_parameters(split) == count_parameters(unsplit) == count
@@ -318,7 +298,6 @@ def test_full_size_dual_path_split_keeps_the_unsplit_parameters(tmp_path, name, 
     assert split.encoder.conv1d.kernel_size == (32,) and split.decoder.stride == (16,)
 
 
-# ---------------------------------------------------------------------------------------- frame alignment
 def test_predictor_frames_are_the_ssl_frames_for_every_length(tiny_checkpoints):
     _, model = tiny_checkpoints["hubert"]
     encoder = Encoder(kernel_size=32, out_channels=4)
@@ -578,11 +557,11 @@ def test_segregate_stage_starts_from_the_group_stage(corpora, tiny_checkpoints, 
     (segregate,) = run_context_aware(RECIPE, [*untrained, "--stages=segregate"])
     trained = group.modules.separator.state_dict()
     started = segregate.modules.separator.state_dict()
-    extractor_keys = [k for k in trained if "masknet.temporal_conv_net.temporalblock_0_0" in k or "speaker_split" in k]
+    extractor_keys = [k for k in trained if "masknet.blocks.0." in k or "speaker_split" in k]
     assert extractor_keys
     for key in trained:
         torch.testing.assert_close(started[key], trained[key])
-    tiny = {"N_encoder_out": 32, "B": 32, "H": 64, "X": 3, "R": 1}  # hparams/tiny.yaml's Conv-TasNet
+    tiny = {"N_encoder_out": 32, "B": 32, "Sc": 32, "H": 64, "X": 3, "R": 1}  # hparams/tiny.yaml's convtasnet_skip
     fresh = recipe_model("convtasnet.yaml", tmp_path / "fresh", backbone=tiny)[0].state_dict()  # same seed, untrained
     assert any(not torch.equal(fresh[k], started[k]) for k in extractor_keys)
 

@@ -79,10 +79,11 @@ class DPRNNBlock(nn.Module):
         rnn = getattr(nn, rnn_type)
         self.intra_rnn = rnn(channels, hidden, num_layers=rnn_layers, dropout=dropout, batch_first=True,
                              bidirectional=True)  # fmt: skip
-        self.intra_linear = nn.Linear(2 * hidden, channels)
-        self.intra_norm = _norm(norm, channels)
         self.inter_rnn = rnn(channels, hidden, num_layers=rnn_layers, dropout=dropout, batch_first=True,
                              bidirectional=bool(bidirectional))  # fmt: skip
+        # registered after both RNNs, so that the parameters come in the order of Asteroid's block
+        self.intra_linear = nn.Linear(2 * hidden, channels)
+        self.intra_norm = _norm(norm, channels)
         self.inter_linear = nn.Linear((2 if bidirectional else 1) * hidden, channels)
         self.inter_norm = _norm(norm, channels)
 
