@@ -298,6 +298,7 @@ def test_full_size_dual_path_split_keeps_the_unsplit_parameters(tmp_path, name, 
     assert split.encoder.conv1d.kernel_size == (32,) and split.decoder.stride == (16,)
 
 
+# ---------------------------------------------------------------------------------------- frame alignment
 def test_predictor_frames_are_the_ssl_frames_for_every_length(tiny_checkpoints):
     _, model = tiny_checkpoints["hubert"]
     encoder = Encoder(kernel_size=32, out_channels=4)
