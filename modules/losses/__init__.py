@@ -9,6 +9,7 @@
 * :mod:`modules.losses.orpit`: SADDEL's one-and-rest PIT;
 * :mod:`modules.losses.dip`: DIP's masked predictive coding, codebook diversity and MMD;
 * :mod:`modules.losses.contextual`: InfoNCE with PIT over speakers (context-aware training);
+* :mod:`modules.losses.mixit`: MixIT and the thresholded-SNR PIT of MixPIT / MixCycle;
 
 Every public name is importable from ``modules.losses``.
 """
@@ -28,6 +29,7 @@ from modules.losses.dip import (
     utterance_statistics,
 )
 from modules.losses.matching import MAX_EXHAUSTIVE_SRC, assignment_table, best_permutation, matched_scores
+from modules.losses.mixit import MIXIT_SNR_MAX, mixit_assignments, mixit_loss, snr_pit_loss, thresholded_snr
 from modules.losses.orpit import orpit_scores, orpit_si_snr_loss, rest_targets
 from modules.losses.patch import NASS_DIRECTIONS, nass_contrastive_loss, patch_nce_loss, sample_patch_positions
 from modules.losses.si_snr import (
@@ -43,6 +45,7 @@ from modules.losses.si_snr import (
 __all__ = [
     "INFO_NCE_NEGATIVES",
     "MAX_EXHAUSTIVE_SRC",
+    "MIXIT_SNR_MAX",
     "MMD_KERNELS",
     "NASS_DIRECTIONS",
     "SiSnrStats",
@@ -59,6 +62,8 @@ __all__ = [
     "info_nce_pit_loss",
     "matched_scores",
     "mic_loss",
+    "mixit_assignments",
+    "mixit_loss",
     "mmd_loss",
     "mpc_loss",
     "mpc_nce_loss",
@@ -75,5 +80,7 @@ __all__ = [
     "sample_negative_indices",
     "sample_patch_positions",
     "si_snr_from_stats",
+    "snr_pit_loss",
+    "thresholded_snr",
     "utterance_statistics",
 ]
