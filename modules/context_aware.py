@@ -82,11 +82,13 @@ Departures (deliberate; README "Context-aware two-stage training"):
 
 * MossFormer (Table II) is not implemented: SepFormer stands in for it (MossFormer
   is not in SpeechBrain 1.1.2 and was not written here).
-* The paper's separators are Asteroid's; here the blocks are SpeechBrain's
-  (``conv_tasnet.TemporalBlock``, ``dual_path.Dual_Path_Model``) at Asteroid's
-  LibriMix sizes. SpeechBrain's Conv-TasNet has no skip-connection path, so it has
-  3.46M parameters where Asteroid's has about 5.1M; SpeechBrain's DPRNN masks
-  with ReLU where Asteroid's uses a sigmoid.
+* The paper's Conv-TasNet and DPRNN are Asteroid's; here they are written with
+  Asteroid's structure at its LibriMix sizes (``modules.models.convtasnet.TCNMaskNet``
+  with skip connections, 5.07M parameters; ``modules.models.dprnn_asteroid``,
+  3.65M; Asteroid's counts and, with the same weights, its outputs). How the
+  skip-path Conv-TasNet is split (the skip sum travels with the residual path in
+  the context) is a choice the paper leaves open
+  (:class:`modules.models.context_aware.ConvTasNetSplitMasker`).
 * "Halved after 5 epochs without improvement" is SpeechBrain's
   ``ReduceLROnPlateau(patience=4)`` (it halves on the (patience + 1)-th epoch);
   Asteroid's code (torch's ``patience=5``) halves on the 6th.
