@@ -1,9 +1,11 @@
 """REAL-M recognisers through SpeechBrain's ASR interfaces: tiny random model folders, nothing downloaded.
 
 An ``EncoderASR`` folder (Fbank -> linear -> CTC, a character ``CTCTextEncoder``, like
-``speechbrain/asr-wav2vec2-librispeech``) and an ``EncoderDecoderASR`` folder (Fbank -> linear ->
-attentional GRU decoder, a sentencepiece tokenizer), each with the ``hyperparams.yaml`` and
-``pretrainer`` files that ``from_hparams`` loads.
+``speechbrain/asr-wav2vec2-librispeech``), an ``EncoderDecoderASR`` folder (Fbank -> linear ->
+attentional GRU decoder, a sentencepiece tokenizer) and a ``WhisperASR`` folder (a one-layer random
+Whisper built from a ``transformers`` config with a byte-level tokenizer of 256 tokens and Whisper's
+special tokens, English-only), each with the ``hyperparams.yaml`` and ``pretrainer`` files that
+``from_hparams`` loads.
 """
 
 import csv
@@ -127,6 +129,65 @@ def seq2seq_folder(folder):
     return folder
 
 
+WHISPER_ASR = """
+sample_rate: 16000
+language: english
+normalized_transcripts: False
+whisper: !new:speechbrain.integrations.huggingface.whisper.Whisper
+    source: {hf}
+    save_path: {hf}
+    freeze: True
+    language: !ref <language>
+    task: transcribe
+decoder: !new:speechbrain.decoders.seq2seq.S2SWhisperGreedySearcher
+    model: !ref <whisper>
+    min_decode_ratio: 0
+    max_decode_ratio: 0.01
+modules:
+    whisper: !ref <whisper>
+    decoder: !ref <decoder>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    loadables:
+        whisper: !ref <whisper>
+"""
+
+
+def whisper_folder(folder):
+    """A tiny ``WhisperASR`` model card folder: the Hugging Face files of a random one-layer Whisper under ``hf/``
+    (the source its ``hyperparams.yaml`` names, as a card names ``openai/whisper-...``) and ``whisper.ckpt``."""
+    import json
+
+    from hyperpyyaml import load_hyperpyyaml
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperTokenizer
+    from transformers.models.whisper.tokenization_whisper import bytes_to_unicode
+
+    hf = folder / "hf"
+    hf.mkdir(parents=True)
+    (hf / "vocab.json").write_text(json.dumps({c: i for i, c in enumerate(bytes_to_unicode().values())}))
+    (hf / "merges.txt").write_text("#version: 0.2\n")
+    end = "<|endoftext|>"
+    tokenizer = WhisperTokenizer(hf / "vocab.json", hf / "merges.txt", unk_token=end, bos_token=end, eos_token=end,
+                                 pad_token=end)  # fmt: skip
+    specials = ["<|startoftranscript|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>"]
+    tokenizer.add_special_tokens({"additional_special_tokens": [*specials, "<|nospeech|>", "<|notimestamps|>",
+                                                                "<|0.00|>"]})  # fmt: skip
+    tokenizer.save_pretrained(hf)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(hf)
+    sot = tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
+    config = WhisperConfig(
+        vocab_size=len(tokenizer), num_mel_bins=80, d_model=8, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=1, decoder_attention_heads=1, encoder_ffn_dim=8, decoder_ffn_dim=8,
+        max_target_positions=32, decoder_start_token_id=sot, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(2)
+    WhisperForConditionalGeneration(config).save_pretrained(hf)
+    text = WHISPER_ASR.format(hf=hf)
+    (folder / "hyperparams.yaml").write_text(text)
+    torch.save(load_hyperpyyaml(text)["whisper"].state_dict(), folder / "whisper.ckpt")
+    return folder
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("asr_models")
@@ -232,3 +293,18 @@ def test_realm_evaluation_gives_a_wer_column_per_recogniser(folders, realm, tmp_
     with pytest.raises(ValueError, match="named alike"):
         evaluate_systems(realm["test"], ["mixture"], tmp_path / "x", data_folder=realm["data"],
                          asr=[str(folders["ctc"]), f"speechbrain:{folders['ctc']}"], use_dnsmos=False)  # fmt: skip
+
+
+def test_whisper_folder_is_a_recogniser_too(folders, realm, tmp_path):
+    from speechbrain.inference.ASR import WhisperASR
+
+    folder = whisper_folder(tmp_path / "tiny-whisper")
+    assert detect_interface((folder / "hyperparams.yaml").read_text()) == "whisper"
+    asr = make_asr(str(folder))
+    assert isinstance(asr.model, WhisperASR) and (asr.interface, asr.name) == ("whisper", "tiny-whisper")
+    signal = np.random.default_rng(0).standard_normal(12000) * 0.1
+    text = asr.transcribe(signal, 8000)
+    assert text and text == interface_transcripts(WhisperASR, folder, signal, 8000)
+    summaries = evaluate_systems(realm["test"], ["mixture"], tmp_path / "eval", data_folder=realm["data"],
+                                 asr=[asr, str(folders["ctc"])], use_dnsmos=False, limit=1)  # fmt: skip
+    assert {"tiny-whisper_wer", "tiny-ctc_wer"} <= set(summaries["mixture"])
