@@ -51,11 +51,13 @@ from dataclasses import dataclass
 import speechbrain as sb
 import torch
 import torchaudio
+from speechbrain.nnet.schedulers import update_learning_rate
 from speechbrain.utils.distributed import if_main_process
 
 from modules.brain import SeparationBrain, crop_batch
 from modules.data import SeparationBatch, load_manifest
 from modules.losses import mic_loss, sample_negative_indices
+from modules.training import scheduler_interval
 
 __all__ = [
     "DIPBrain",
@@ -234,15 +236,41 @@ class DIPPretrainBrain(SeparationBrain):
     10; 0 gives MPC), ``mmd_kernel`` (``linear`` or ``gaussian``),
     ``contrastive_temperature`` (0.1), ``diversity_weight`` (0.1),
     ``penalty_weight`` (10), ``seed``; ``best_key: loss``, ``best_key_mode: min``.
+
+    As the authors' fairseq run: no gradient clipping unless the yaml or the
+    command line sets ``max_grad_norm`` (SpeechBrain's default clips at 5;
+    fairseq's ``clip_norm`` is 0 in their config), and a per-step schedule
+    (``LinearWarmupScheduler``) sets the learning rate of the *first* update
+    too (:meth:`on_fit_start`): fairseq calls ``step_update(0)`` when it builds
+    the optimiser, so update 1 runs at the warmup's first rate (0 for a linear
+    warmup from 0), not at the peak ``lr`` the optimiser was built with.
     """
 
     dataset_builder = staticmethod(build_pretraining_datasets)
 
     def __init__(self, modules=None, opt_class=None, hparams=None, run_opts=None, checkpointer=None):
         super().__init__(modules, opt_class, hparams, run_opts, checkpointer)
+        asked = (hparams is not None and "max_grad_norm" in hparams) or (
+            run_opts is not None and "max_grad_norm" in getattr(run_opts, "overridden_args", ())
+        )
+        if not asked:
+            self.max_grad_norm = float("inf")  # the authors' run clips nothing
         self.train_set = None  # the training pairs (set by modules.recipe.run_recipe): new pairing per epoch
         self._terms, self._n_terms = {}, 0
         self._valid_batches = 0
+
+    def on_fit_start(self):
+        """Brain's setup and recovery, then the learning rate of the next update from a per-step schedule.
+
+        The optimiser is built at the peak ``lr``; a per-step schedule is called
+        only after each update. Here the optimiser's rate is set to the
+        schedule's value for its current step before any update (fresh run:
+        step 0, the warmup's first rate; resumed run: the step it was saved at).
+        """
+        super().on_fit_start()
+        scheduler, optimizer = self._scheduler, getattr(self, "optimizer", None)
+        if scheduler_interval(scheduler) == "step" and hasattr(scheduler, "calculate_lr") and optimizer is not None:
+            update_learning_rate(optimizer, scheduler.calculate_lr(scheduler.current_step))
 
     @property
     def best_key(self):
@@ -349,6 +377,12 @@ class DIPBrain(SeparationBrain):
     passed to the separator as ``cues``; the separator's ``fusion``
     (:class:`modules.models.dip.DIPFusion`) adds them to the encoder output.
 
+    The comparison frontends of the paper's Tables IV and V (wav2vec 2.0,
+    HuBERT, UniSpeech-SAT, WavLM and their BASE+ models) are
+    :class:`modules.models.ssl.SSLFrontend` modules with the same interface
+    (``forward(wav, lengths, layers)``, ``loaded_from``), loaded from a hub
+    id or a local folder and fused by the same adaptation layer.
+
     Without a ``frontend`` module (the baseline yamls) it is a plain
     :class:`modules.brain.SeparationBrain` with the same test stage.
 
@@ -379,9 +413,11 @@ class DIPBrain(SeparationBrain):
             return
         if "frontend" not in self.frozen:
             raise ValueError("the DIP frontend must be frozen: frozen_modules: [frontend]")
-        loaded = self.unwrapped("frontend").loaded_from
+        frontend = self.unwrapped("frontend")
+        loaded = frontend.loaded_from
         if not self._hp("init_from", None) and not loaded:
-            problem = (
+            # a comparison frontend (modules.models.ssl.SSLFrontend) whose hub id could not be downloaded says why
+            problem = getattr(frontend, "stand_in_reason", None) or (
                 "the DIP frontend has no pretrained weights: set init_from (a pretraining run of "
                 "recipes/LibriMix/dip/pretrain.py) or fairseq_checkpoint (a local fairseq checkpoint)"
             )
