@@ -486,13 +486,14 @@ def check_tested(folder, n_test=2):
     assert "Dev SI-SDRi" in table and " - " not in table.splitlines()[2]
 
 
-SYSTEMS = ["convtasnet.yaml", "dprnn.yaml", "sepformer.yaml"]
+SYSTEMS = ["convtasnet.yaml", "dprnn.yaml", "sepformer.yaml", "mossformer.yaml"]
+DUAL_PATH = ("dprnn", "sepformer")  # tiny sizes have one dual-path block: two, to split
 
 
 @pytest.mark.parametrize("name", SYSTEMS)
 def test_system_yaml_runs_both_stages(corpora, tiny_checkpoints, tmp_path, name):
     out = tmp_path / "out"
-    extra = ["--backbone={num_layers: 2}"] if name != "convtasnet.yaml" else []  # tiny dual-path: 1 block each
+    extra = ["--backbone={num_layers: 2}"] if name.startswith(DUAL_PATH) else []  # tiny dual-path: 1 block each
     brains = run_context_aware(RECIPE, recipe_argv(corpora, out, name, *extra,
                                                    checkpoint=tiny_checkpoints["hubert"][0]))  # fmt: skip
     assert [type(b).__name__ for b in brains] == ["GroupStageBrain", "SegregateBrain"]
@@ -515,7 +516,7 @@ def test_system_yaml_runs_both_stages(corpora, tiny_checkpoints, tmp_path, name)
 @pytest.mark.parametrize("name", [f"baseline_{s}" for s in SYSTEMS])
 def test_baseline_yaml_runs(corpora, tmp_path, name):
     out = tmp_path / "out"
-    extra = ["--backbone={num_layers: 2}"] if "convtasnet" not in name else []
+    extra = ["--backbone={num_layers: 2}"] if name.removeprefix("baseline_").startswith(DUAL_PATH) else []
     brains = run_context_aware(RECIPE, recipe_argv(corpora, out, name, *extra))
     assert len(brains) == 1 and not (out / "group").exists()
     assert type(brains[0].modules.separator).__name__ == "MaskingSeparator"

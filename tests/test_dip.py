@@ -537,8 +537,8 @@ def test_dip_plus_continues_from_a_pretraining_run(dip_corpora, pretrained, tmp_
     assert epochs_logged(out) == ["1"]
 
 
-DOWNSTREAM = ["convtasnet_dip", "dprnn_dip", "sepformer_dip", "convtasnet_baseline", "dprnn_baseline",
-              "sepformer_baseline"]  # fmt: skip
+DOWNSTREAM = ["convtasnet_dip", "dprnn_dip", "sepformer_dip", "mossformer_dip", "convtasnet_baseline",
+              "dprnn_baseline", "sepformer_baseline", "mossformer_baseline"]  # fmt: skip
 
 
 def read_rows(path):
@@ -607,7 +607,7 @@ def test_separator_with_the_tiny_frontend_learns(pretrained, tmp_path):
             "--extra_test_sets=null", "--perceptual_metrics=False", "--device=cpu", "--noprogressbar",
             "--N_epochs=6", "--batch_size=4", "--precision=fp32", "--num_workers=0", "--training_signal_len=16000",
             "--ckpt_interval_minutes=0", "--n_audio_to_save=1",
-            "--backbone={N_encoder_out: 64, B: 64, H: 128, X: 4, R: 2}", TINY_FRONTEND_OVERRIDE]  # fmt: skip
+            "--backbone={N_encoder_out: 64, B: 64, Sc: 64, H: 128, X: 4, R: 2}", TINY_FRONTEND_OVERRIDE]  # fmt: skip
     run_recipe(DIPBrain, str(REPO / "recipes/LibriMix/dip/train.py"), argv)
     mean = read_rows(out / "separate" / "test_results.csv")[-1]  # the pretraining is given: the separate stage only
     # Measured (in-process run; the pytest process is pinned to one thread, TEST_TORCH_THREADS=2 leaves it at
