@@ -54,7 +54,7 @@ def build(kind, folder, checkpoint, args):
         overrides["target"] = args.target
     else:
         path, brain_class = HPARAMS / "group_convtasnet.yaml", GroupStageBrain
-        overrides.update(target=args.target, ssl_size=args.teacher, ssl_checkpoint=checkpoint,
+        overrides.update(target=args.target, ssl_loader="torchaudio", ssl_size=args.teacher, ssl_checkpoint=checkpoint,
                          teacher_cache=kind == "cached")  # fmt: skip
     with open(path) as f:
         keys = set(ruamel.yaml.YAML().load(f))
