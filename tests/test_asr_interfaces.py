@@ -10,6 +10,7 @@ special tokens, English-only), each with the ``hyperparams.yaml`` and ``pretrain
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,9 +19,10 @@ import torch
 
 from modules.audio import resample
 from modules.evaluation.asr import ASRLoadError, SpeechBrainASR, detect_interface, make_asr, parse_asr_spec
-from modules.evaluation.realm import evaluate_systems, main, read_manifest
+from modules.evaluation.realm import evaluate_systems, main, read_manifest, read_options
 from modules.evaluation.wer import mixture_errors
 
+REPO = Path(__file__).resolve().parents[1]
 CHARS = list("abcdefghijklmnopqrstuvwxyz' ")
 
 CTC_ASR = """
@@ -226,6 +228,11 @@ def test_spec_parsing_and_interface_detection(folders):
     whisper = "language: english\nsample_rate: 16000\nwhisper: !new:x.Whisper\nmodules:\n  whisper: !ref <whisper>\n"
     assert detect_interface(whisper + "  decoder: !ref <d>\n") == "whisper"
     assert detect_interface("tokenizer: 1\nmodules:\n  encoder: 1\n") is None
+    # the papers' recognisers as the recipe's yaml lists them
+    papers = read_options(["--config", str(REPO / "recipes/REALM/evaluate/asr_papers.yaml"), "--manifest", "m.csv"])
+    assert [parse_asr_spec(spec)[:2] for spec in papers.asr] == [
+        ("e2e", "encoder_decoder"), ("w2v", "encoder"), ("pocketsphinx", "pocketsphinx")
+    ]  # fmt: skip
 
 
 def test_encoder_and_encoder_decoder_folders_transcribe_as_the_interfaces_do(folders, tmp_path):

@@ -326,7 +326,7 @@ def comparison_table(summaries):
     return "\n".join(lines) + "\n"
 
 
-def _parser():
+def build_parser():
     parser = argparse.ArgumentParser(description="Reference-free evaluation on REAL-M (WER, DNSMOS, SI-SNR estimate)")
     parser.add_argument("--config", default=None, help="a yaml file with any of these options (command line wins)")
     parser.add_argument("--manifest", default=None, help="realm_test.csv (or realm_pretrain.csv) from data_prep.realm")
@@ -369,7 +369,7 @@ def read_options(argv=None):
     """
     import yaml
 
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     config = {}
     if args.config:
