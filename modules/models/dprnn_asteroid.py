@@ -121,14 +121,8 @@ class DPRNNMaskNet(nn.Module):
         ``gLN`` or ``cLN``.
     mask_nonlinear : str
         ``sigmoid`` (Asteroid's default), ``relu`` or ``softmax`` (over the masks).
-    bidirectional : bool
-        Bidirectional inter-chunk LSTMs.
-    rnn_type : str
-        ``LSTM``, ``GRU`` or ``RNN``.
-    rnn_layers : int
-        Layers of each RNN.
-    dropout : float
-        Dropout between RNN layers.
+    bidirectional, rnn_type, rnn_layers, dropout
+        Of each block (:class:`DPRNNBlock`).
 
     Example
     -------
