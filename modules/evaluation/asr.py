@@ -199,7 +199,26 @@ def detect_interface(text):
 
 
 def _offline():
-    return os.environ.get("HF_HUB_OFFLINE", "0").strip().upper() in {"1", "ON", "YES", "TRUE"}
+    """No hub access: ``HF_HUB_OFFLINE`` set, or (without a proxy) the hub's host name does not resolve.
+
+    The second check spares a machine without internet huggingface_hub's retries (half a minute of
+    warnings) before the same answer: the cached copy, if any, is used either way.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "0").strip().upper() in {"1", "ON", "YES", "TRUE"}:
+        return True
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return False  # the proxy may reach the hub where this machine's resolver cannot
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return True
+    return False
 
 
 def _hub_error(source, err):
@@ -250,7 +269,7 @@ class SpeechBrainASR(ASR):
                 f"--asr {source}: neither a local SpeechBrain ASR folder nor a hub id (owner/name); download the "
                 "model and give its folder"
             )
-        config = FetchConfig(allow_network=not _offline())
+        config = FetchConfig(allow_network=not (hub and _offline()))
         if interface is None:
             try:
                 text = Path(fetch("hyperparams.yaml", source=where, savedir=savedir, fetch_config=config)).read_text()
