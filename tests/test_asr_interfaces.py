@@ -273,6 +273,21 @@ def test_hub_id_without_internet_is_one_clear_line(tmp_path, monkeypatch, capsys
     assert len(lines) == 1 and hub_id in lines[0] and "huggingface-cli download" in lines[0], lines
 
 
+def test_unresolvable_hub_is_looked_up_in_the_cache_only(monkeypatch):
+    """Without HF_HUB_OFFLINE, a hub whose host name does not resolve is not tried (no retries), only the cache."""
+    import socket
+
+    for key in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(key, raising=False)
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror("no resolver here")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    with pytest.raises(ASRLoadError, match=r"LocalEntryNotFoundError.*--asr <folder>"):
+        make_asr("nobody-here/asr-not-cached-anywhere")
+
+
 def test_realm_evaluation_gives_a_wer_column_per_recogniser(folders, realm, tmp_path):
     from speechbrain.inference.ASR import EncoderASR, EncoderDecoderASR
 
