@@ -47,7 +47,7 @@ def build(kind, folder, checkpoint, args):
     """A brain of one kind (``cached``, ``uncached``, ``sisnr``) with the cpu_small overrides."""
     with open(REPO / "hparams" / "cpu_small.yaml") as f:
         overrides = dict(ruamel.yaml.YAML().load(f))
-    overrides["backbone"] = dict(overrides.pop("backbone_sizes")["convtasnet"])
+    overrides["backbone"] = dict(overrides.pop("backbone_sizes")["convtasnet_skip"])  # what the yamls include
     overrides.update(data_folder=folder, output_folder=f"{folder}/{kind}")
     if kind == "sisnr":
         path, brain_class = HPARAMS / "convtasnet.yaml", SeparationBrain
