@@ -27,7 +27,16 @@ import re
 from collections import namedtuple
 from pathlib import Path
 
-from data_prep.common import PrepError, _listing, read_wav_info
+from data_prep.common import (
+    PrepError,
+    _listing,
+    build_row,
+    manifest_header,
+    prepare_manifests,
+    read_wav_info,
+    rel_to_root,
+)
+from data_prep.enrollment import search_roots
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +59,11 @@ _UTT_NAME = re.compile(r"(\d+)-(\d+)-(\d+)\.flac")
 
 #: One utterance: ``speaker`` and ``chapter`` (str, as in the folder names),
 #: ``utt_id`` (``<speaker>-<chapter>-<utt>``), ``path`` (Path), ``duration``
-#: (seconds, from the header), ``transcript`` (str, or None when not listed).
-Utterance = namedtuple("Utterance", "speaker chapter utt_id path duration transcript")
+#: (seconds, from the header), ``transcript`` (str, or None when not listed),
+#: ``frames`` and ``sample_rate`` (from the header).
+Utterance = namedtuple(
+    "Utterance", "speaker chapter utt_id path duration transcript frames sample_rate", defaults=(None, None)
+)
 
 
 def find_librispeech_subset(data_folder, subset=DEFAULT_SUBSET):
@@ -191,7 +203,9 @@ def list_librispeech(data_folder, subset=DEFAULT_SUBSET, min_duration=None):
             utt_id = path.stem
             transcript = transcripts.get(utt_id)
             untranscribed += transcript is None
-            utterances.append(Utterance(speaker, chapter, utt_id, path, duration, transcript))
+            utterances.append(
+                Utterance(speaker, chapter, utt_id, path, duration, transcript, info.frames, info.samplerate)
+            )
     if not any(folder.glob("*/*/*.flac")):
         raise PrepError(
             f"no .flac files in {folder} (expected {folder}/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac); "
@@ -202,12 +216,166 @@ def list_librispeech(data_folder, subset=DEFAULT_SUBSET, min_duration=None):
     return sorted(utterances, key=lambda u: u.utt_id)
 
 
+#: Columns of an utterance-pool manifest (:func:`prepare_librispeech_pool`).
+POOL_HEADER = manifest_header(["utt"], extra=["spk_id", "frames", "file_rate"])
+POOL_PREFIX = "librispeech_pool"
+
+
+def librispeech_pool_path(save_folder, subset):
+    """``<save_folder>/librispeech_pool_<subset>.csv``: the manifest :func:`prepare_librispeech_pool` writes.
+
+    Example
+    -------
+    >>> librispeech_pool_path("prep", "dev-clean").as_posix()
+    'prep/librispeech_pool_dev-clean.csv'
+    """
+    return Path(save_folder) / f"{POOL_PREFIX}_{subset}.csv"
+
+
+def _find_subset(roots, subset):
+    """The folder of ``subset`` under the first of ``roots`` that has it, or ``None``."""
+    for root in roots:
+        try:
+            return find_librispeech_subset(root, subset)
+        except PrepError:
+            continue
+    return None
+
+
+def prepare_librispeech_pool(
+    save_folder, data_folder, roots, subsets=("train-clean-100", "dev-clean"), skip_prep=False
+):
+    """Utterance-pool manifests of LibriSpeech subsets: one row per utterance, the whole utterance.
+
+    The pool that Mixture-Remix draws its source-domain utterances from
+    (:func:`modules.data.remix.build_remix_datasets` with ``remix_pool:
+    librispeech``: the DPCCN paper's "A-L-3Mix = Aishell2Mix + LibriSpeech").
+    Columns :data:`POOL_HEADER`: ``ID`` (the utterance id), ``duration``
+    (seconds), ``utt_wav`` (``$data_root/...`` relative to ``data_folder``, with
+    ``..`` when LibriSpeech lies outside it), ``spk_id``, ``frames`` and
+    ``file_rate`` (the file's own rate: LibriSpeech's 16 kHz; the reader
+    resamples to the recipe's rate). One manifest per subset
+    (:func:`librispeech_pool_path`) and the sidecar ``librispeech_pool_prep.json``.
+
+    Arguments
+    ---------
+    save_folder : str or Path
+    data_folder : str or Path
+        What the manifests' ``$data_root`` stands for (the recipe's ``data_folder``).
+    roots : str or Path or list
+        Where to look for the subsets (each tried as ``LibriSpeech/``, its
+        parent or the subset folder, :func:`find_librispeech_subset`).
+    subsets : sequence of str
+    skip_prep : bool
+
+    Returns
+    -------
+    dict
+        ``{subset: manifest path}``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from data_prep.mini import make_mini_librispeech
+    >>> tmp = tempfile.mkdtemp()
+    >>> root = make_mini_librispeech(tmp, n_train=2, n_valid=3, n_test=1)
+    >>> out = prepare_librispeech_pool(f"{tmp}/prep", tmp, [root], subsets=["dev-clean"])
+    >>> open(out["dev-clean"]).read().splitlines()[1].split(",")[2]  # doctest: +ELLIPSIS
+    '$data_root/LibriSpeech/dev-clean/...flac'
+    """
+    roots = [roots] if isinstance(roots, (str, Path)) else list(roots)
+    manifests = {subset: librispeech_pool_path(save_folder, subset) for subset in subsets}
+    folders = {}
+    if not skip_prep:
+        for subset in subsets:
+            folders[subset] = _find_subset(roots, subset)
+            if folders[subset] is None:
+                where = ", ".join(str(r) for r in roots) or "(no folder given)"
+                raise PrepError(
+                    f"{LABEL} subset {subset!r} (the Mixture-Remix utterance pool) not found under {where}: set "
+                    "librispeech_folder, or remix_pool: librimix to draw from the Libri2Mix sources"
+                )
+    options = {"subsets": list(subsets), "folders": {k: str(v.resolve()) for k, v in folders.items()}}
+
+    def scan():
+        """One row per utterance of each subset."""
+        rows = {}
+        for subset, folder in folders.items():
+            rows[subset] = [
+                build_row(
+                    u.utt_id,
+                    u.duration,
+                    {"utt": rel_to_root(u.path, data_folder)},
+                    {"spk_id": u.speaker, "frames": u.frames, "file_rate": u.sample_rate},
+                )
+                | {"utt_wav_format": u.path.suffix.lstrip(".")}
+                for u in list_librispeech(folder, subset)
+            ]
+        return rows
+
+    return prepare_manifests(
+        save_folder, POOL_PREFIX, options, manifests, POOL_HEADER, scan, LABEL, skip_prep=skip_prep
+    )
+
+
+def prepare_remix_sources(
+    prepare_librimix,
+    save_folder,
+    data_folder,
+    librispeech_folder=None,
+    subsets=("train-clean-100", "dev-clean"),
+    n_spks=2,
+    sample_rate=8000,
+    mode="min",
+    remix_pool="librispeech",
+    skip_prep=False,
+):
+    """The Mixture-Remix recipes' preparation: the Libri2Mix manifests, then the LibriSpeech utterance pools.
+
+    ``prepare_librimix`` (a ``!name:data_prep.librimix.prepare_librimix``
+    with its arguments) runs first; with ``remix_pool="librispeech"`` the
+    pools of ``subsets`` follow (:func:`prepare_librispeech_pool`), found
+    under ``librispeech_folder`` or, when it is ``None``, beside
+    ``Libri{n}Mix`` where the LibriMix generator puts LibriSpeech (the
+    folder holding it, and ``data_folder`` itself), as the enrollments are.
+    ``remix_pool="librimix"`` (the Libri2Mix sources) prepares no pool.
+
+    Returns
+    -------
+    dict
+        The Libri2Mix manifests and ``{subset: pool manifest}``.
+    """
+    if remix_pool not in ("librispeech", "librimix"):
+        raise PrepError(f"remix_pool must be 'librispeech' or 'librimix', got {remix_pool!r}")
+    paths = dict(prepare_librimix() or {})
+    if remix_pool == "librimix":
+        return paths
+    roots = []
+    if not skip_prep:
+        if librispeech_folder is not None:
+            if not Path(librispeech_folder).is_dir():
+                raise PrepError(f"{LABEL} folder not found: {librispeech_folder}")
+            roots = search_roots(librispeech_folder)
+        else:
+            from data_prep.librimix import find_librimix_prefix
+
+            prefix = find_librimix_prefix(data_folder, n_spks, sample_rate, mode)
+            storage = (Path(data_folder).resolve() / prefix).parents[2]  # the folder holding Libri{n}Mix
+            roots = search_roots(data_folder, storage)
+    paths.update(prepare_librispeech_pool(save_folder, data_folder, roots, subsets, skip_prep=skip_prep))
+    return paths
+
+
 __all__ = [
     "DEFAULT_SUBSET",
+    "POOL_HEADER",
     "SAMPLE_RATE",
     "SUBSETS",
     "Utterance",
     "find_librispeech_subset",
+    "librispeech_pool_path",
     "list_librispeech",
+    "prepare_librispeech_pool",
+    "prepare_remix_sources",
     "read_transcripts",
 ]

@@ -66,3 +66,36 @@ def test_mini_librispeech_is_deterministic_and_on_the_cli(libri_root, tmp_path, 
     assert all((libri_root / f).read_bytes() == (again / f).read_bytes() for f in files)
     info = sf.info(next(libri_root.rglob("*.flac")))
     assert (info.format, info.samplerate, info.channels) == ("FLAC", 16000, 1)
+
+
+def test_utterance_pool_manifests(libri_root, tmp_path):
+    """Mixture-Remix's LibriSpeech pool: one row per whole utterance (speaker, frames, the file's rate), paths under
+    $data_root (through '..' when LibriSpeech is elsewhere), a missing subset named, and no pool for remix_pool
+    librimix."""
+    import csv
+
+    from data_prep.librispeech import POOL_HEADER, prepare_librispeech_pool, prepare_remix_sources
+
+    data_folder = tmp_path / "LibriMix"
+    data_folder.mkdir()
+    out = prepare_librispeech_pool(tmp_path / "prep", data_folder, [libri_root.parent], ["test-clean"])
+    with open(out["test-clean"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    utts = list_librispeech(libri_root, "test-clean")
+    assert list(rows[0]) == POOL_HEADER and [r["ID"] for r in rows] == [u.utt_id for u in utts]
+    for row, utt in zip(rows, utts):
+        assert row["spk_id"] == utt.speaker and row["file_rate"] == "16000" and row["utt_wav_format"] == "flac"
+        assert int(row["frames"]) == sf.info(utt.path).frames
+        assert (data_folder / row["utt_wav"].replace("$data_root/", "")).resolve() == utt.path.resolve()
+    with pytest.raises(PrepError, match=r"'train-clean-360' .*remix_pool: librimix"):
+        prepare_librispeech_pool(tmp_path / "prep", data_folder, [libri_root], ["train-clean-360"])
+    calls = []
+    assert prepare_remix_sources(lambda: calls.append(1) or {"train": "x"}, tmp_path, data_folder,
+                                 remix_pool="librimix") == {"train": "x"}  # fmt: skip
+    assert calls == [1]
+    with pytest.raises(PrepError, match="remix_pool"):
+        prepare_remix_sources(dict, tmp_path, data_folder, remix_pool="wsj0")
+    paths = prepare_remix_sources(
+        dict, tmp_path / "p2", data_folder, librispeech_folder=libri_root, subsets=["dev-clean"]
+    )
+    assert list(paths) == ["dev-clean"]

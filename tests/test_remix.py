@@ -1,5 +1,8 @@
 """Mixture-Remix (DPCCN paper, section 2.2, equation 1): the remixing rule and its datasets."""
 
+from functools import partial
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile
@@ -146,25 +149,70 @@ def test_gain_rule_is_registered_and_bad_pools_are_rejected(pools):
         MixtureRemixDataset(mixtures, utterances, snr_range=(20, 15))
 
 
-def test_build_remix_datasets_from_the_prepared_mini_corpora(tmp_path):
-    """Aishell2Mix tr/cv (mixture-only) remixed with Libri2Mix utterances, plus the Libri2Mix items."""
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Mini Libri2Mix (with LibriSpeech beside it) and Aishell2Mix, prepared as the remix yamls prepare them."""
     from data_prep.aishell2mix import prepare_aishell2mix
     from data_prep.librimix import prepare_librimix
+    from data_prep.librispeech import prepare_remix_sources
     from data_prep.mini import make_mini_aishell2mix, make_mini_librimix
 
+    tmp_path = tmp_path_factory.mktemp("remix_prep")
     libri = make_mini_librimix(tmp_path, seed=0, n_train=6, n_valid=2, n_test=1, sample_rates=(8000,),
                                modes=("min",), n_spks=(2,), mix_types=("mix_clean",), enrollment=True)  # fmt: skip
     aishell = make_mini_aishell2mix(tmp_path, seed=0, n_train=5, n_valid=2, n_test=1)
     save = tmp_path / "prep"
-    libri_csv = prepare_librimix(libri, save, task="sep_clean", enrollment=True, aux_list=libri / "lists" / "libri2mix")
+    librimix = partial(prepare_librimix, libri, save, task="sep_clean", enrollment=True,
+                       aux_list=libri / "lists" / "libri2mix")  # fmt: skip
+    paths = prepare_remix_sources(librimix, save, libri)  # LibriSpeech found beside Libri2Mix
     aishell_csv = prepare_aishell2mix(aishell, save, cfg_folder=aishell / "lst", splits=("tr", "cv"))
     hparams = {
         "sample_rate": 8000, "seed": 1, "data_folder": str(libri), "remix_data_folder": str(aishell),
-        "train_data": libri_csv["train"], "valid_data": libri_csv["valid"], "test_data": libri_csv["test"],
+        "train_data": paths["train"], "valid_data": paths["valid"], "test_data": paths["test"],
         "remix_train_mixtures": aishell_csv["train"], "remix_valid_mixtures": aishell_csv["valid"],
+        "remix_train_utterances": paths["train-clean-100"], "remix_valid_utterances": paths["dev-clean"],
         "remix_snr_range": [15, 20], "with_source_data": True, "remix_valid": True,
         "limit_training_signal_len": True, "training_signal_len": 8000,
     }  # fmt: skip
+    return libri, aishell, paths, hparams
+
+
+def test_the_librispeech_pool_gives_whole_utterances_of_the_target_speaker(prepared):
+    """The paper's A-L-3Mix (remix_pool: librispeech, the default): SpkC-1 and SpkC-3 are LibriSpeech utterances
+    of one speaker, read whole and resampled from 16 kHz FLAC to the recipe's 8 kHz; the mixed window is from SpkC-1
+    and the enrollment is all of SpkC-3, never the same utterance."""
+    from modules.audio import resample
+
+    hparams = prepared[-1]
+    train, valid, _ = build_remix_datasets(dict(hparams))
+    assert all(p.endswith(".flac") and "/LibriSpeech/train-clean-100/" in p for p in train.utterances.paths)
+    assert all("/LibriSpeech/dev-clean/" in p for p in valid.utterances.paths)
+    assert len(train.eligible) >= 2 and train.sample_rate == 8000
+    for position in range(train.n_remix):
+        plan = train.draw(3, position)
+        target, enroll = (train.utterances.paths[k] for k in (plan.utterance, plan.enrollment))
+        assert target != enroll and plan.speaker == Path(target).parent.parent.name == Path(enroll).parent.parent.name
+        item = train[3 * train.epoch_size + train.n_source + position]
+        x, rate = soundfile.read(enroll)
+        assert rate == 16000
+        full = resample(x, rate, 8000)
+        assert item["enroll_sig"].shape == full.shape  # the whole utterance, at 8 kHz
+        np.testing.assert_allclose(item["enroll_sig"].numpy(), full, atol=1e-6)
+        source = resample(soundfile.read(target)[0], rate, 8000)
+        start = plan.utterance_start
+        np.testing.assert_allclose(item["s1_sig"].numpy(), source[start : start + plan.length], atol=1e-6)
+        assert plan.length <= 8000 and item["mix_sig"].shape == (plan.length,)
+    with pytest.raises(ValueError, match="remix_train_utterances"):
+        build_remix_datasets({**hparams, "remix_train_utterances": None})
+    with pytest.raises(ValueError, match="remix_pool"):
+        build_remix_datasets({**hparams, "remix_pool": "wsj0"})
+
+
+def test_build_remix_datasets_from_the_prepared_mini_corpora(prepared):
+    """remix_pool: librimix (the earlier pool): Aishell2Mix tr/cv (mixture-only) remixed with Libri2Mix sources,
+    plus the Libri2Mix items."""
+    _, aishell, libri_csv, hparams = prepared
+    hparams = {**hparams, "remix_pool": "librimix"}
     train, valid, test = build_remix_datasets(hparams)
     assert (train.n_source, train.n_remix, train.segment) == (6, 5, 8000)
     assert isinstance(train.sampler, MixingSampler) and len(train.sampler) == 11

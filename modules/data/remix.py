@@ -25,9 +25,16 @@ With ``source_items`` (the Libri2Mix training set with enrollments: the paper's
 "+ Libri2Mix" rows of Table 4) an epoch holds those 2-speaker items too.
 
 Pools and determinism come from :mod:`modules.data.mixing`: the utterance pool
-is a :class:`~modules.data.mixing.AudioPool` with speaker labels (by default
-the sources of the Libri2Mix training manifest, :func:`~modules.data.mixing.manifest_pools`,
-speaker rule ``librimix``), the mixture pool one without; item ``i`` of epoch
+is a :class:`~modules.data.mixing.AudioPool` with speaker labels, the mixture
+pool one without. The utterances are, by default, the paper's ("A-L-3Mix =
+Aishell2Mix + LibriSpeech", Table 4): whole LibriSpeech utterances
+(train-clean-100 for training, dev-clean for validation; an utterance-pool
+manifest of ``data_prep.librispeech``, :func:`manifest_utterance_pool`),
+resampled to the recipe's rate on read, so the enrollment ``SpkC-3`` is a full
+utterance like the test sets' enrollments. ``remix_pool: librimix`` keeps the
+earlier pool, the sources of the Libri2Mix manifests (min-mode crops of the
+utterances, :func:`~modules.data.mixing.manifest_pools`, speaker rule
+``librimix``). Item ``i`` of epoch
 ``e`` depends only on ``(seed, e, i)``, and :class:`~modules.data.mixing.MixingSampler`
 gives the resumable, DDP-aware order (indices ``e * epoch_size + i``). The
 gain rule is also registered as ``mixture_remix`` in
@@ -57,6 +64,7 @@ import numpy as np
 import soundfile
 import torch
 
+from modules.audio import resample
 from modules.data.builders import build_datasets
 from modules.data.manifests import load_manifest
 from modules.data.mixing import (
@@ -75,6 +83,7 @@ __all__ = [
     "RemixPlan",
     "build_remix_datasets",
     "manifest_mixture_pool",
+    "manifest_utterance_pool",
     "mixture_remix_gains",
     "mixture_speakers",
     "remix_alpha",
@@ -241,6 +250,10 @@ class MixtureRemixDataset(torch.utils.data.Dataset):
     source_items : torch.utils.data.Dataset, optional
         Source-domain items (``id``, ``mix_sig``, ``s1_sig``, ``s2_sig``,
         ``enroll_sig``), e.g. the Libri2Mix training manifest.
+    sample_rate : int, optional
+        The recipe's rate: a file at another rate is resampled on read (the
+        pools' frames count samples at this rate). ``None``: files are read
+        as they are.
 
     Example
     -------
@@ -274,6 +287,7 @@ class MixtureRemixDataset(torch.utils.data.Dataset):
         seed=0,
         speaker_weighting="uniform",
         source_items=None,
+        sample_rate=None,
     ):
         if mixtures is None or len(mixtures) == 0:
             raise ValueError("the target-domain mixture pool is empty")
@@ -312,6 +326,7 @@ class MixtureRemixDataset(torch.utils.data.Dataset):
         self.epoch_size = self.n_source + self.n_remix
         self.seed = int(seed)
         self.speaker_weighting = speaker_weighting
+        self.sample_rate = None if sample_rate is None else int(sample_rate)
 
     def __len__(self):
         return self.epoch_size
@@ -343,12 +358,24 @@ class MixtureRemixDataset(torch.utils.data.Dataset):
             snr,
         )
 
-    @staticmethod
-    def _read(path, start=0, length=-1):
-        x, _ = soundfile.read(path, frames=length, start=start, dtype="float32", always_2d=True)
+    def _read(self, path, start=0, length=-1):
+        """``length`` samples of ``path`` from ``start`` (``-1``: to the end), at the dataset's rate.
+
+        A file at another rate (LibriSpeech's 16 kHz FLAC in an 8 kHz recipe)
+        is read whole and resampled (:func:`modules.audio.resample`) before
+        the window is cut; its pool frames count samples at the dataset's rate.
+        """
+        rate = soundfile.info(path).samplerate if self.sample_rate is not None else None
+        if rate is None or rate == self.sample_rate:
+            x, _ = soundfile.read(path, frames=length, start=start, dtype="float32", always_2d=True)
+            x = x[:, 0]
+        else:
+            x, _ = soundfile.read(path, dtype="float64", always_2d=True)
+            x = resample(x[:, 0], rate, self.sample_rate).astype(np.float32)
+            x = x[start:] if length < 0 else x[start : start + length]
         if length >= 0 and x.shape[0] != length:
             raise RuntimeError(f"{path}: read {x.shape[0]} frames from {start}, expected {length}")
-        return x[:, 0]
+        return x
 
     def remix(self, epoch, position):
         """Remixed item ``position`` of ``epoch`` (see the module docstring for its keys)."""
@@ -404,6 +431,37 @@ def manifest_mixture_pool(manifest, sample_rate, data_folder=None):
     return AudioPool([rows[i]["mix_wav"] for i in ids], frames, names=list(ids))
 
 
+def manifest_utterance_pool(manifest, sample_rate, data_folder=None):
+    """The utterances of an utterance-pool manifest (``data_prep.librispeech.prepare_librispeech_pool``).
+
+    Columns ``ID``, ``utt_wav``, ``spk_id``, ``frames`` and ``file_rate``
+    (the file's own rate). Frames are counted at ``sample_rate``:
+    ``floor(frames * sample_rate / file_rate)``, never more than the
+    polyphase resampler gives (:meth:`MixtureRemixDataset._read` resamples).
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "pool.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("ID,duration,utt_wav,spk_id,frames,file_rate\\n"
+    ...                 "19-198-0001,1.0,$data_root/a.flac,19,16001,16000\\n"
+    ...                 "19-198-0002,2.0,$data_root/b.flac,19,32000,16000\\n")
+    >>> pool = manifest_utterance_pool(path, 8000, data_folder="/d")
+    >>> pool.names, pool.speakers, pool.frames.tolist(), pool.paths[0]
+    (['19-198-0001', '19-198-0002'], ['19', '19'], [8000, 16000], '/d/a.flac')
+    """
+    ids, rows = manifest_rows(manifest, data_folder)
+    if not ids:
+        raise ValueError(f"the utterance pool {manifest} has no rows")
+    missing = {"utt_wav", "spk_id", "frames", "file_rate"} - set(rows[ids[0]])
+    if missing:
+        raise ValueError(f"the utterance pool {manifest} lacks the column(s) {sorted(missing)}")
+    frames = [int(rows[i]["frames"]) * int(sample_rate) // int(rows[i]["file_rate"]) for i in ids]
+    speakers = [str(rows[i]["spk_id"]) for i in ids]
+    return AudioPool([rows[i]["utt_wav"] for i in ids], frames, speakers=speakers, names=list(ids))
+
+
 def build_remix_datasets(hparams):
     """Train, valid and test sets of a Mixture-Remix fine-tuning recipe (the Aishell2Mix DPCCN ``train.py`` gives it
     to ``run_recipe``).
@@ -418,9 +476,18 @@ def build_remix_datasets(hparams):
       mixture manifests (Aishell2Mix ``tr`` and ``cv``, mixture-only),
       ``remix_data_folder`` what their ``$data_root`` stands for;
     * ``train_data``, ``valid_data``, ``test_data``, ``data_folder``:
-      source-domain manifests with enrollments (Libri2Mix); the utterance
-      pools are the sources of ``train_data`` (training) and ``valid_data``
-      (validation), speaker rule ``remix_speaker_rule`` (``librimix``);
+      source-domain manifests with enrollments (Libri2Mix);
+    * ``remix_pool`` (``librispeech``): where ``SpkC-1`` and ``SpkC-3``
+      come from. ``librispeech`` (the paper's "A-L-3Mix = Aishell2Mix +
+      LibriSpeech"): whole LibriSpeech utterances, the pools
+      ``remix_train_utterances`` (train-clean-100) and
+      ``remix_valid_utterances`` (dev-clean), utterance-pool manifests
+      (:func:`manifest_utterance_pool`, ``$data_root`` = ``data_folder``),
+      resampled to ``sample_rate`` on read, so the enrollments are full
+      utterances like the test ones; ``librimix``: the sources of
+      ``train_data`` and ``valid_data`` (Libri2Mix min-mode crops), speaker
+      rule ``remix_speaker_rule`` (``librimix``; ``mixture`` for manifests
+      whose IDs name no speaker, as upstream's ``--debug`` samples);
     * ``remix_snr_range`` (``[15, 20]``), ``remix_speaker_weighting``
       (``uniform``), ``remix_n_train`` / ``remix_n_valid`` (remixed items per
       epoch; default one per target-domain mixture);
@@ -450,9 +517,21 @@ def build_remix_datasets(hparams):
     segment = hparams["training_signal_len"] if hparams.get("limit_training_signal_len", False) else None
     data_folder, remix_folder = hparams["data_folder"], hparams["remix_data_folder"]
 
-    def remix_set(mixtures, source_manifest, n_remix, seed_offset):
-        """A Mixture-Remix dataset of these target-domain mixtures with the utterances of a source manifest."""
-        utterances, _, _ = manifest_pools(source_manifest, sample_rate, rule, data_folder=data_folder, with_noise=False)
+    pool = hparams.get("remix_pool", "librispeech")
+    if pool not in ("librispeech", "librimix"):
+        raise ValueError(f"remix_pool must be 'librispeech' or 'librimix', got {pool!r}")
+
+    def remix_set(mixtures, source_manifest, pool_manifest, n_remix, seed_offset):
+        """A Mixture-Remix dataset of these target-domain mixtures with the utterances of a pool."""
+        if pool == "librispeech":
+            if pool_manifest is None:
+                raise ValueError(
+                    "remix_pool: librispeech needs remix_train_utterances and remix_valid_utterances (the "
+                    "LibriSpeech pool manifests of data_prep.librispeech.prepare_remix_sources)"
+                )
+            utterances = manifest_utterance_pool(pool_manifest, sample_rate, data_folder)
+        else:
+            utterances, _, _ = manifest_pools(source_manifest, sample_rate, rule, data_folder, with_noise=False)
         items = load_manifest(source_manifest, data_folder, scenario=SOURCE_SCENARIO) if with_source else None
         return MixtureRemixDataset(
             manifest_mixture_pool(mixtures, sample_rate, remix_folder),
@@ -463,19 +542,33 @@ def build_remix_datasets(hparams):
             seed=seed + seed_offset,
             speaker_weighting=weighting,
             source_items=items,
+            sample_rate=sample_rate,
         )
 
-    train = remix_set(hparams["remix_train_mixtures"], hparams["train_data"], hparams.get("remix_n_train"), 0)
+    train = remix_set(
+        hparams["remix_train_mixtures"],
+        hparams["train_data"],
+        hparams.get("remix_train_utterances"),
+        hparams.get("remix_n_train"),
+        0,
+    )
     train.sampler = MixingSampler(train, epoch_counter=hparams.get("epoch_counter"))
     if hparams.get("remix_valid", True):
-        valid = remix_set(hparams["remix_valid_mixtures"], hparams["valid_data"], hparams.get("remix_n_valid"), 1)
+        valid = remix_set(
+            hparams["remix_valid_mixtures"],
+            hparams["valid_data"],
+            hparams.get("remix_valid_utterances"),
+            hparams.get("remix_n_valid"),
+            1,
+        )
     else:
         valid = load_manifest(hparams["valid_data"], data_folder)
     test = load_manifest(hparams["test_data"], data_folder)
     logger.info(
-        "Mixture-Remix: %d remixed items (%d eligible speakers, SNR %s dB)%s per epoch; validation: %d items",
+        "Mixture-Remix: %d remixed items (%d eligible %s speakers, SNR %s dB)%s per epoch; validation: %d items",
         train.n_remix,
         len(train.eligible),
+        "LibriSpeech" if pool == "librispeech" else "Libri2Mix",
         snr_range,
         f" + {train.n_source} source-domain items" if with_source else "",
         len(valid),

@@ -394,6 +394,7 @@ def _system_flags(path, keys, yaml_out):
     text = yaml_out[path.name]
     flags = sample_flags(keys, text)
     remix = {"remix_train_mixtures": SAMPLE_TRAIN, "remix_valid_mixtures": SAMPLE_DEV, "remix_speaker_rule": "mixture"}
+    remix["remix_pool"] = "librimix"  # the samples' sources, not a LibriSpeech pool (the samples have none)
     remix["with_source_data"] = "False"  # the samples' items have no enrollment, the remixed ones have one
     for key, value in remix.items():
         if key in keys:
