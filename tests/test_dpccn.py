@@ -20,6 +20,7 @@ from speechbrain.lobes.models.dual_path import Decoder, Encoder
 
 from modules.data import collate
 from modules.metrics import si_snr
+from modules.models.convtasnet import TCNMaskNet
 from modules.models.dpccn import DPCCN, StftPair
 from modules.models.speakerbeam import SpeakerBeamAuxiliary, TDSpeakerBeam
 from modules.tse import CrossDomainSeparationBrain, CrossDomainTSEBrain, TSEBrain, st_gap, write_cross_domain_table
@@ -183,51 +184,84 @@ def test_sdpccn_speaker_encoder_shapes_padding_and_effect():
 # -------------------------------------------------------------------------------- TD-SpeakerBeam
 
 
-def tiny_speakerbeam(adapt_after=2):
+def tiny_speakerbeam(adapt_layer=1):
     torch.manual_seed(0)
     return TDSpeakerBeam(
         Encoder(kernel_size=16, out_channels=8),
-        MaskNet(N=8, B=6, H=8, P=3, X=2, R=2, C=1),
+        TCNMaskNet(N=8, B=6, H=8, P=3, X=2, R=2, C=1, Sc=5, mask_nonlinear="relu"),
         Decoder(in_channels=8, out_channels=1, kernel_size=16, stride=8, bias=False),
-        SpeakerBeamAuxiliary(Encoder(kernel_size=16, out_channels=8), N=8, B=6, H=8, P=3, X=2, embedding_dim=6),
-        adapt_after=adapt_after,
+        SpeakerBeamAuxiliary(Encoder(kernel_size=16, out_channels=8), N=8, B=6, Sc=5, H=8, P=3, X=2, embedding_dim=11),
+        adapt_layer=adapt_layer,
     ).eval()
 
 
-def test_speakerbeam_adaptation_is_one_multiplication_inside_the_masker():
+def test_speakerbeam_adaptation_multiplies_one_blocks_residual_and_skip_outputs():
+    """BUT's 'mul' layer: block `adapt_layer`'s residual output times the embedding's first half, its skip output
+    times the second half, before each joins its path; every other block as in the plain masker."""
     model = tiny_speakerbeam()
     mix_w = model.encode(torch.randn(2, 800))
+    embedding = torch.cat([torch.full((2, 6), 3.0), torch.full((2, 5), 0.5)], dim=1)
+    net = model.masker
     with torch.no_grad():
-        # an all-ones embedding leaves SpeechBrain's MaskNet unchanged ...
-        torch.testing.assert_close(model.adapted_masks(mix_w, torch.ones(2, 6)), model.masker(mix_w))
-        # ... a constant one scales the stream after block `adapt_after` (not the input of the masker)
-        scaled = model.adapted_masks(mix_w, torch.full((2, 6), 3.0))
-    assert not torch.allclose(scaled, model.masker(mix_w))
-    net, y = model.masker, None
-    with torch.no_grad():
-        y = net.bottleneck_conv1x1(net.layer_norm(mix_w.transpose(1, 2)))
-        for i, block in enumerate(net.temporal_conv_net.values()):
-            y = block(3.0 * y if i == 2 else y)
-        expected = torch.relu(net.mask_conv1x1(y)).transpose(1, 2)[None]
+        torch.testing.assert_close(model.adapted_masks(mix_w, torch.ones(2, 11)), net(mix_w))  # ones: no change
+        scaled = model.adapted_masks(mix_w, embedding)
+        x, skip_sum = net.bottleneck(net.input_norm(mix_w)), 0
+        for i, block in enumerate(net.blocks):
+            stream, skip = block(x)  # the block adds its residual output to its input
+            if i == 1:
+                stream, skip = x + 3.0 * (stream - x), 0.5 * skip
+            x, skip_sum = stream, skip_sum + skip
+        expected = torch.relu(net.output(skip_sum))[None]
     torch.testing.assert_close(scaled, expected)
+    assert not torch.allclose(scaled, net(mix_w))
 
 
-def test_speakerbeam_embedding_ignores_padded_frames():
+def test_speakerbeam_embedding_ignores_padded_frames_and_bad_shapes_are_refused():
     model = tiny_speakerbeam()
     enroll = torch.randn(2, 1200)
     enroll[1, 700:] = 0
     # the time average excludes padded frames (gLN statistics still see them: documented departure)
     aux = model.auxiliary
     with torch.no_grad():
-        w = aux.encoder(enroll).transpose(1, 2)
-        h = aux.output(aux.blocks(aux.bottleneck(aux.norm(w))))
+        x, skip_sum = aux.bottleneck(aux.input_norm(aux.encoder(enroll))), 0
+        for block in aux.blocks:
+            x, skip = block(x)
+            skip_sum = skip_sum + skip
+        h = aux.output(skip_sum)
         emb = aux(enroll, torch.tensor([1200, 700]))
     frames = (700 - 16) // 8 + 1
-    torch.testing.assert_close(emb[1], h[1, :frames].mean(0))
+    torch.testing.assert_close(emb[1], h[1, :, :frames].mean(-1))
     est, features = model(torch.randn(2, 900), enroll=enroll, enroll_lengths=torch.tensor([1200, 700]))
-    assert est.shape == (2, 900, 1) and features["embedding"].shape == (2, 6)
+    assert est.shape == (2, 900, 1) and features["embedding"].shape == (2, 11)
     with pytest.raises(ValueError, match="1 mask"):
-        TDSpeakerBeam(model.encoder, MaskNet(N=8, B=6, H=8, P=3, X=2, R=2, C=2), model.decoder, aux, adapt_after=2)
+        TDSpeakerBeam(model.encoder, TCNMaskNet(N=8, B=6, H=8, P=3, X=2, R=2, C=2, Sc=5), model.decoder, aux, 1)
+    with pytest.raises(TypeError, match="TCNMaskNet"):
+        TDSpeakerBeam(model.encoder, MaskNet(N=8, B=6, H=8, P=3, X=2, R=2, C=1), model.decoder, aux, 1)
+    with pytest.raises(ValueError, match="B \\+ Sc"):
+        TDSpeakerBeam(model.encoder, TCNMaskNet(N=8, B=6, H=8, P=3, X=2, R=2, C=1), model.decoder, aux, 1)
+    with pytest.raises(ValueError, match="outside"):
+        TDSpeakerBeam(model.encoder, model.masker, model.decoder, aux, 4)
+
+
+@pytest.mark.parametrize("recipe", ["LibriMix/dpccn/hparams/td_speakerbeam.yaml",
+                                    "Aishell2Mix/dpccn/hparams/td_speakerbeam_remix.yaml"])  # fmt: skip
+def test_speakerbeam_yamls_build_the_but_configuration(recipe, tmp_path):
+    """The TD-SpeakerBeam yamls at full size: BUT's conf.yml (512 filters of 16, B 128, Sc 128, H 512, X 8, R 3,
+    adaptation in block 7, 2 x 128 embedding, ReLU mask): 6,704,194 parameters, by hand from Asteroid's
+    TDConvNet sizes 4,984,497 in the main network and 1,719,697 in the auxiliary one."""
+    overrides = {"data_folder": str(tmp_path), "aishell2mix_folder": str(tmp_path), "output_folder": str(tmp_path)}
+    if "remix" in recipe:
+        overrides["init_from"] = str(tmp_path)
+    with open(REPO / "recipes" / recipe) as f:
+        hp = load_hyperpyyaml(f, overrides)
+    model = hp["modules"]["separator"]
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert (count(model), count(model.auxiliary)) == (6_704_194, 1_719_697)
+    net = model.masker
+    assert (len(net.blocks), net.N, net.mask_nonlinear) == (24, 512, "relu")
+    assert (model.adapt_layer, model.split) == (7, (128, 128))
+    assert [b.net[3].dilation[0] for b in net.blocks[:8]] == [2**x for x in range(8)]
+    assert model.encoder.conv1d.kernel_size == (16,) and model.encoder.conv1d.stride == (8,)
 
 
 # ------------------------------------------------------------------------------------- TSE Brain
