@@ -297,7 +297,8 @@ def test_realm_evaluation_gives_a_wer_column_per_recogniser(folders, realm, tmp_
         f"  - seq2seq=encoder_decoder:{folders['s2s']}\nsystem: [reference]\nnoprogressbar: true\n"
     )
     out = tmp_path / "eval"
-    assert main(["--config", str(config), "--output_folder", str(out)]) == 0
+    assert main(["--config", str(config), "--output_folder", str(out), "--asr_savedir", str(tmp_path / "sb")]) == 0
+    assert sorted(p.name for p in (tmp_path / "sb").iterdir()) == ["seq2seq", "tiny-ctc"]  # one savedir each
     header = (out / "comparison.md").read_text().splitlines()[0]
     assert "WER tiny-ctc (%)" in header and "WER seq2seq (%)" in header
     rows = read_manifest(realm["test"], realm["data"])

@@ -296,6 +296,13 @@ class SpeechBrainASR(ASR):
         except Exception as err:
             if hub and _is_fetch_error(err):
                 raise _hub_error(source, err) from err
+            if _is_fetch_error(err):  # a local card whose hyperparams.yaml names another hub model
+                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                raise ASRLoadError(
+                    f"--asr {source}: loading failed ({type(err).__name__}: {first}); if its hyperparams.yaml names "
+                    "another hub model (e.g. wav2vec2_hub:, a whisper source:), download that one too and point the "
+                    "entry at its folder"
+                ) from err
             if isinstance(err, (KeyError, AttributeError)) or str(err).startswith("Need "):  # HPARAMS/MODULES_NEEDED
                 raise ASRLoadError(
                     f"--asr {source}: its hyperparams.yaml does not fit SpeechBrain's {INTERFACES[interface]} "
@@ -319,8 +326,12 @@ class SpeechBrainASR(ASR):
 
 
 def make_asr(spec, device="cpu", savedir=None):
-    """An :class:`ASR` from a spec string: ``pocketsphinx`` or ``[NAME=][INTERFACE:]SOURCE`` (module docstring)."""
+    """An :class:`ASR` from a spec string: ``pocketsphinx`` or ``[NAME=][INTERFACE:]SOURCE`` (module docstring).
+
+    ``savedir``: SpeechBrain's ``savedir`` is ``<savedir>/<name>`` (``None``: see :class:`SpeechBrainASR`).
+    """
     name, interface, source = parse_asr_spec(spec)
     if interface == "pocketsphinx":
         return PocketSphinxASR(name=name)
+    savedir = Path(savedir) / name if savedir else None  # one folder per recogniser: their files share names
     return SpeechBrainASR(source, interface=interface, name=name, device=device, savedir=savedir)

@@ -257,7 +257,7 @@ def evaluate_systems(manifest, systems, output_folder, data_folder=None, asr=("p
         Only the first mixtures.
     progress : bool
     asr_savedir : str, optional
-        ``savedir`` of SpeechBrain's ``from_hparams`` for the recognisers.
+        SpeechBrain's ``from_hparams`` ``savedir`` is ``<asr_savedir>/<name>`` per recogniser.
     **options
         For :func:`modules.inference.separate_signal` (``chunk_seconds``, ...).
 
@@ -340,7 +340,8 @@ def build_parser():
         "each; 'none' for no WER"
     )
     parser.add_argument("--asr", action="append", default=None, help=asr_help)
-    parser.add_argument("--asr_savedir", default=None, help="savedir for the SpeechBrain recognisers' files")
+    savedir_help = "where SpeechBrain links each recogniser's files (<dir>/<name>); default: used in place / HF cache"
+    parser.add_argument("--asr_savedir", default=None, help=savedir_help)
     parser.add_argument("--dnsmos", action="store_true", default=None, help="DNSMOS SIG/BAK/OVRL (speechmos)")
     parser.add_argument("--estimator", default=None, help="SI-SNR estimator checkpoint folder (SpeechBrain format)")
     parser.add_argument("--output_folder", default=None, help="default: results/REALM/evaluation")
