@@ -52,10 +52,54 @@ import numpy as np
 
 from modules.files import write_csv_atomic, write_text_atomic
 
-__all__ = ["DEFAULT_SPEC", "collect_runs", "fill_tables", "histogram_figure", "main", "run_metadata", "runs_table"]
+__all__ = [
+    "DEFAULT_SPEC",
+    "collect_runs",
+    "fill_tables",
+    "histogram_figure",
+    "load_spec",
+    "main",
+    "run_metadata",
+    "runs_table",
+]
 
 #: The README's tables of paper numbers (baselines and NASS); methods add their rows as they land.
 DEFAULT_SPEC = Path(__file__).with_name("paper_tables.yaml")
+#: The same registry split into one yaml per paper; :func:`load_spec` prefers it when it exists.
+DEFAULT_SPEC_FOLDER = Path(__file__).with_name("paper_tables")
+
+
+def load_spec(path=None):
+    """A table specification from a yaml file, or from a folder of them (their ``tables`` in file-name order).
+
+    ``None``: the folder :data:`DEFAULT_SPEC_FOLDER` (one file per paper) when it exists,
+    else :data:`DEFAULT_SPEC`.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "b.yaml").write_text("tables: [{title: B, rows: []}]")
+    >>> _ = (folder / "a.yaml").write_text("tables: [{title: A, rows: []}]")
+    >>> [t["title"] for t in load_spec(folder)["tables"]]
+    ['A', 'B']
+    """
+    import ruamel.yaml
+
+    if path is None:
+        path = DEFAULT_SPEC_FOLDER if DEFAULT_SPEC_FOLDER.is_dir() else DEFAULT_SPEC
+    path = Path(path)
+    files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"no table specification (*.yaml) in {path}")
+    tables = []
+    for file in files:
+        with open(file, encoding="utf-8") as f:
+            data = ruamel.yaml.YAML(typ="safe", pure=True).load(f) or {}
+        if not isinstance(data, dict) or not isinstance(data.get("tables", []), list):
+            raise ValueError(f"{file}: a table specification is a mapping with a list `tables`")
+        tables += data.get("tables") or []
+    return {"tables": tables}
 
 
 def run_metadata(run_folder):
@@ -143,6 +187,9 @@ def fill_tables(spec, records):
                 filled[f"{column} paper"] = (row.get("paper") or {}).get(column)
                 filled[f"{column} measured"] = float(np.mean(values)) if values else None
                 filled[f"{column} std"] = float(np.std(values)) if len(values) > 1 else None
+                paper = filled[f"{column} paper"]
+                measured = filled[f"{column} measured"]
+                filled[f"{column} diff"] = measured - float(paper) if None not in (paper, measured) else None
             filled["runs"] = " ".join(r["run"] for r in runs)
             rows.append(filled)
         title = table.get("title", "")
@@ -195,10 +242,11 @@ def _markdown(header, rows):
     return "\n".join(lines) + "\n"
 
 
-def write_tables(paths, output_folder, spec=DEFAULT_SPEC):
-    """Collects runs below ``paths`` and writes ``runs.{md,csv}`` and ``tables.{md,csv}``; returns the filled tables."""
-    import ruamel.yaml
+def write_tables(paths, output_folder, spec=None):
+    """Collects runs below ``paths`` and writes ``runs.{md,csv}`` and ``tables.{md,csv}``; returns the filled tables.
 
+    ``spec``: a yaml file or a folder of them (:func:`load_spec`; default the README's tables).
+    """
     records = collect_runs(paths)
     if not records:
         raise FileNotFoundError(f"no test_summary*.json below {', '.join(map(str, paths))}")
@@ -207,8 +255,7 @@ def write_tables(paths, output_folder, spec=DEFAULT_SPEC):
     header, rows = runs_table(records)
     write_text_atomic(output_folder / "runs.md", _markdown(header, rows))
     write_csv_atomic(output_folder / "runs.csv", header, [{k: _fmt(v, 4) for k, v in r.items()} for r in rows])
-    with open(spec, encoding="utf-8") as f:
-        filled = fill_tables(ruamel.yaml.YAML(typ="safe", pure=True).load(f) or {}, records)
+    filled = fill_tables(load_spec(spec), records)
     write_text_atomic(output_folder / "tables.md", tables_markdown(filled))
     csv_rows = [{"table": title, **row} for title, _, table_rows in filled for row in table_rows]
     csv_header = list(dict.fromkeys(k for r in csv_rows for k in r)) or ["table"]
@@ -292,7 +339,12 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     tables = sub.add_parser("tables", help="collect test_summary*.json into runs.md/csv and tables.md/csv")
     tables.add_argument("paths", nargs="+", help="run folders, or folders to search for runs")
-    tables.add_argument("--spec", default=str(DEFAULT_SPEC), help="table specification (default: the README's tables)")
+    tables.add_argument(
+        "--spec",
+        default=None,
+        help="table specification, a yaml or a folder of them "
+        "(default: the README's tables, modules/paper_tables/ or modules/paper_tables.yaml)",
+    )
     tables.add_argument("--output_folder", default="results/tables")
     hist = sub.add_parser("histogram", help="per-utterance SI-SNRi of several runs in one PNG")
     hist.add_argument("runs", nargs="+", help="run folders (or test_results*.csv files)")

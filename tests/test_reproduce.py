@@ -1,0 +1,334 @@
+"""python -m modules.reproduce: the registry's coverage, every row's configuration, the runners and collect."""
+
+import csv
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import ruamel.yaml
+
+from modules import reproduce
+from modules.reproduce import Run, compose, coverage, launch_slurm, load_rows, main, plan_runs, resolve_run, select
+from modules.results import DEFAULT_SPEC, DEFAULT_SPEC_FOLDER
+
+REPO = Path(__file__).resolve().parents[1]
+TORCHRUN = reproduce.TORCHRUN  # (the word itself would mark a test slow: tests/conftest.py)
+
+#: A small registry: one row of each status (statuses written out by hand below).
+REGISTRY = """
+tables:
+  - title: Part one
+    metrics: [si-snr_i, sdr_i]
+    rows:
+      - label: derived
+        match: {dataset: WHAM, method: nass, hparams: convtasnet_nass, task: sep_noisy}
+        paper: {si-snr_i: 9.0, sdr_i: 9.5}
+        source: ALPHA paper, Table 1
+      - label: explicit with stages
+        match: {dataset: WSJ0Mix, method: saddel, hparams: saddel}
+        run: {recipe: recipes/WSJ0Mix/saddel, yaml: saddel.yaml, overrides: {n_test: 5}, data: [WSJ0Mix, MUSAN]}
+        paper: {si-snr_i: 10.0}
+        source: ALPHA paper, Table 1
+      - label: misspelt
+        match: {dataset: WHAM, method: nass, hparams: convtasnet_nass, pcl_wieght: 2}
+        paper: {si-snr_i: 1.0}
+        source: ALPHA paper, Table 1
+      - label: no recipe yet
+        match: {dataset: WHAM, method: nass, hparams: convtasnet_nass}
+        not_runnable: needs a corpus we do not have
+        paper: {si-snr_i: 2.0}
+        paper_id: BETA
+        table: II
+  - title: Part two
+    metric: si-snr_i
+    scenarios: [2sp, 3sp]
+    rows:
+      - label: fine-tuned
+        match: {dataset: Aishell2Mix, method: dpccn, hparams: sdpccn_remix}
+        run: {recipe: recipes/Aishell2Mix/dpccn, yaml: sdpccn_remix.yaml, inputs: {init_from: "ALPHA:1/derived"},
+              data: {data_folder: LibriMix, aishell2mix_folder: Aishell2Mix}}
+        paper: {2sp: 3.0, 3sp: 1.0}
+        source: ALPHA paper, Fig. 2
+      - label: placeholder
+        match: {dataset: Aishell2Mix, method: dpccn, hparams: sdpccn_remix}
+        paper: {2sp: 3.0}
+        source: ALPHA paper, Fig. 2
+"""
+#: Status of each row of REGISTRY, worked out by hand.
+EXPECTED = {
+    "derived": None,
+    "explicit with stages": None,
+    "misspelt": "pcl_wieght is not a key",
+    "no recipe yet": "needs a corpus",
+    "fine-tuned": None,
+    "placeholder": "needs init_from",
+}
+
+
+@pytest.fixture
+def registry(tmp_path):
+    path = tmp_path / "registry.yaml"
+    path.write_text(REGISTRY)
+    return path
+
+
+def test_statuses_and_coverage_of_a_small_registry(registry, capsys):
+    rows = {r.label: r for r in load_rows(registry)}
+    for label, reason in EXPECTED.items():
+        if reason is None:
+            assert rows[label].run is not None, (label, rows[label].reason)
+        else:
+            assert rows[label].run is None and reason in rows[label].reason, (label, rows[label].reason)
+    assert {(r.paper, r.table) for r in rows.values()} == {("ALPHA", "1"), ("BETA", "II"), ("ALPHA", "fig2")}
+    assert rows["explicit with stages"].run.stages == ["step1", "unrolled"]
+    assert rows["explicit with stages"].run.data == {"data_folder": "WSJ0Mix", "musan_folder": "MUSAN"}
+    assert main(["--registry", str(registry), "list"]) == 0
+    out = capsys.readouterr().out
+    assert "Coverage: ALPHA: 3 of 5 rows runnable; BETA: 0 of 1 rows runnable" in out
+    assert "python recipes/WHAM/nass/train.py hparams/convtasnet_nass.yaml --task=sep_noisy" in out
+    assert main(["--registry", str(registry), "list", "GAMMA"]) == 2  # an unknown paper: one line, exit 2
+
+
+def test_registry_folder_reads_as_the_file(registry, tmp_path):
+    """One yaml per paper (modules/paper_tables/) gives the same rows as the single file."""
+    data = ruamel.yaml.YAML(typ="safe").load(REGISTRY)
+    folder = tmp_path / "paper_tables"
+    folder.mkdir()
+    for i, table in enumerate(data["tables"]):
+        (folder / f"{i}_part.yaml").write_text(json.dumps({"tables": [table]}))  # JSON is yaml
+
+    def summary(rows):
+        return [(r.paper, r.table, r.label, r.reason, r.run and r.run.key()) for r in rows]
+
+    assert summary(load_rows(folder)) == summary(load_rows(registry))
+
+
+def _independent_status(row, text_of):
+    """Whether a registry row has a command, by reading the yaml files as text (not through the module)."""
+    if row.get("not_runnable"):
+        return False
+    match = dict(row.get("match") or {})
+    run = row.get("run")
+    if run:
+        recipe, yaml_name, overrides = run["recipe"], run["yaml"], dict(run.get("overrides") or {})
+        given = set(run.get("inputs") or {})
+    else:
+        recipe = f"recipes/{match.pop('dataset')}/{match.pop('method')}"
+        yaml_name, overrides, given = f"{match.pop('hparams')}.yaml", match, set()
+    path = REPO / recipe / "hparams" / yaml_name
+    if not path.is_file():
+        return False
+    text = text_of(path)
+    stage_files = re.findall(r"hparams:\s*([\w.]+\.yaml)", text.split("\nstages:")[-1]) if "\nstages:" in text else []
+    texts = [text, *(text_of(path.parent / f) for f in stage_files)]
+    for key, value in overrides.items():
+        if not any(re.search(rf"^{key}:", t, flags=re.M) for t in texts):
+            return False
+        if key == "experiment_name" and not run and not re.search(rf"^experiment_name:\s*{value}\b", text, re.M):
+            return False
+    handovers = set(re.findall(r"handover:\s*(\w+)", text)) | ({"init_from"} if "\nstages:" in text else set())
+    folders = {"data_folder", *reproduce.DATA_KEYS}
+    needed = set(re.findall(r"^(\w+):\s*!PLACEHOLDER", text, flags=re.M)) - folders - handovers - given
+    return not needed
+
+
+def test_list_coverage_matches_an_independent_count(capsys):
+    """Rows per paper counted from the registry's text, commands checked by reading the yamls as text."""
+    files = sorted(DEFAULT_SPEC_FOLDER.glob("*.yaml")) if DEFAULT_SPEC_FOLDER.is_dir() else [DEFAULT_SPEC]
+    cache = {}
+
+    def text_of(path):
+        return cache.setdefault(path, Path(path).read_text())
+
+    expected = {}
+    for file in files:
+        for table in ruamel.yaml.YAML(typ="safe").load(Path(file).read_text())["tables"]:
+            for row in table["rows"]:
+                paper = row.get("paper_id") or re.match(r"(\S+) paper", row["source"]).group(1)
+                runnable, total = expected.get(paper, (0, 0))
+                expected[paper] = (runnable + _independent_status(row, text_of), total + 1)
+    assert coverage(load_rows()) == expected
+    assert main(["list"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line == "Coverage: " + "; ".join(f"{p}: {n} of {t} rows runnable" for p, (n, t) in expected.items())
+
+
+def test_representative_rows_compose_and_a_misspelt_override_fails(registry, tmp_path):
+    """A plain row, a staged row and a row with inputs compose (references resolved); a misspelt key fails."""
+    rows = {r.label: r for r in load_rows(registry)}
+    for label in ("derived", "explicit with stages", "fine-tuned"):
+        compose(rows[label].run, tmp_path / label.replace(" ", "_"), build=False)
+    with pytest.raises(SystemExit, match="pcl_wieght"):
+        compose(Run("recipes/WHAM/nass", "convtasnet_nass.yaml", {"pcl_wieght": 2}, {"data_folder": "WHAM"}), tmp_path)
+    with pytest.raises(SystemExit, match="n_layer_intra"):  # a misspelt key of an included block
+        compose(Run("recipes/WHAM/nass", "sepformer_nass.yaml", {"backbone": {"n_layer_intra": 1}}), tmp_path)
+    assert (
+        "pcl_wieght"
+        in resolve_run(
+            {"run": {"recipe": "recipes/WHAM/nass", "yaml": "convtasnet_nass.yaml", "overrides": {"pcl_wieght": 2}}}
+        )[1]
+    )
+
+
+@pytest.mark.slow
+def test_every_registered_runnable_row_composes(tmp_path):
+    """Every registered command builds its objects (tiny sizes) with its overrides and stand-in corpus folders."""
+    runs = {r.run.key(): r.run for r in load_rows() if r.run is not None}
+    assert len(runs) > 10
+    failures = []
+    for i, run in enumerate(runs.values()):
+        try:
+            compose(run, tmp_path / str(i))
+        except (Exception, SystemExit) as err:
+            failures.append(f"{run.recipe}/hparams/{run.yaml} {run.overrides}: {type(err).__name__}: {err}")
+    assert not failures, "\n".join(failures)
+
+
+def test_run_plans_shared_runs_seeds_inputs_and_the_dry_run(registry, tmp_path, capsys):
+    rows = load_rows(registry)
+    chosen = select(rows, "ALPHA:fig2", ["fine-tuned"])
+    plan = plan_runs(
+        chosen, [7, 8], tmp_path, {"WHAM": Path("/w"), "Aishell2Mix": Path("/a"), "LibriMix": Path("/l")}, all_rows=rows
+    )
+    names = [p.name for p in plan]
+    assert names == [
+        "WHAM/nass/convtasnet_nass__task-sep_noisy/7",
+        "Aishell2Mix/dpccn/sdpccn_remix__init_from-derived/7",
+        "WHAM/nass/convtasnet_nass__task-sep_noisy/8",
+        "Aishell2Mix/dpccn/sdpccn_remix__init_from-derived/8",
+    ]
+    assert plan[1].after == [plan[0]]
+    assert f"--init_from={plan[0].folder}" in plan[1].command and "--seed=7" in plan[1].command
+    assert "--data_folder=/l" in plan[1].command and "--aishell2mix_folder=/a" in plan[1].command
+    with pytest.raises(reproduce.RegistryError, match="give --data WHAM"):
+        plan_runs(chosen, [7], tmp_path, {}, all_rows=rows)
+    tiny = plan_runs(
+        select(rows, "ALPHA:1", ["explicit with stages"]), [1], tmp_path, {"WSJ0Mix": "/w", "MUSAN": "/m"}, tiny=True
+    )[0].command
+    assert "--overrides_file=hparams/tiny.yaml" in tiny and "--n_test=5" in tiny  # the row's own value wins
+    several = plan_runs(
+        chosen[:1], [1], tmp_path, {"Aishell2Mix": "/a", "LibriMix": "/l", "WHAM": "/w"}, TORCHRUN[0], 4, all_rows=rows
+    )[-1].command
+    assert several[:4] == [*TORCHRUN, "--nproc_per_node=4", "recipes/Aishell2Mix/dpccn/train.py"]
+    assert (
+        main(["--registry", str(registry), "run", "ALPHA:1", "--seeds", "3", "--dry_run", "--results", str(tmp_path)])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "'--data_folder=<WHAM root>'" in out and "[not yet] misspelt" in out and "0 of 2 runs finished" in out
+
+
+def _finish(folder, test_sets=("test",)):
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for name in test_sets:
+        (Path(folder) / reproduce._summary_name(name)).write_text("{}")
+
+
+def test_finished_runs_are_recognised(registry, tmp_path):
+    rows = load_rows(registry)
+    paths = {"WSJ0Mix": "/w", "MUSAN": "/m", "WHAM": "/w"}
+    plain, staged = plan_runs(select(rows, "ALPHA:1", ["explicit with stages", "derived"]), [1], tmp_path, paths)
+    assert [s for s, _ in staged.stages] == ["step1", "unrolled"]
+    _finish(staged.stages[-1][1])
+    assert not staged.finished()  # the last stage has not written stage_done.json
+    (Path(staged.stages[-1][1]) / reproduce.STAGE_DONE).write_text("{}")
+    assert staged.finished()
+    plain.rows[0].spec["test_set"] = "extra"
+    _finish(plain.folder)
+    assert not plain.finished()  # its row reads test_summary_extra.json
+    _finish(plain.folder, ["extra"])
+    assert plain.finished()
+
+
+def test_slurm_jobs_resources_dependencies_and_a_rerun(registry, tmp_path, monkeypatch, capsys):
+    """submitit's DebugExecutor runs a fake command per job; the real commands, resources and dependencies are
+    checked on the submissions; a rerun submits nothing; the parameters are valid for submitit's SLURM executor."""
+    submitit = pytest.importorskip("submitit")
+    rows = load_rows(registry)
+    chosen = select(rows, "ALPHA:1", ["explicit with stages", "derived"])
+    plan = plan_runs(chosen, [1], tmp_path / "results", {"WSJ0Mix": "/w", "MUSAN": "/m", "WHAM": "/w"}, "slurm", 2)
+    resources = {**reproduce.SLURM_DEFAULTS, "gpus": 2, "time_min": 60, "partition": "gpu", "cluster": "debug"}
+
+    def fake(command, item, stage):
+        """A job that finishes its run (or stage) as the recipe would, without training."""
+        folder = dict(item.stages)[stage] if stage else item.folder
+        script = (
+            "import pathlib,sys; f=pathlib.Path(sys.argv[1]); f.mkdir(parents=True, exist_ok=True); "
+            "[(f/n).write_text('{}') for n in sys.argv[2:]]"
+        )
+        names = ["test_summary.json"] + ([reproduce.STAGE_DONE] if stage else [])
+        return submitit.helpers.CommandFunction([sys.executable, "-c", script, str(folder), *names])
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "slurm", cluster="debug")
+    subs = launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor)
+    assert [s.name for s in subs] == [
+        "WHAM/nass/convtasnet_nass__task-sep_noisy/1",
+        "WSJ0Mix/saddel/saddel__n_test-5/1:step1",
+        "WSJ0Mix/saddel/saddel__n_test-5/1:unrolled",
+    ]
+    plain, step1, unrolled = subs
+    assert step1.command[:3] == [*TORCHRUN, "--nproc_per_node=2"] and step1.command[-1] == "--stages=step1"
+    assert unrolled.command[-1] == "--stages=unrolled" and unrolled.depends_on == [step1.job.job_id]
+    assert unrolled.parameters["slurm_additional_parameters"] == {"dependency": f"afterok:{step1.job.job_id}"}
+    assert plain.depends_on == [] and "dependency" not in plain.parameters["slurm_additional_parameters"]
+    assert step1.parameters["gpus_per_node"] == 2 and step1.parameters["timeout_min"] == 60
+    assert step1.parameters["slurm_partition"] == "gpu"
+    for sub in subs:
+        sub.job.result()  # the debug executor runs the job now
+    assert all(item.finished() for item in plan)
+    assert launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor) == []
+    # the same parameters pass submitit's SLURM executor (a stand-in srun on PATH: no cluster here)
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (fake_bin / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
+    slurm = submitit.AutoExecutor(folder=tmp_path / "slurm_real", cluster="slurm")
+    slurm.update_parameters(**unrolled.parameters)
+    params = slurm._executor.parameters
+    assert params["additional_parameters"]["dependency"].startswith("afterok:") and params["partition"] == "gpu"
+    assert params["gpus_per_node"] == 2 and params["time"] == 60
+
+
+def test_collect_marks_missing_runs_and_fills_measured_ones(registry, tmp_path):
+    """Two seeds of one row (mean +- std, difference to the paper), the other rows missing, never zeros."""
+    for seed, value in ((1, 5.0), (2, 7.0)):
+        run = tmp_path / "runs" / str(seed)
+        run.mkdir(parents=True)
+        (run / "hyperparams.yaml").write_text(
+            "# Generated\n# /x/recipes/WHAM/nass/hparams/convtasnet_nass.yaml\ntask: sep_noisy\nseed: 1\n"
+        )
+        (run / "test_summary.json").write_text(json.dumps({"si-snr_i": value, "sdr_i": value + 1}))
+    out = tmp_path / "table"
+    assert (
+        main(["--registry", str(registry), "collect", "ALPHA:1", str(tmp_path / "runs"), "--output_folder", str(out)])
+        == 0
+    )
+    with open(out / "table.csv", newline="") as f:
+        lines = {r["row"]: r for r in csv.DictReader(f)}
+    assert float(lines["derived"]["si-snr_i measured"]) == 6.0 and float(lines["derived"]["si-snr_i std"]) == 1.0
+    assert float(lines["derived"]["si-snr_i diff"]) == -3.0 and lines["derived"]["si-snr_i runs"] == "2"
+    assert lines["misspelt"]["si-snr_i measured"] == "missing" and lines["misspelt"]["si-snr_i diff"] == ""
+    markdown = (out / "table.md").read_text()
+    assert "| derived | 9.00 | 6.00 ± 1.00 (2) | -3.00 |" in markdown and "missing" in markdown
+    assert (out / "table.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_run_tiny_then_collect_fills_every_row(tmp_path, capsys):
+    """NASS Table 4 (four rows) end to end on a mini WHAM! that run --tiny writes, then collected; a rerun runs none."""
+    results = tmp_path / "results"
+    assert main(["run", "NASS:4", "--tiny", "--seeds", "1", "--results", str(results)]) == 0
+    assert main(["run", "NASS:4", "--tiny", "--seeds", "1", "--results", str(results)]) == 0
+    rerun = capsys.readouterr().out.split("4 of 4 runs finished")[1]
+    assert rerun.count("[done]") == 4 and "[run]" not in rerun
+    assert main(["collect", "NASS:4", str(results), "--output_folder", str(tmp_path / "table")]) == 0
+    with open(tmp_path / "table" / "table.csv", newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert len(lines) == 4
+    for line in lines:
+        for metric in ("si-snr_i", "sdr_i"):
+            assert line[f"{metric} measured"] != "missing" and line[f"{metric} runs"] == "1", line
