@@ -62,7 +62,7 @@ import torch
 from modules.evaluation.wer import assign_transcripts, corpus_wer, mixture_errors
 from modules.files import write_csv_atomic, write_text_atomic
 
-__all__ = ["evaluate_systems", "main", "read_manifest", "summarise"]
+__all__ = ["build_parser", "evaluate_systems", "main", "read_manifest", "read_options", "summarise"]
 
 logger = logging.getLogger(__name__)
 
