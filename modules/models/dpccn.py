@@ -98,7 +98,44 @@ __all__ = [
     "SpeakerEncoder",
     "StftPair",
     "TCNBlock",
+    "check_training_loss",
 ]
+
+#: Training losses of the DPCCN recipes: the paper's negative SI-SNR, and Table 2's "w/ DenseUNet's loss".
+TRAINING_LOSSES = ("si_snr", "denseunet")
+
+
+def check_training_loss(name):
+    """The training loss a DPCCN yaml names (its ``loss`` key): ``"si_snr"``, or an error.
+
+    ``"denseunet"`` is the DPCCN paper's Table 2 row "DPCCN w/ DenseUNet's
+    loss" (9.3 dB implied: "using the negative SISNR loss function can bring
+    a 1.1 dB improvement"), the loss of DenseUNet (Z.-Q. Wang and D. Wang,
+    "Count and separate", ICASSP 2021, [18] of the paper). The DPCCN paper
+    calls it "the original RI related loss function" and gives no formula;
+    the authors' public code (jyhan03/dpccn) has the model only, no loss;
+    nor does it say whether the loss would see the output layer's RI planes
+    or the STFT of the output waveform. Not implemented: it raises
+    :class:`NotImplementedError` rather than guess.
+
+    Example
+    -------
+    >>> check_training_loss("si_snr")
+    'si_snr'
+    >>> check_training_loss("denseunet")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    NotImplementedError: Table 2's "DPCCN w/ DenseUNet's loss" is not implemented: ...
+    """
+    if name == "denseunet":
+        raise NotImplementedError(
+            "Table 2's \"DPCCN w/ DenseUNet's loss\" is not implemented: the DPCCN paper names DenseUNet's RI "
+            "loss ([18], Wang and Wang, ICASSP 2021) without its formula, and the authors' public code has no loss; "
+            "train with loss: si_snr (the paper's)"
+        )
+    if name not in TRAINING_LOSSES:
+        raise ValueError(f"loss must be one of {TRAINING_LOSSES}, got {name!r}")
+    return name
 
 
 class Conv2dBlock(nn.Sequential):

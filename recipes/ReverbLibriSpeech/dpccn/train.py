@@ -7,9 +7,9 @@ Run from the repository root (or from this folder)::
     python recipes/ReverbLibriSpeech/dpccn/train.py hparams/dpccn.yaml --data_folder=<where the set is written> \\
         --librispeech_folder=<LibriSpeech root> --nonspeech_folder=<100 Nonspeech root>
 
-``hparams/dpccn.yaml`` (and its ablations as overrides: ``--backbone="{pyramid: False}"``,
-``--backbone="{magnitude_input: True}"``) and ``hparams/convtasnet.yaml`` are Table 2's rows we train; the steps
-of a run are ``modules.recipe.run_recipe``'s.
+``hparams/dpccn.yaml``, its ablations ``hparams/dpccn_magnitude.yaml`` and ``hparams/dpccn_no_pyramid.yaml``, and
+``hparams/convtasnet.yaml`` are Table 2's rows we train ("w/ DenseUNet's loss" is not implemented: ``--loss=denseunet``
+raises ``NotImplementedError``); the steps of a run are ``modules.recipe.run_recipe``'s.
 """
 
 from modules.brain import SeparationBrain
