@@ -81,6 +81,8 @@ def test_each_model_type_loads_and_matches_transformers(tiny_folders, model_type
     for tap in ("phoneme", "word"):  # transformer layer k is hidden_states[k]
         torch.testing.assert_close(out[tap], states[PAPER_LAYERS[model_type][tap]], rtol=1e-4, atol=1e-4)
     assert teacher.tap_dims == {"mel": 16, "phoneme": 16, "word": 16}
+    mel_only = build_teacher(model_type, taps=["mel"], loader="huggingface", hub=folder)  # the CNN alone runs
+    torch.testing.assert_close(mel_only(wavs)["mel"], cnn, rtol=1e-4, atol=1e-4)
 
 
 def test_wrong_model_type_and_missing_folder(tiny_folders, tmp_path):

@@ -538,8 +538,8 @@ def tiny_hf_config(model_type, num_layers=12, hidden_size=16):
     Example
     -------
     >>> config = tiny_hf_config("wavlm")
-    >>> config.model_type, config.num_hidden_layers, config.conv_stride
-    ('wavlm', 12, (5, 2, 2, 2, 2, 2, 2))
+    >>> config.model_type, config.num_hidden_layers, list(config.conv_stride)
+    ('wavlm', 12, [5, 2, 2, 2, 2, 2, 2])
     """
     import transformers
 
@@ -691,7 +691,7 @@ class HFSSLBackbone(SSLBackbone):
 
     @torch.no_grad()
     def features(self, wavs, lengths=None, num_layers=None):
-        """See :class:`SSLBackbone` (all layers run: ``num_layers`` is not used)."""
+        """See :class:`SSLBackbone`: ``num_layers=0`` runs the CNN only, otherwise every layer runs."""
         wavs = wavs.float()
         mask = None
         if lengths is not None:
@@ -703,6 +703,8 @@ class HFSSLBackbone(SSLBackbone):
             mean = (wavs * valid).sum(-1, keepdim=True) / count
             var = (((wavs - mean) * valid) ** 2).sum(-1, keepdim=True) / count
             wavs = (wavs - mean) / torch.sqrt(var + 1e-7) * valid
+        if num_layers == 0:  # the CNN tap alone (the Mel-like target)
+            return self.model.feature_extractor(wavs).transpose(1, 2), [None]
         captured = {}
         hook = self.model.feature_extractor.register_forward_hook(lambda m, i, out: captured.setdefault("cnn", out))
         try:
