@@ -88,7 +88,7 @@ import re
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from modules.files import write_csv_atomic, write_text_atomic
@@ -274,6 +274,18 @@ def _stage_entries(doc):
     return [dict(e) for e in (doc.get("stages") or [])]
 
 
+def _required_key(doc, test_set):
+    """The key an extra test set needs (``requires: !ref <librispeech_folder>``, else its ``data_folder``), or ``None``.
+
+    :func:`modules.data.available_test_sets` leaves out a set whose folder is null.
+    """
+    sets = doc.get("extra_test_sets")
+    entry = sets.get(test_set) if hasattr(sets, "get") else None
+    requires = (entry.get("requires") or entry.get("data_folder")) if hasattr(entry, "get") else None
+    found = re.fullmatch(r"<(\w+)>", str(getattr(requires, "value", requires) or ""))
+    return found.group(1) if found else None
+
+
 def resolve_run(row, registry_rows=None):
     """``(Run, None)`` for a row with a command, ``(None, reason)`` for one without.
 
@@ -354,6 +366,9 @@ def resolve_run(row, registry_rows=None):
         else:
             return None, f"{yaml_name} needs {key} (an earlier run's folder: give run: inputs)"
     run.optional_data = {k: c for k, c in DATA_KEYS.items() if k in doc and k not in run.data and doc[k] is None}
+    needs = _required_key(doc, row.get("test_set", "test"))
+    if needs in run.optional_data:  # the row's test set is tested only with that corpus (SADDEL's Tables 2-3)
+        run.data[needs] = run.optional_data.pop(needs)
     for key, ref in run.inputs.items():
         if key not in keys:
             return None, f"inputs: {key} is not a key of {yaml_name}"
@@ -525,6 +540,7 @@ class Planned:
     command: list = field(default_factory=list)
     stages: list = field(default_factory=list)  # [(name, folder)] of the stages run, [] for a one-stage yaml
     after: list = field(default_factory=list)  # the Planned runs it starts from
+    inputs: dict = field(default_factory=dict)  # yaml key -> their folders
 
     @property
     def name(self):
@@ -542,6 +558,16 @@ class Planned:
 
     def stage_finished(self, index):
         return (Path(self.stages[index][1]) / STAGE_DONE).is_file()
+
+    def command_to_finish(self):
+        """The command, or for a system whose stages are done but a test set is not, its last stage again.
+
+        The recipe skips a finished stage; ``--stages=<last>`` runs it anyway: its checkpoints
+        are at the end of training, so it tests (e.g. a set whose corpus is given now).
+        """
+        if self.stages and self.stage_finished(len(self.stages) - 1) and not self.finished():
+            return [*self.command, f"--stages={self.stages[-1][0]}"]
+        return list(self.command)
 
 
 def _summary_name(test_set):
@@ -568,9 +594,14 @@ def plan_runs(rows, seeds, results, paths, launcher="local", gpus=1, tiny=False,
             return None
         key = (row.run.key(), seed)
         if key in planned:
-            if row not in planned[key].rows:
-                planned[key].rows.append(row)
-            return planned[key]
+            item = planned[key]
+            if row not in item.rows:
+                item.rows.append(row)
+            if set(row.run.data) - set(item.run.data):  # this row's test set needs another corpus
+                item.run = replace(item.run, data={**item.run.data, **row.run.data})
+                item.command = run_command(item.run, seed, item.folder, paths, results, launcher, gpus, tiny,
+                                           item.inputs, strict)  # fmt: skip
+            return item
         if row.ref in stack:
             raise RegistryError(f"inputs of {row.ref} form a cycle")
         after, inputs = [], {}
@@ -582,10 +613,9 @@ def plan_runs(rows, seeds, results, paths, launcher="local", gpus=1, tiny=False,
             after.append(earlier)
             inputs[name] = earlier.test_folder()  # a staged run's model: its last stage's folder
         folder = row.run.folder(results, seed)
-        item = Planned(row.run, seed, folder, [row], after=after)
+        item = Planned(row.run, seed, folder, [row], after=after, inputs=inputs)
         item.command = run_command(row.run, seed, folder, paths, results, launcher, gpus, tiny, inputs, strict)
-        overrides = {k: v for k, v in row.run.overrides.items()}
-        item.stages = _declared_stages(row.run, overrides, folder)
+        item.stages = _declared_stages(row.run, dict(row.run.overrides), folder)
         planned[key] = item
         return item
 
@@ -611,7 +641,8 @@ def launch_local(plan, dry_run=False, tiny=False):
             print(f"[blocked] {item.name}: an input run failed")
             failed.append(item)
             continue
-        print(f"[run]     {item.name}\n          {shlex.join(item.command)}", flush=True)
+        command = item.command_to_finish()
+        print(f"[run]     {item.name}\n          {shlex.join(command)}", flush=True)
         if dry_run:
             continue
         item.folder.mkdir(parents=True, exist_ok=True)
@@ -619,7 +650,7 @@ def launch_local(plan, dry_run=False, tiny=False):
         if tiny:
             env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         with open(item.folder / "reproduce_log.txt", "a", encoding="utf-8") as log:
-            proc = subprocess.run(item.command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+            proc = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
         if proc.returncode != 0 or not item.finished():
             print(f"[failed]  {item.name} (exit {proc.returncode}; log: {item.folder / 'reproduce_log.txt'})")
             failed.append(item)
@@ -725,8 +756,8 @@ def launch_slurm(plan, resources, log_folder, dry_run=False, make_callable=None,
         waits = [last_job[id(dep)] for dep in item.after if id(dep) in last_job]
         stages = item.stages or [(None, item.folder)]
         for index, (stage, _) in enumerate(stages):
-            if stage is not None and item.stage_finished(index):
-                continue
+            if stage is not None and item.stage_finished(index) and index < len(stages) - 1:
+                continue  # the last stage runs again when a test set is missing (command_to_finish)
             command = [*item.command, f"--stages={stage}"] if stage else list(item.command)
             name = f"{item.name}" + (f":{stage}" if stage else "")
             params = slurm_parameters(resources, name, waits)
@@ -946,8 +977,10 @@ def table_figure(key, labels, columns, cells, output):
 
 def collect(selection, paths, output_folder, registry=None):
     """Writes ``table.md``, ``table.csv`` and ``table.png`` of a paper table; returns the cells."""
+    if ":" not in selection:
+        raise RegistryError(f"collect takes one table, PAPER:TABLE (got {selection!r})")
     rows = select(load_rows(registry), selection)
-    key = f"{rows[0].paper}:{rows[0].table}" if ":" in selection else selection
+    key = f"{rows[0].paper}:{rows[0].table}"
     labels, columns, cells, titles = collect_table(rows, paths)
     out = Path(output_folder)
     out.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,8 @@ UNRUNNABLE = {
     r".*--init_from=<": "needs the source-domain run it fine-tunes; tests/test_dpccn.py chains the two",
     r".*--pretrained_frontend=<": "needs a pretraining run; tests/test_dip.py chains pretraining and separation",
     r"python -m modules\.results ": "needs run folders; tests/test_results.py",
+    r"python -m modules\.reproduce (run (?!.*--dry_run)|collect )": "trains a table's runs (or reads them) in the "
+    "repository's results/; tests/test_reproduce.py runs `run --tiny` and `collect` of NASS Table 4 in a tmp folder",
     r"python -m modules\.(export|inference|evaluation)": "needs a trained run; tests/test_export.py, "
     "tests/test_inference.py, tests/test_realm_eval.py",
     r"python -m data_prep\.(wham|librimix|vox2mix|lrs2mix|aishell2mix|realm|wsj0mix|noise_corpora|saddel_conditions|"

@@ -85,6 +85,9 @@ def test_statuses_and_coverage_of_a_small_registry(registry, capsys):
     assert {(r.paper, r.table) for r in rows.values()} == {("ALPHA", "1"), ("BETA", "II"), ("ALPHA", "fig2")}
     assert rows["explicit with stages"].run.stages == ["step1", "unrolled"]
     assert rows["explicit with stages"].run.data == {"data_folder": "WSJ0Mix", "musan_folder": "MUSAN"}
+    assert "librispeech_folder" in rows["explicit with stages"].run.optional_data  # its test sets: not Table 2's
+    table2 = {"match": {"dataset": "WSJ0Mix", "method": "saddel", "hparams": "bl_sd"}, "test_set": "wham"}
+    assert resolve_run(table2)[0].data == {"data_folder": "WSJ0Mix", "musan_folder": "MUSAN", "wham_folder": "WHAM"}
     assert main(["--registry", str(registry), "list"]) == 0
     out = capsys.readouterr().out
     assert "Coverage: ALPHA: 3 of 5 rows runnable; BETA: 0 of 1 rows runnable" in out
@@ -236,6 +239,9 @@ def test_finished_runs_are_recognised(registry, tmp_path):
     assert not staged.finished()  # the last stage has not written stage_done.json
     (Path(staged.stages[-1][1]) / reproduce.STAGE_DONE).write_text("{}")
     assert staged.finished()
+    (Path(staged.stages[-1][1]) / "test_summary.json").unlink()  # e.g. tested before a test set's corpus was given
+    assert not staged.finished() and staged.command_to_finish() == [*staged.command, "--stages=unrolled"]
+    assert plain.command_to_finish() == plain.command
     plain.rows[0].spec["test_set"] = "extra"
     _finish(plain.folder)
     assert not plain.finished()  # its row reads test_summary_extra.json
@@ -280,6 +286,9 @@ def test_slurm_jobs_resources_dependencies_and_a_rerun(registry, tmp_path, monke
         sub.job.result()  # the debug executor runs the job now
     assert all(item.finished() for item in plan)
     assert launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor) == []
+    (Path(plan[1].stages[-1][1]) / "test_summary.json").unlink()  # stages done, a test summary missing
+    again = launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor)
+    assert [(s.name, s.depends_on) for s in again] == [("WSJ0Mix/saddel/saddel__n_test-5/1:unrolled", [])]
     # the same parameters pass submitit's SLURM executor (a stand-in srun on PATH: no cluster here)
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
