@@ -28,6 +28,8 @@ Stated departures (also in ``recipes/Vox2Mix/unsupervised/README.md``):
   first source from the item before it.
 * The MixIT loss sums the two mixtures' losses (the MixIT paper); the MixCycle
   code averages them (a factor 2, no effect on Adam's steps but through clipping).
+* A training batch of one mixture (upstream's ``--debug`` runs) has nothing
+  to pair: it is left out of the update, with a warning.
 * Validation and test group a MixIT model's ``M`` outputs into the speakers by
   the best assignment to the references (MixIT's oracle remixing, the MixCycle
   code's ``sisnri_mixit_oracle``), then score as a two-output separator.
@@ -269,6 +271,9 @@ class UnsupervisedBrain(SeparationBrain):
                 outputs = replace(outputs, estimates=grouped)
             return outputs
         batch = self.augment(batch.to(self.device))
+        if batch.mix.shape[0] < 2:  # nothing to pair (upstream's --debug runs batches of one): no update
+            estimates, _ = self.separate(batch.mix)
+            return UnsupervisedOutputs(estimates, None, batch.lengths, "none")
         if self.cycling:
             with torch.no_grad():
                 first, _ = self.separate(batch.mix)
@@ -283,9 +288,18 @@ class UnsupervisedBrain(SeparationBrain):
         """MixIT's loss or the SNR PIT in training (mean over the items); the chassis' otherwise."""
         if stage != sb.Stage.TRAIN:
             return super().compute_objectives(outputs, batch, stage)
+        if outputs.loss == "none":
+            logger.warning("Training batch %s has one mixture: nothing to pair, no update from it", batch.ids)
+            self._count_kept(outputs.estimates.new_zeros(()))
+            return (outputs.estimates * 0).sum()
         loss_fn = mixit_loss if outputs.loss == "mixit" else snr_pit_loss
         per_item, _ = loss_fn(
             outputs.estimates, outputs.references, snr_max=self._hp("snr_max", 30.0), lengths=outputs.lengths
         )
         self._last_train = (None, per_item)  # the nonfinite-loss diagnosis names the batch
+        self._count_kept(per_item.new_tensor(float(per_item.shape[0])))
         return per_item.mean()
+
+    def _count_kept(self, kept):
+        """Items that count in this accumulation window (a window of single-mixture batches does not step)."""
+        self._kept_items = kept if self._kept_items is None else self._kept_items + kept

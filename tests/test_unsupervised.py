@@ -8,6 +8,7 @@ import torch
 
 from modules.data import collate
 from modules.losses import mixit_loss, snr_pit_loss
+from modules.training import EpochCounter
 from modules.unsupervised import UnsupervisedBrain, group_outputs, mixcycle_remix, mixture_of_mixtures
 
 
@@ -63,9 +64,10 @@ class Gains(torch.nn.Module):
 
 
 def brain(method, n_out, **hparams):
+    hparams = {"unsupervised_method": method, "sample_rate": 8000, "epoch_counter": EpochCounter(limit=1), **hparams}
     return UnsupervisedBrain(
-        {"separator": Gains(n_out)}, opt_class=lambda p: torch.optim.SGD(p, lr=0.1),
-        hparams={"unsupervised_method": method, "sample_rate": 8000, **hparams}, run_opts={"device": "cpu"},
+        {"separator": Gains(n_out)}, opt_class=lambda p: torch.optim.SGD(p, lr=0.1), hparams=hparams,
+        run_opts={"device": "cpu"},
     )  # fmt: skip
 
 
@@ -105,6 +107,16 @@ def test_mixcycle_switches_from_mixpit_to_the_cycle_and_the_first_pass_takes_no_
     assert b.modules.separator.gains.grad is not None
     with pytest.raises(ValueError, match="unsupervised_method"):
         brain("remixit", 2)
+
+
+def test_a_batch_of_one_mixture_gives_no_update():
+    b = brain("mixit", 4)
+    b.on_fit_start()
+    before = b.modules.separator.gains.detach().clone()
+    b.fit_batch(mixtures(n=1))
+    assert torch.equal(b.modules.separator.gains, before) and b.skipped_steps == 1
+    b.fit_batch(mixtures(n=2))
+    assert not torch.equal(b.modules.separator.gains, before)
 
 
 def test_group_outputs_keeps_every_speaker_non_empty():
