@@ -721,9 +721,9 @@ class SeparationBrain(sb.Brain):
             est = self.speaker_estimates(single)[0].float().cpu()
             ref = single.targets[0].float().cpu()
             signals = {"mix": single.mix[0].float().cpu()}
-            for s in range(est.shape[-1]):
-                signals[f"s{s + 1}"] = ref[:, s]
-                signals[f"s{s + 1}_hat"] = est[:, s]
+            for s in range(est.shape[-1]):  # no x[f"..."] here: upstream's yaml check reads it as any variable
+                source = f"s{s + 1}"
+                signals[source], signals[source + "_hat"] = ref[:, s], est[:, s]
             signals.update(self.extra_test_signals(single, 0))
             for name, signal in signals.items():
                 peak_normalised = 0.9 * signal / signal.abs().max().clamp(min=1e-8)

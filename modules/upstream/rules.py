@@ -41,6 +41,7 @@ __all__ = [
     "docstring_problems",
     "find_codespell",
     "report",
+    "wildcard_lines",
     "yaml_variables",
 ]
 
@@ -112,6 +113,12 @@ RULES = {
         "every yaml loads from its script's folder with only data_folder, output_folder and upstream's fixed list "
         "of other keys overridden, all rows in one process (a module a yaml names is imported once for all)",
         "tests/utils/recipe_tests.py (load_yaml_test), tests/.run-load-yaml-tests.sh",
+    ),
+    "yaml-check-wildcards": (
+        "no line of the Script_file subscripts with an f-string whose literal text is under 3 characters "
+        '(x[f"s{i}"]): upstream\'s line-based yaml check takes such a line for a read of every variable that '
+        "contains that text, so it would check nothing",
+        "tests/utils/check_yaml.py (detect_script_vars)",
     ),
     "extra-requirements": (
         "extra_requirements.txt lists what the code imports that an install of SpeechBrain lacks",
@@ -227,6 +234,31 @@ def _run_options():
     from speechbrain.utils.run_opts import RunOptions
 
     return set(RunOptions().as_dict())
+
+
+#: A subscript by an f-string: ``x[f"<prefix>{...}<suffix>"]``.
+_FSTRING_KEY = re.compile(r"""\[f(["'])([^"'{]*)\{[^}]*\}([^"'{]*)\1\]""")
+
+
+def wildcard_lines(source):
+    r"""Lines of a script that upstream's yaml check reads as a use of (nearly) any variable.
+
+    Upstream's line-based check (``tests/utils/check_yaml.py``) takes a
+    subscript by an f-string for a read of every yaml variable that contains
+    its literal text; with no or little text (``signals[f"s{i}"]``), every
+    variable passes and the check checks nothing.
+
+    Example
+    -------
+    >>> wildcard_lines('signals[f"s{s + 1}"] = ref\nx = signals[name]\nlengths = inputs[f"{name}_lengths"]\n')
+    ['line 1: [f"s{s + 1}"]']
+    """
+    found = []
+    for number, line in enumerate(source.splitlines(), start=1):
+        for match in _FSTRING_KEY.finditer(line):
+            if len(match.group(2) + match.group(3)) < 3:
+                found.append(f"line {number}: {match.group(0)}")
+    return found
 
 
 def yaml_variables(path):
@@ -371,6 +403,8 @@ def _row_rules(root, csv_name, row, findings, run, samples_ready, small, timeout
             + ([f"read only in spellings a line-based reader misses: {hidden}"] if hidden else [])
         )
         findings.append(Finding("yaml-variables-read", subject, "fail" if detail else "pass", detail))
+        wild = wildcard_lines(source)
+        findings.append(Finding("yaml-check-wildcards", subject, "fail" if wild else "pass", "; ".join(wild[:5])))
 
     if not run:
         return
