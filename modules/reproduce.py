@@ -477,6 +477,8 @@ def run_command(run, seed, folder, paths, results, launcher="local", gpus=1, tin
     if tiny:
         argv += [*TINY_OPTIONS, *_tiny_values(run, paths)]
     if launcher == "torchrun" or (launcher == "slurm" and gpus > 1):
+        if tiny:  # processes on the CPU: gloo (NCCL needs GPUs)
+            argv.append("--distributed_backend=gloo")
         return [*TORCHRUN, f"--nproc_per_node={gpus}", *argv]
     return ["python" if launcher == "print" else sys.executable, *argv]
 
@@ -685,7 +687,8 @@ class Submission:
 def _command_function(command):
     import submitit
 
-    return submitit.helpers.CommandFunction(command, cwd=str(REPO), env=_env())
+    # no env: the job keeps the node's environment (SLURM's CUDA_VISIBLE_DEVICES, ...), not this machine's
+    return submitit.helpers.CommandFunction(command, cwd=str(REPO))
 
 
 def slurm_parameters(resources, name, depends_on):
@@ -1009,7 +1012,8 @@ def print_list(rows, selection=None):
         command = run_command(row.run, "<seed>", "<output folder>", {}, "<results>", launcher="print", strict=False)
         command = [a for a in command if not a.startswith(("--seed=", "--output_folder="))]
         inputs = "".join(f" (--{k}= the run of {v})" for k, v in row.run.inputs.items())
-        print(f"  - {row.label} [{row.test_set}]: runnable\n      {shlex.join(command)}{inputs}")
+        stages = f" (stages: {' -> '.join(row.run.stages)})" if row.run.stages else ""
+        print(f"  - {row.label} [{row.test_set}]: runnable{stages}\n      {shlex.join(command)}{inputs}")
     print("\nCoverage: " + "; ".join(f"{p}: {n} of {t} rows runnable" for p, (n, t) in coverage(rows).items()))
 
 
