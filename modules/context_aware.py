@@ -351,6 +351,12 @@ class GroupStageBrain(SeparationBrain):
 
     Validation statistics: ``loss`` (the training objective on the validation set,
     the best-checkpoint key) and each matched term (``signal`` is minus the SI-SNR).
+
+    A teacher that is a random stand-in (its hub id could not be downloaded,
+    ``ssl_unreachable: stand_in``; :func:`modules.models.ssl.load_ssl_backbone`)
+    is refused with its one-line error, except in a ``--debug`` run
+    (SpeechBrain's ``run_opts["debug"]``, as upstream's recipe test), which warns
+    and trains against it.
     """
 
     dataset_builder = staticmethod(build_group_datasets)

@@ -436,7 +436,8 @@ def _hub_reachable():
 
 
 def _looks_like_path(source):
-    return source.startswith(("/", ".", "~")) or os.sep + os.sep in source or source.count("/") > 1
+    """A path (absolute, relative with ``.``, home, or several folders deep) rather than an ``org/name`` hub id."""
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1
 
 
 def resolve_hf_source(source, save_path=None, key="ssl_hub"):
