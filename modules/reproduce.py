@@ -1000,8 +1000,9 @@ def collect(selection, paths, output_folder, registry=None):
 # ----------------------------------------------------------------------------- command line
 def print_list(rows, selection=None):
     """The ``list`` report: rows with status and command, then the coverage per paper."""
+    order = list(dict.fromkeys(f"{r.paper}:{r.table}" for r in rows))
     current = None
-    for row in rows:
+    for row in sorted(rows, key=lambda r: order.index(f"{r.paper}:{r.table}")):  # stable: the registry's row order
         key = f"{row.paper}:{row.table}"
         if key != current:
             print(f"\n{key}")
