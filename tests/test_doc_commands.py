@@ -38,8 +38,8 @@ UNRUNNABLE = {
     r".*<hubert[^>]*\.pth>|.*--ssl_checkpoint": "needs a HuBERT checkpoint file; tests/test_context_aware.py builds a "
     "tiny one and runs both stages",
     r"python recipes/LibriMix/context_aware/train.py hparams/(convtasnet|dprnn|sepformer|mossformer|group_[a-z]+)"
-    r"\.yaml": "the group stage needs an SSL checkpoint (--ssl_checkpoint); tests/test_context_aware.py runs it "
-    "with a tiny one",
+    r"\.yaml": "the group stage downloads its SSL teacher by hub id (--ssl_hub); tests/test_context_aware.py runs it "
+    "with a tiny local one",
     r"python recipes/LibriMix/dip/train.py hparams/convtasnet_(wav2vec2|hubert|unispeech_sat|wavlm)[a-z_]*\.yaml": "the "
     "comparison frontends download a pretrained SSL model by hub id; tests/test_hf_ssl.py runs one with a tiny local model",
     r".*--init_from=<": "needs the source-domain run it fine-tunes; tests/test_dpccn.py chains the two",
