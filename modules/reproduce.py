@@ -192,7 +192,7 @@ class Run:
         parts = [f"{k}-{_flat(v)}" for k, v in sorted(self.overrides.items())]
         parts += [f"{k}-{v.split('/')[-1]}" for k, v in sorted(self.inputs.items())]
         slug = re.sub(r"[^A-Za-z0-9_.+-]+", "-", "__".join(parts)).strip("-")  # no '=': SpeechBrain splits on it
-        if len(slug) > 80:
+        if len(slug) > 150:
             slug = hashlib.sha1(slug.encode()).hexdigest()[:12]
         return f"{stem}__{slug}" if slug else stem
 
