@@ -81,6 +81,7 @@ paper's number, the measured mean +- std (number of runs) and the difference, an
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -253,6 +254,12 @@ def paper_and_table(row):
 
 
 def _yaml_doc(path):
+    """A yaml file's round-trip document (tags kept, nothing built); read once per process (do not modify it)."""
+    return _read_yaml(str(path), Path(path).stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_yaml(path, _mtime):
     import ruamel.yaml
 
     with open(path, encoding="utf-8") as f:
