@@ -499,6 +499,8 @@ def test_mixture_remix_fine_tuning_recipes(dpccn_corpus, tiny_overrides, librimi
     check_cross_domain_run(out, extraction=True)
     log = (out / "log.txt").read_text()
     assert "Mixture-Remix: 6 remixed items" in log and "+ 6 source-domain items" in log
+    assert "eligible LibriSpeech speakers" in log  # the paper's pool: whole LibriSpeech utterances
+    assert (out / "save" / "librispeech_pool_train-clean-100.csv").is_file()
 
 
 def test_oracle_recipe_trains_on_aishell2mix_with_references(dpccn_corpus, tiny_overrides, tmp_path):
