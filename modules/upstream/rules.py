@@ -31,7 +31,8 @@ from modules.upstream.graph import OUR_PACKAGES, YAML_TAG, is_ours
 from modules.upstream.reads import hparam_reads, upstream_visible
 from modules.upstream.registry import COLUMNS, FILE_COLUMNS, MANDATORY_COLUMNS, read_registry
 from modules.upstream.samples import load_blocker, make_samples
-from modules.upstream.yamlflat import _code_part, variables_to_read
+from modules.upstream.yamlflat import _REF as YAML_REF
+from modules.upstream.yamlflat import _code_part, split_entries, variables_to_read
 
 __all__ = [
     "RULES",
@@ -262,8 +263,48 @@ def wildcard_lines(source):
 
 
 def yaml_variables(path):
-    """The top-level variables of a yaml file that its script must read (:func:`variables_to_read`)."""
-    return variables_to_read(Path(path).read_text(encoding="utf-8"))
+    """The top-level variables of a yaml file that its script must read.
+
+    Those of :func:`variables_to_read`, and the keys the yaml refers to only
+    above their definition: upstream's line-based check drops a key from its
+    list when a later line refers to it, so a reference above the key's own
+    line does not count there.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    return variables_to_read(text) + [k for k in referenced_only_above(text) if k in _unreferenced_candidates(text)]
+
+
+def referenced_only_above(text):
+    r"""Top-level keys of a yaml text whose every ``!ref``/``!copy`` stands above the key's own line.
+
+    Example
+    -------
+    >>> referenced_only_above("prep: !name:f\n    inner: !ref <b>\nb: !name:g\nc: !ref <prep>\n")
+    ['b']
+    """
+    defined, before, after = set(), set(), set()
+    for entry in split_entries(text):
+        for line in [entry.head, *entry.body]:
+            code, _ = _code_part(line)
+            if "!ref" in code or "!copy" in code:
+                for match in YAML_REF.finditer(code):
+                    (after if match["name"] in defined else before).add(match["name"])
+        if entry.key:
+            defined.add(entry.key)
+    return sorted((before - after) & defined)
+
+
+def _unreferenced_candidates(text):
+    """Top-level keys that are neither ``!apply`` entries, pretrainers nor SpeechBrain run options."""
+    from speechbrain.utils.run_opts import RunOptions
+
+    options = set(RunOptions().as_dict())
+    keys = set()
+    for entry in split_entries(text):
+        tag = _code_part(entry.head.split(":", 1)[1] if ":" in entry.head else "")[0].strip()
+        if entry.key and entry.key not in options and not tag.startswith("!apply") and "Pretrainer" not in tag:
+            keys.add(entry.key)
+    return keys
 
 
 def docstring_problems(path):
@@ -400,6 +441,11 @@ def _row_rules(root, csv_name, row, findings, run, samples_ready, small, timeout
                 hidden.append(f"{key} (line {mine[0].lineno})")
         detail = "; ".join(
             ([f"not read in {row['Script_file']}: {unread}"] if unread else [])
+            + [
+                f"{key}: its !ref stands above its definition, which upstream's line reader does not count"
+                for key in unread
+                if key in referenced_only_above(hparam.read_text(encoding="utf-8"))
+            ]
             + ([f"read only in spellings a line-based reader misses: {hidden}"] if hidden else [])
         )
         findings.append(Finding("yaml-variables-read", subject, "fail" if detail else "pass", detail))
