@@ -3,8 +3,8 @@
 Paper: Han et al., "DPCCN: Densely-connected pyramid complex convolutional
 network for robust speech separation and extraction", ICASSP 2022, section
 2.2, Figure 2. Unsupervised cross-domain target speech extraction: the target
-domain (Aishell2Mix) has mixtures only, the source domain (Libri2Mix) has
-isolated utterances. Each remixed training item takes
+domain (Aishell2Mix) has mixtures only, the source domain (Libri2Mix, made
+from LibriSpeech) has isolated utterances. Each remixed training item takes
 
 * a target-domain mixture ``Mix-2`` (an Aishell2Mix ``tr`` mixture, no references),
 * a source-domain speaker ``SpkC`` with two different utterances: ``SpkC-1``
