@@ -94,6 +94,7 @@ METHOD_RECIPES = [
     "recipes/LibriMix/context_aware",
     "recipes/LibriMix/dip",
     "recipes/REALM/sisnr_estimator",
+    "recipes/Vox2Mix/unsupervised",
 ]
 
 
@@ -156,6 +157,7 @@ METHOD_DEBUG_ROWS = [
     "recipes/LibriMix/separation/dpccn/hparams/dpccn.yaml",  # a required cross-domain test set
     "recipes/LibriMix/separation/context_aware/hparams/convtasnet.yaml",  # two stages in their own folders
     "recipes/LibriMix/separation/dip/hparams/mpc.yaml",  # pretraining on a synthetic and a real branch
+    "recipes/Vox2Mix/separation/unsupervised/hparams/mixcycle.yaml",  # training on mixtures only (pairs of them)
 ]
 #: One yaml per --debug fallback (upstream's samples lack what a real run needs).
 FALLBACK_DEBUG_ROWS = {
