@@ -450,7 +450,7 @@ def data_overrides(run, paths, results, strict=True):
             raise RegistryError(f"{run.recipe}/hparams/{run.yaml} needs {corpus}: give --data {corpus}=PATH")
         else:
             out.append(f"--{key}={PLACEHOLDER_NAMES.get(corpus, f'<{corpus} root>')}")
-    out += [f"--{key}={paths[corpus]}" for key, corpus in run.optional_data.items() if corpus in paths]
+    out += [f"--{k}={paths[c]}" for k, c in run.optional_data.items() if c in paths and k not in run.data]
     return out
 
 

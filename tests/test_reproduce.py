@@ -11,7 +11,7 @@ import pytest
 import ruamel.yaml
 
 from modules import reproduce
-from modules.reproduce import Run, compose, coverage, launch_slurm, load_rows, main, plan_runs, resolve_run, select
+from modules.reproduce import Row, Run, compose, coverage, launch_slurm, load_rows, main, plan_runs, resolve_run, select
 from modules.results import DEFAULT_SPEC, DEFAULT_SPEC_FOLDER
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,6 +208,13 @@ def test_run_plans_shared_runs_seeds_inputs_and_the_dry_run(registry, tmp_path, 
     assert "--data_folder=/l" in plan[1].command and "--aishell2mix_folder=/a" in plan[1].command
     with pytest.raises(reproduce.RegistryError, match="give --data WHAM"):
         plan_runs(chosen, [7], tmp_path, {}, all_rows=rows)
+    table2 = [Row("ALPHA", "2", f"t{i}", {"test_set": name}, {}, run=resolve_run(
+        {"match": {"dataset": "WSJ0Mix", "method": "saddel", "hparams": "bl_sd"}, "test_set": name})[0])
+        for i, name in enumerate(["librispeech_musan", "wham"])]  # fmt: skip
+    corpora = {"WSJ0Mix": "/w", "MUSAN": "/m", "LibriSpeech": "/ls", "WHAM": "/wh"}
+    (shared,) = plan_runs(table2, [1], tmp_path, corpora)  # one run, the corpora of both test sets, each once
+    assert sorted(a for a in shared.command if "_folder=" in a and "output" not in a) == [
+        "--data_folder=/w", "--librispeech_folder=/ls", "--musan_folder=/m", "--wham_folder=/wh"]  # fmt: skip
     tiny = plan_runs(
         select(rows, "ALPHA:1", ["explicit with stages"]), [1], tmp_path, {"WSJ0Mix": "/w", "MUSAN": "/m"}, tiny=True
     )[0].command
