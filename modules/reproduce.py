@@ -719,7 +719,23 @@ def slurm_parameters(resources, name, depends_on):
     return params
 
 
-def launch_slurm(plan, resources, log_folder, dry_run=False, make_callable=None, executor=None):
+#: SLURM states of a job that will still run: a rerun does not submit its run again.
+ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED"}
+#: The jobs submitted (``{job name: job id}``), in the submitit folder.
+JOBS_FILE = "reproduce_jobs.json"
+
+
+def slurm_state(job_id, folder):
+    """The SLURM state of a job (``sacct`` through submitit; ``UNKNOWN`` when it cannot be asked)."""
+    import submitit
+
+    try:
+        return str(submitit.SlurmJob(folder=str(folder), job_id=str(job_id)).state)
+    except Exception:  # no sacct here, a job id of another executor, ...
+        return "UNKNOWN"
+
+
+def launch_slurm(plan, resources, log_folder, dry_run=False, make_callable=None, executor=None, job_state=None):
     """Submits one job per unfinished run and stage, each stage after its previous stage's job (``afterok``).
 
     Arguments
@@ -736,6 +752,10 @@ def launch_slurm(plan, resources, log_folder, dry_run=False, make_callable=None,
         ``submitit.helpers.CommandFunction``); the tests pass a fake.
     executor : submitit executor, optional
         Default ``submitit.AutoExecutor(log_folder, cluster=resources["cluster"])``.
+    job_state : callable, optional
+        ``job id -> SLURM state`` (default :func:`slurm_state`): a job submitted by an
+        earlier call (``<log_folder>/reproduce_jobs.json``) that is still queued or running
+        (:data:`ACTIVE_STATES`) is not submitted again; later stages wait for it.
 
     Returns
     -------
@@ -758,6 +778,9 @@ def launch_slurm(plan, resources, log_folder, dry_run=False, make_callable=None,
 
         executor = submitit.AutoExecutor(folder=str(log_folder), cluster=resources.get("cluster") or "slurm")
     make_callable = make_callable or (lambda command, item, stage: _command_function(command))
+    job_state = job_state or (lambda job_id: slurm_state(job_id, log_folder))
+    record = Path(log_folder) / JOBS_FILE
+    jobs = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
     submissions, last_job = [], {}
     for item in plan:
         if item.finished():
@@ -770,6 +793,11 @@ def launch_slurm(plan, resources, log_folder, dry_run=False, make_callable=None,
                 continue  # the last stage runs again when a test set is missing (command_to_finish)
             command = [*item.command, f"--stages={stage}"] if stage else list(item.command)
             name = f"{item.name}" + (f":{stage}" if stage else "")
+            earlier = jobs.get(name)
+            if earlier is not None and job_state(earlier) in ACTIVE_STATES:
+                print(f"[queued]  {name}: job {earlier}, submitted earlier")
+                waits = [earlier]
+                continue
             params = slurm_parameters(resources, name, waits)
             sub = Submission(name, command, params, list(waits))
             print(
@@ -780,12 +808,15 @@ def launch_slurm(plan, resources, log_folder, dry_run=False, make_callable=None,
             if not dry_run:
                 executor.update_parameters(**params)
                 sub.job = executor.submit(make_callable(command, item, stage))
+                jobs[name] = sub.job.job_id
                 waits = [sub.job.job_id]
             else:
                 waits = [name]
             submissions.append(sub)
         if waits:
             last_job[id(item)] = waits[0]
+    if not dry_run and submissions:
+        write_text_atomic(record, json.dumps(jobs, indent=2, sort_keys=True) + "\n")
     return submissions
 
 

@@ -276,7 +276,8 @@ def test_slurm_jobs_resources_dependencies_and_a_rerun(registry, tmp_path, monke
         return submitit.helpers.CommandFunction([sys.executable, "-c", script, str(folder), *names])
 
     executor = submitit.AutoExecutor(folder=tmp_path / "slurm", cluster="debug")
-    subs = launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor)
+    subs = launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor,
+                        job_state=lambda job_id: "COMPLETED")  # fmt: skip
     assert [s.name for s in subs] == [
         "WHAM/nass/convtasnet_nass__task-sep_noisy/1",
         "WSJ0Mix/saddel/saddel__n_test-5/1:step1",
@@ -294,7 +295,11 @@ def test_slurm_jobs_resources_dependencies_and_a_rerun(registry, tmp_path, monke
     assert all(item.finished() for item in plan)
     assert launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor) == []
     (Path(plan[1].stages[-1][1]) / "test_summary.json").unlink()  # stages done, a test summary missing
-    again = launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor)
+    queued = launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor,
+                          job_state=lambda job_id: "PENDING")  # fmt: skip
+    assert queued == [] and "[queued]  WSJ0Mix/saddel/saddel__n_test-5/1:unrolled" in capsys.readouterr().out
+    again = launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor,
+                         job_state=lambda job_id: "COMPLETED")  # fmt: skip
     assert [(s.name, s.depends_on) for s in again] == [("WSJ0Mix/saddel/saddel__n_test-5/1:unrolled", [])]
     # the same parameters pass submitit's SLURM executor (a stand-in srun on PATH: no cluster here)
     fake_bin = tmp_path / "bin"
