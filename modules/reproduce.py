@@ -281,16 +281,31 @@ def _stage_entries(doc):
     return [dict(e) for e in (doc.get("stages") or [])]
 
 
-def _required_key(doc, test_set):
-    """The key an extra test set needs (``requires: !ref <librispeech_folder>``, else its ``data_folder``), or ``None``.
+def _required_keys(doc, test_set):
+    """The corpus folder keys an extra test set reads (``!ref <librispeech_folder>`` anywhere in its entry).
 
-    :func:`modules.data.available_test_sets` leaves out a set whose folder is null.
+    :func:`modules.data.available_test_sets` leaves out a set whose ``requires`` or
+    ``data_folder`` is null; its ``prepare`` may read more (SADDEL's Libri N_H set: the
+    Nonspeech noise).
+
+    Example
+    -------
+    >>> doc = {"extra_test_sets": {"x": {"requires": "<a_folder>", "prepare": {"noise": "<b_folder>/n"}}}}
+    >>> sorted(_required_keys(doc, "x")), _required_keys(doc, "test")
+    (['a_folder', 'b_folder'], set())
     """
     sets = doc.get("extra_test_sets")
     entry = sets.get(test_set) if hasattr(sets, "get") else None
-    requires = (entry.get("requires") or entry.get("data_folder")) if hasattr(entry, "get") else None
-    found = re.fullmatch(r"<(\w+)>", str(getattr(requires, "value", requires) or ""))
-    return found.group(1) if found else None
+    found, stack = set(), [entry]
+    while stack:
+        node = stack.pop()
+        if hasattr(node, "values"):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif node is not None:
+            found |= set(re.findall(r"<(\w+_folder)>", str(getattr(node, "value", node))))
+    return found
 
 
 def resolve_run(row, registry_rows=None):
@@ -373,9 +388,10 @@ def resolve_run(row, registry_rows=None):
         else:
             return None, f"{yaml_name} needs {key} (an earlier run's folder: give run: inputs)"
     run.optional_data = {k: c for k, c in DATA_KEYS.items() if k in doc and k not in run.data and doc[k] is None}
-    needs = _required_key(doc, row.get("test_set", "test"))
-    if needs in run.optional_data:  # the row's test set is tested only with that corpus (SADDEL's Tables 2-3)
-        run.data[needs] = run.optional_data.pop(needs)
+    for key in _required_keys(doc, row.get("test_set", "test")) & set(run.optional_data):
+        run.data[key] = run.optional_data.pop(
+            key
+        )  # the row's test set is tested with that corpus (SADDEL's Tables 2-3)
     for key, ref in run.inputs.items():
         if key not in keys:
             return None, f"inputs: {key} is not a key of {yaml_name}"
@@ -1093,7 +1109,9 @@ def run(args):
     results = Path(args.results or ("results/reproduce_tiny" if args.tiny else "results/reproduce")).absolute()
     paths = _data_paths(args.data)
     if args.tiny:
-        needed = {c for r in rows if r.run for c in [*r.run.data.values()] if c not in paths}
+        # the optional corpora too: SADDEL's test conditions need LibriSpeech and Nonspeech together
+        needed = {c for r in rows if r.run for c in [*r.run.data.values(), *r.run.optional_data.values()]}
+        needed -= set(paths)
         if not args.dry_run:
             paths.update(mini_corpora(sorted(needed), results / "mini_data"))
         else:
