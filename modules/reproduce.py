@@ -45,7 +45,11 @@ layout, ``results/<DATASET>/<method>/<name>/<seed>``, under ``--results``, defau
 several sets, SADDEL's Tables 1-3) share one run. A run is finished when it has the
 ``test_summary*.json`` of every test set its rows read and, for a yaml that declares
 stages, the last stage's ``stage_done.json``: ``run`` skips it. Any other run is started
-with the same command, which resumes it from the recipe's own checkpoints.
+with the same command, which resumes it from the recipe's own checkpoints (a system whose
+stages are all done but a test set is missing, e.g. one whose corpus is given now, runs
+its last stage again with ``--stages=<last>``: it resumes at the end and tests). A run
+needs the corpora of its yaml's ``!PLACEHOLDER`` folders and of the folders its rows'
+test sets read (``extra_test_sets``); the other corpus folders it has are passed when given.
 
 Data preparation: each run prepares its own manifests (the recipe's prep writes them into
 the run's ``save_folder``, beside its checkpoints, and skips when they are intact): the
@@ -61,7 +65,8 @@ Launchers: ``local`` runs each command in turn (its output in ``<run>/reproduce_
 ``--distributed_launch`` flag is not needed); ``slurm`` submits one job per run and stage
 through ``submitit`` (each stage with ``--stages=<name>``, depending on its previous stage's
 job with ``afterok``), resources from ``--gpus``, ``--time_min``, ``--partition``, ...,
-or a yaml (``--slurm_config``).
+or a yaml (``--slurm_config``); a job it submitted that is still pending or running is not
+submitted again.
 
 ``--tiny`` runs the same rows with ``hparams/tiny.yaml`` (one thread, CPU) on miniature
 corpora that it writes with :mod:`data_prep.mini` into ``<results>/mini_data`` (default
