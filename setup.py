@@ -33,6 +33,7 @@ setup(
         "requests>=2.31",
         "transformers==4.57.6",  # SSL/ASR models via speechbrain.integrations.huggingface
         "huggingface_hub==0.36.2",
+        "submitit==1.5.4",  # SLURM launcher of modules.reproduce
     ],
     package_data={"modules": ["paper_tables.yaml"]},
     entry_points={

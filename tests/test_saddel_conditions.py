@@ -375,3 +375,18 @@ def test_cli(saddel_corpora, tmp_path, capsys):
     assert len(_rows(tmp_path / "N_H" / "1sp_n.csv")) == 2
     assert main([*argv[:-1], "--seed", "5"]) == 2
     assert "error: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("yaml", ["saddel", "bl_ss", "bl_sd", "cascade", "a2pit"])
+def test_libri_nh_test_set_needs_both_librispeech_and_nonspeech(yaml):
+    """Table 3's Librispeech-mix with 100 Nonspeech is left out (not failed) when only LibriSpeech is given."""
+    from hyperpyyaml import load_hyperpyyaml
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "WSJ0Mix" / "saddel" / "hparams" / f"{yaml}.yaml"
+    sets = {}
+    for extra in ("", "\nnonspeech_folder: /ns"):
+        with open(path, encoding="utf-8") as f:
+            hparams = load_hyperpyyaml(f, "data_folder: /d\nmusan_folder: /m\nlibrispeech_folder: /ls" + extra)
+        sets[extra] = set(hparams["extra_test_sets"])
+    assert "librispeech_nonspeech" not in sets[""] and "librispeech_musan" in sets[""]
+    assert "librispeech_nonspeech" in sets["\nnonspeech_folder: /ns"]

@@ -47,13 +47,15 @@ def available_test_sets(**sets):
 
     A set is left out (with a warning) when its ``data_folder`` is null, or its
     ``requires`` (a folder it is prepared from, e.g. REAL-M's, when its
-    ``data_folder`` is where the prepared copies go) is null; ``requires`` is
-    removed from the specs returned.
+    ``data_folder`` is where the prepared copies go; or a list of such folders,
+    e.g. a speech corpus and a noise corpus) is null or holds a null; ``requires``
+    is removed from the specs returned.
 
     Example
     -------
     >>> sets = available_test_sets(dev={"manifest": "d.csv", "data_folder": "/d"}, lrs2mix={"data_folder": None},
-    ...                            realm={"manifest": "r.csv", "data_folder": "/save", "requires": None})
+    ...                            realm={"manifest": "r.csv", "data_folder": "/save", "requires": None},
+    ...                            noisy={"manifest": "n.csv", "data_folder": "/save", "requires": ["/speech", None]})
     >>> sets
     {'dev': {'manifest': 'd.csv', 'data_folder': '/d'}}
     """
@@ -61,8 +63,9 @@ def available_test_sets(**sets):
     for name, given in sets.items():
         spec = dict(given)
         required = spec.pop("requires", "given")
-        if spec.get("data_folder") in (None, "") or required in (None, ""):
-            logger.warning("Test set %s skipped: its data folder is not given", name)
+        required = list(required) if isinstance(required, list | tuple) else [required]
+        if spec.get("data_folder") in (None, "") or any(folder in (None, "") for folder in required):
+            logger.warning("Test set %s skipped: a folder it needs is not given", name)
             continue
         kept[name] = spec
     return kept
