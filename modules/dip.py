@@ -448,6 +448,15 @@ class DIPBrain(SeparationBrain):
             conditioning["cues"] = self.frontend_cues(mix)
         return self.modules.separator(mix, **conditioning)
 
+    def pit_loss(self, outputs):
+        """The separator's own training loss when it defines one (SUPERB's Bi-LSTM: PSM MSE with uPIT,
+        :class:`modules.models.superb.BiLSTMPSMSeparator`), else the chassis' negative SI-SNR."""
+        own = getattr(self.unwrapped("separator"), "pit_loss", None)
+        if own is None:
+            return super().pit_loss(outputs)
+        targets, mask = self.training_targets(outputs)
+        return own(outputs.features, targets, source_mask=mask, lengths=outputs.lengths)
+
     def _test_set_rate(self):
         spec = (self._hp("extra_test_sets", None) or {}).get(self.test_set_name) or {}
         return int(spec.get("sample_rate") or self.hparams.sample_rate)

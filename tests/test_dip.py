@@ -538,7 +538,7 @@ def test_dip_plus_continues_from_a_pretraining_run(dip_corpora, pretrained, tmp_
 
 
 DOWNSTREAM = ["convtasnet_dip", "dprnn_dip", "sepformer_dip", "mossformer_dip", "convtasnet_baseline",
-              "dprnn_baseline", "sepformer_baseline", "mossformer_baseline"]  # fmt: skip
+              "dprnn_baseline", "sepformer_baseline", "mossformer_baseline", "bilstm_dip", "bilstm_stft"]  # fmt: skip
 
 
 def read_rows(path):

@@ -40,8 +40,9 @@ UNRUNNABLE = {
     r"python recipes/LibriMix/context_aware/train.py hparams/(convtasnet|dprnn|sepformer|mossformer|group_[a-z]+)"
     r"\.yaml": "the group stage downloads its SSL teacher by hub id (--ssl_hub); tests/test_context_aware.py runs it "
     "with a tiny local one",
-    r"python recipes/LibriMix/dip/train.py hparams/convtasnet_(wav2vec2|hubert|unispeech_sat|wavlm)[a-z_]*\.yaml": "the "
-    "comparison frontends download a pretrained SSL model by hub id; tests/test_hf_ssl.py runs one with a tiny local model",
+    r"python recipes/LibriMix/dip/train.py hparams/(convtasnet|bilstm)_(wav2vec2|hubert|unispeech_sat|wavlm)[a-z_]*"
+    r"\.yaml": "the comparison frontends download a pretrained SSL model by hub id; tests/test_hf_ssl.py runs one "
+    "(Conv-TasNet and Bi-LSTM) with a tiny local model",
     r".*--init_from=<": "needs the source-domain run it fine-tunes; tests/test_dpccn.py chains the two",
     r".*--pretrained_frontend=<": "needs a pretraining run; tests/test_dip.py chains pretraining and separation",
     r"python -m modules\.results ": "needs run folders; tests/test_results.py",

@@ -204,8 +204,9 @@ def test_dip_comparison_yamls_name_their_row_and_checkpoint():
 
 
 @pytest.mark.slow
-def test_dip_comparison_frontend_tiny_run(tiny_folders, tmp_path):
-    """prep -> train -> test of convtasnet_wavlm_plus.yaml with its hub id replaced by a tiny local folder."""
+@pytest.mark.parametrize("yaml", ["convtasnet_wavlm_plus.yaml", "bilstm_wavlm_plus.yaml"])  # Tables IV-V, Table VI
+def test_dip_comparison_frontend_tiny_run(yaml, tiny_folders, tmp_path):
+    """prep -> train -> test of a WavLM+ row with its hub id replaced by a tiny local folder."""
     from data_prep.mini import make_mini_librimix
     from modules.dip import DIPBrain
     from modules.recipe import run_recipe
@@ -213,7 +214,7 @@ def test_dip_comparison_frontend_tiny_run(tiny_folders, tmp_path):
     corpus = make_mini_librimix(tmp_path / "data", seed=0, n_train=2, n_valid=1, n_test=2, sample_rates=(16000,),
                                 modes=("min",))  # fmt: skip
     out = tmp_path / "out"
-    argv = ["hparams/convtasnet_wavlm_plus.yaml", f"--data_folder={corpus}", f"--output_folder={out}",
+    argv = [f"hparams/{yaml}", f"--data_folder={corpus}", f"--output_folder={out}",
             "--overrides_file=hparams/tiny.yaml", "--N_epochs=1", "--device=cpu", "--noprogressbar",
             "--training_signal_len=16000", "--vox2mix_folder=.", "--lrs2mix_folder=.", "--realm_folder=.",
             "--extra_test_sets=null", "--perceptual_metrics=False", f"--ssl_hub={tiny_folders['wavlm']}"]  # fmt: skip
