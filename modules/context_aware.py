@@ -638,6 +638,8 @@ def write_results_table(folder, system=""):
     )
     if realm:
         table += f"\nREAL-M: {realm['n_mixtures']} mixtures separated into separations_realm/ (no references)\n"
+        scores = [f"{k} {v:.2f}" for k, v in realm.items() if k.endswith("_wer") or k.startswith("dnsmos_")]
+        table += f"REAL-M scores: {', '.join(scores)}\n" if scores else ""
     if if_main_process():
         write_text_atomic(Path(folder) / "results_table.md", table)
     return table
@@ -652,11 +654,24 @@ class SegregateBrain(SeparationBrain):
     """
 
     def on_tested(self, written):
-        """Writes ``results_table.md`` from the test summaries (main process)."""
+        """Scores the REAL-M separations (:func:`modules.evaluation.realm.evaluate_test_stage`: WER per
+        ``realm_asr`` recogniser, DNSMOS; ``realm_eval: False`` turns it off) and draws their WER bars
+        (``realm_wer.png``, Fig. 2's bars for this run), then writes ``results_table.md`` (main process)."""
+        run_on_main(_evaluate_realm, args=[self, written])
         path = getattr(self, "hparams_file", None)
         values = {k: getattr(self.hparams, k, None) for k in ("target", "ssl_model", "stages")}
         label = system_label(Path(path).stem, values) if path else ""
         run_on_main(write_results_table, args=[self.hparams.output_folder, label])
+
+
+def _evaluate_realm(brain, written):
+    from modules.evaluation.realm import evaluate_test_stage
+    from modules.evaluation.realm_figure import draw_realm_figure
+
+    scores = evaluate_test_stage(brain, written)
+    if scores and any(k.endswith("_wer") for k in scores):
+        out = Path(brain.hparams.output_folder)
+        draw_realm_figure([out / "test_summary_realm.json"], out / "realm_wer.png")
 
 
 def system_label(name, hparams):

@@ -52,7 +52,7 @@ import speechbrain as sb
 import torch
 import torchaudio
 from speechbrain.nnet.schedulers import update_learning_rate
-from speechbrain.utils.distributed import if_main_process
+from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from modules.brain import SeparationBrain, crop_batch
 from modules.data import SeparationBatch, load_manifest
@@ -456,6 +456,14 @@ class DIPBrain(SeparationBrain):
             return super().pit_loss(outputs)
         targets, mask = self.training_targets(outputs)
         return own(outputs.features, targets, source_mask=mask, lengths=outputs.lengths)
+
+    def on_tested(self, written):
+        """Scores the REAL-M separations (Tables VII, VIII: WER per ``realm_asr`` recogniser, DNSMOS, and
+        the SI-SNR estimate with ``realm_estimator``) into ``test_summary_realm.json``
+        (:func:`modules.evaluation.realm.evaluate_test_stage`; ``realm_eval: False`` turns it off)."""
+        from modules.evaluation.realm import evaluate_test_stage
+
+        run_on_main(evaluate_test_stage, args=[self, written])
 
     def _test_set_rate(self):
         spec = (self._hp("extra_test_sets", None) or {}).get(self.test_set_name) or {}

@@ -54,3 +54,41 @@ def spectrogram_figure(path, signals, sample_rate, n_fft=512, hop=128):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def bar_chart(path, labels, series, ylabel="", title=""):
+    """Saves grouped bars as a PNG: one group per label, one bar per series (e.g. the WER of each recogniser).
+
+    Arguments
+    ---------
+    path : str
+        Output PNG file.
+    labels : list of str
+        The groups (systems), left to right.
+    series : dict of str -> list of float
+        Bar name -> one value per label (NaN: no bar).
+    ylabel, title : str
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "bars.png")
+    >>> bar_chart(path, ["End to end", "Hybrid"], {"e2e_wer": [51.1, 46.3]}, "WER (%)")
+    >>> os.path.getsize(path) > 0
+    True
+    """
+    n = max(len(series), 1)
+    width = 0.8 / n
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels), 3.2))
+    for k, (name, values) in enumerate(series.items()):
+        positions = [i + (k - (n - 1) / 2) * width for i in range(len(labels))]
+        bars = ax.bar(positions, values, width, label=name)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    if len(series) > 1:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

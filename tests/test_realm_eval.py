@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import soundfile
+import test_context_aware as context_aware
 import torch
 
 from modules.evaluation.realm import evaluate_systems, main, read_manifest
@@ -249,3 +250,104 @@ def test_estimator_without_separators_runs_only_under_debug(debug, caplog):
     loss = brain.compute_objectives(outputs, batch, sb.Stage.TRAIN)
     loss.backward()
     assert torch.isfinite(loss) and brain.modules.estimator.encoder.cnn1.conv.weight.grad is not None
+
+
+# ------------------------------------------------------------------ the REAL-M test stage of a recipe (issue 22)
+corpora = context_aware.corpora  # the mini LibriMix / LRS2Mix / REAL-M fixture of the context-aware tests
+
+
+def _separations_at(rows, folder, rate):
+    """REAL-M's own separations of ``rows`` written as ``<ID>_s<k>.wav`` at ``rate`` (a run's separations_realm/)."""
+    from modules.audio import resample
+
+    folder.mkdir(parents=True)
+    for row in rows:
+        for k in (1, 2):
+            signal, orig = soundfile.read(row[f"sep{k}_wav"])
+            soundfile.write(folder / f"{row['ID']}_s{k}.wav", resample(signal, orig, rate), rate, subtype="FLOAT")
+    return folder
+
+
+class FakeBrain:
+    """What :func:`evaluate_test_stage` reads of a Brain: ``_hp``, ``hparams.output_folder``, ``device``."""
+
+    def __init__(self, output_folder, **hparams):
+        self.hparams = type("H", (), {"output_folder": str(output_folder)})
+        self.device = "cpu"
+        self.values = hparams
+
+    def _hp(self, name, default=None):
+        return self.values.get(name, default)
+
+
+def test_separations_at_the_recipe_rate_are_scored_at_the_mixture_rate(realm, tmp_path, monkeypatch):
+    from modules.evaluation.realm import FolderSystem, evaluate_separations
+
+    monkeypatch.setattr("modules.evaluation.asr.make_asr", lambda spec, **kwargs: LoudnessASR())
+    rows = read_manifest(realm["test"], realm["data"])
+    mixture, rate = soundfile.read(rows[0]["mix_wav"])
+    at_16k = _separations_at(rows, tmp_path / "seps16k", 16000)
+    streams = FolderSystem("x", at_16k).streams(rows[0], mixture, rate)
+    assert rate == 8000 and [abs(len(s) - len(mixture)) <= 1 for s in streams] == [True, True]
+    reference, _ = soundfile.read(rows[0]["sep1_wav"])
+    assert np.corrcoef(streams[0][: len(reference)], reference[: len(streams[0])])[0, 1] > 0.99
+    summary = evaluate_separations(realm["test"], at_16k, tmp_path / "eval", data_folder=realm["data"],
+                                   asr=["pocketsphinx"], use_dnsmos=False)  # fmt: skip
+    assert set(summary) == {"n_mixtures", "pocketsphinx_wer"} and summary["n_mixtures"] == len(rows)
+    assert (tmp_path / "eval" / "separated" / "results.csv").is_file()
+    with pytest.raises(FileNotFoundError, match="no folder of separations"):
+        evaluate_separations(realm["test"], tmp_path / "absent", tmp_path / "eval", data_folder=realm["data"])
+
+
+def test_test_stage_adds_scores_to_the_run_summary_and_the_paper_tables(realm, tmp_path, monkeypatch):
+    from modules.evaluation.realm import evaluate_test_stage
+    from modules.evaluation.realm_figure import draw_realm_figure
+    from modules.evaluation.realm_figure import main as figure_main
+    from modules.results import collect_runs, fill_tables
+
+    monkeypatch.setattr("modules.evaluation.asr.make_asr", lambda spec, **kwargs: LoudnessASR())
+    rows = read_manifest(realm["test"], realm["data"])
+    run = tmp_path / "run"
+    _separations_at(rows, run / "separations_realm", 16000)
+    (run / "test_summary_realm.json").write_text(json.dumps({"test_set": "realm", "n_mixtures": len(rows)}))
+    (run / "test_summary_realm.md").write_text("Test set realm\n")
+    (run / "hyperparams.yaml").write_text("# Generated\n# /x/recipes/LibriMix/context_aware/hparams/convtasnet.yaml\n"
+                                          "target: hybrid\nssl_model: hubert\n")  # fmt: skip
+    sets = {"realm": {"manifest": realm["test"], "data_folder": realm["data"]}}
+    written = ["test_results.csv", "test_results_realm.csv"]
+    assert evaluate_test_stage(FakeBrain(run, extra_test_sets=sets, realm_eval=False), written) is None
+    assert evaluate_test_stage(FakeBrain(run, extra_test_sets=sets), written[:1]) is None  # REAL-M not tested
+    assert not (run / "evaluation_realm").exists()
+    brain = FakeBrain(run, extra_test_sets=sets, realm_asr=["pocketsphinx"], realm_dnsmos=False)
+    scores = evaluate_test_stage(brain, written)
+    summary = json.loads((run / "test_summary_realm.json").read_text())
+    assert summary["pocketsphinx_wer"] == scores["pocketsphinx_wer"] and summary["n_mixtures"] == len(rows)
+    assert "WER pocketsphinx (%)" in (run / "test_summary_realm.md").read_text()
+    with open(run / "evaluation_realm" / "separated" / "results.csv", newline="") as f:
+        assert [r["ID"] for r in csv.DictReader(f)] == [r["ID"] for r in rows]
+    # the collector fills a paper-table row from it; the figure draws its bar
+    row = {"label": "Hybrid", "match": {"method": "context_aware", "target": "hybrid"}, "test_set": "realm"}
+    spec = {"tables": [{"title": "Fig. 2", "metrics": ["pocketsphinx_wer"], "rows": [row]}]}
+    (_, _, [filled]), = fill_tables(spec, collect_runs([tmp_path]))  # fmt: skip
+    assert filled["n_runs"] == 1 and filled["pocketsphinx_wer measured"] == pytest.approx(scores["pocketsphinx_wer"])
+    bars = draw_realm_figure([tmp_path], tmp_path / "fig2.png")
+    assert bars == {"convtasnet (hybrid, hubert)": {"pocketsphinx_wer": scores["pocketsphinx_wer"]}}
+    assert (tmp_path / "fig2.png").stat().st_size > 0
+    assert figure_main([str(tmp_path / "run" / "evaluation_realm"), "--output", str(tmp_path / "x.png")]) == 2
+    # a recogniser that cannot be loaded: the separations stay, the error is logged, nothing is written
+    monkeypatch.undo()
+    failing = FakeBrain(run, extra_test_sets=sets, realm_asr=["speechbrain:nobody-here/asr-absent"], realm_dnsmos=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert evaluate_test_stage(failing, written) is None
+
+
+def test_context_aware_test_stage_scores_realm_with_pocketsphinx(corpora, tmp_path):
+    """A tiny context-aware baseline run through its REAL-M test stage (PocketSphinx only: no DNSMOS here)."""
+    out = tmp_path / "out"
+    options = ["--realm_eval=True", "--realm_dnsmos=False"]
+    argv = context_aware.recipe_argv(corpora, out, "baseline_convtasnet.yaml", *options)
+    context_aware.run_context_aware(context_aware.RECIPE, argv)
+    summary = json.loads((out / "test_summary_realm.json").read_text())
+    assert summary["n_scored"] == 0 and 0 <= summary["pocketsphinx_wer"] and "dnsmos_ovrl" not in summary
+    assert (out / "realm_wer.png").stat().st_size > 0
+    assert "pocketsphinx_wer" in (out / "results_table.md").read_text()

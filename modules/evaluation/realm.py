@@ -59,10 +59,20 @@ import numpy as np
 import soundfile
 import torch
 
+from modules.audio import resample
 from modules.evaluation.wer import assign_transcripts, corpus_wer, mixture_errors
 from modules.files import write_csv_atomic, write_text_atomic
 
-__all__ = ["build_parser", "evaluate_systems", "main", "read_manifest", "read_options", "summarise"]
+__all__ = [
+    "build_parser",
+    "evaluate_separations",
+    "evaluate_systems",
+    "evaluate_test_stage",
+    "main",
+    "read_manifest",
+    "read_options",
+    "summarise",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +144,9 @@ class FolderSystem(System):
         files = sorted(self.folder.glob(f"{row['ID']}_s[0-9]*.wav"), key=lambda p: int(p.stem.rsplit("_s", 1)[1]))
         if not files:
             raise FileNotFoundError(f"{self.folder}: no {row['ID']}_s1.wav")
-        return [_read_mono(p)[0] for p in files]
+        streams = [_read_mono(p) for p in files]
+        # a recipe separates at its own rate (e.g. REAL-M's 8 kHz brought to 16 kHz): back to the mixture's
+        return [s if r == rate else resample(s, r, rate) for s, r in streams]
 
 
 class ModelSystem(System):
@@ -302,6 +314,93 @@ def evaluate_systems(manifest, systems, output_folder, data_folder=None, asr=("p
         output_folder / "comparison.csv", columns, [{k: _fmt(v) for k, v in s.items()} for s in summaries.values()]
     )
     return summaries
+
+
+def evaluate_separations(manifest, separations, output_folder, name="separated", **kwargs):
+    """Scores one folder of ``<ID>_s<k>.wav`` (a run's ``separations_<set>/``); returns its summary dict.
+
+    What ``python -m modules.evaluation.realm --no_mixture --system NAME=FOLDER``
+    does, in process: ``<output_folder>/<name>/results.csv`` (one row per
+    mixture), ``summary.json`` and the comparison table are written. The
+    keyword arguments are :func:`evaluate_systems`' (``data_folder``, ``asr``,
+    ``use_dnsmos``, ``estimator``, ``device``, ...).
+
+    Returns
+    -------
+    dict
+        ``n_mixtures``, ``<asr>_wer`` per recogniser, ``dnsmos_*`` with DNSMOS,
+        ``sisnr_hat`` with an estimator.
+    """
+    if not Path(separations).is_dir():
+        raise FileNotFoundError(f"{separations}: no folder of separations")
+    summary = evaluate_systems(manifest, [f"{name}={separations}"], output_folder, **kwargs)[name]
+    return {k: v for k, v in summary.items() if k != "system"}
+
+
+def evaluate_test_stage(brain, written, set_name="realm"):
+    """The REAL-M test stage of a recipe: scores the separations it wrote and adds the scores to its summary.
+
+    Called from a Brain's ``on_tested`` (main process) once ``test_results_<set_name>.csv``
+    was written. Reads, from the yaml (:meth:`~modules.brain.SeparationBrain._hp`):
+
+    ``realm_eval`` (default True)
+        False: separations only, as before.
+    ``realm_asr`` (default ``[pocketsphinx]``)
+        :func:`modules.evaluation.asr.make_asr` specs, e.g. ``e2e=speechbrain/asr-...``
+        (the column is ``<name>_wer``; the paper tables read ``e2e_wer``, ``w2v_wer``,
+        ``wavlm_wer``, the names of ``recipes/REALM/evaluate/asr_papers.yaml``); ``[]``: no WER.
+    ``realm_asr_savedir`` (default None)
+        Where SpeechBrain links each recogniser's files.
+    ``realm_dnsmos`` (default True)
+        DNSMOS SIG/BAK/OVRL/P808 (``dnsmos_*``).
+    ``realm_estimator`` (default None)
+        A trained blind SI-SNR estimator folder (``sisnr_hat``); none: no estimate.
+
+    The manifest is the test set's (``extra_test_sets[set_name]``: ``manifest``,
+    ``data_folder``); separations come from ``<output_folder>/separations_<set_name>/``
+    and are brought back to the mixture's rate. Writes
+    ``<output_folder>/evaluation_<set_name>/separated/results.csv`` (one row per mixture)
+    and adds the scores to ``test_summary_<set_name>.json`` / ``.md`` (where
+    ``python -m modules.results tables`` reads them).
+
+    Returns
+    -------
+    dict or None
+        The scores, or None when nothing was evaluated (off, no such set, or a
+        recogniser that could not be loaded: logged as an error with the command to
+        run it by hand).
+    """
+    from modules.evaluation.asr import ASRLoadError
+
+    out = Path(brain.hparams.output_folder)
+    spec = (brain._hp("extra_test_sets", None) or {}).get(set_name)
+    if not brain._hp("realm_eval", True) or spec is None or f"test_results_{set_name}.csv" not in written:
+        return None
+    separations = out / f"separations_{set_name}"
+    asr = brain._hp("realm_asr", ["pocketsphinx"]) or []
+    asr = [asr] if isinstance(asr, str) else list(asr)
+    options = dict(data_folder=spec["data_folder"], asr=asr, use_dnsmos=bool(brain._hp("realm_dnsmos", True)),
+                   estimator=brain._hp("realm_estimator", None), asr_savedir=brain._hp("realm_asr_savedir", None),
+                   device=str(getattr(brain, "device", "cpu")))  # fmt: skip
+    try:
+        scores = evaluate_separations(spec["manifest"], separations, out / f"evaluation_{set_name}", **options)
+    except (ASRLoadError, FileNotFoundError, ValueError) as err:
+        logger.error(
+            "REAL-M evaluation of %s not done (%s); run it by hand: python -m modules.evaluation.realm "
+            "--manifest %s --data_folder %s --no_mixture --system run=%s --asr ...",
+            separations, err, spec["manifest"], spec["data_folder"], separations,
+        )  # fmt: skip
+        return None
+    path = out / f"test_summary_{set_name}.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {"test_set": set_name}
+    summary.update({k: v for k, v in scores.items() if k != "n_mixtures"})
+    write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
+    md = path.with_suffix(".md")
+    text = md.read_text() if md.is_file() else ""
+    table = comparison_table({"separated": scores})
+    write_text_atomic(md, f"{text}\nReference-free scores (modules.evaluation.realm; WER in %):\n\n{table}")
+    logger.info("REAL-M scores added to %s", path)
+    return scores
 
 
 def comparison_table(summaries):
