@@ -79,7 +79,7 @@ def bar_chart(path, labels, series, ylabel="", title=""):
     """
     n = max(len(series), 1)
     width = 0.8 / n
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels), 3.2))
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 + 1.1 * len(labels)), 3.2))
     for k, (name, values) in enumerate(series.items()):
         positions = [i + (k - (n - 1) / 2) * width for i in range(len(labels))]
         bars = ax.bar(positions, values, width, label=name)
