@@ -30,7 +30,8 @@ pretraining -> separator, the context-aware group -> segregate) declares them on
 in its system yaml's ``stages`` list (:func:`declared_stages`), and the same
 ``run_recipe`` runs them in order (:func:`run_stages`): each stage is an ordinary
 run in ``<output_folder>/<stage>``, with the command line's run options and the
-overrides whose key its yaml has, started from the previous stage's folder;
+overrides whose key its yaml has (but the keys its entry ``fixed``), started from
+the previous stage's folder;
 ``--stages=a,b`` runs some; a finished stage is skipped when the command is run
 again, a half-finished one resumes.
 
@@ -703,7 +704,10 @@ def declared_stages(hparams_file, overrides):
     A yaml's ``stages`` is a list, in order, of entries with ``name`` and, optionally:
     ``hparams`` (the stage's yaml, beside this one; default this yaml),
     ``overrides`` (values the stage sets, e.g. ``{train_steps: oracle}``; the command
-    line's win), ``handover`` (the key given the previous stage's folder; default
+    line's win), ``fixed`` (values the stage sets that the command line's do not
+    replace, e.g. DIP's ``{train_set: !ref <pretrain_train_set>}``: the pretraining
+    corpus is set through the system yaml's own key, while ``--train_set`` stays the
+    separator's), ``handover`` (the key given the previous stage's folder; default
     ``init_from``), ``test`` (whether the stage is tested; default: the last stage
     only) and ``skip_if`` (``{key: value}`` of this yaml: the stage is not part of the
     system when every key has that value, e.g. a group stage with ``target: none``).
@@ -718,8 +722,9 @@ def declared_stages(hparams_file, overrides):
     Returns
     -------
     list of dict or None
-        Per stage: ``name``, ``hparams`` (path), ``overrides``, ``handover``,
-        ``test``, ``output_folder`` (``<the system's output_folder>/<name>``).
+        Per stage: ``name``, ``hparams`` (path), ``overrides`` (with ``fixed``'s),
+        ``fixed`` (its keys), ``handover``, ``test``, ``output_folder``
+        (``<the system's output_folder>/<name>``).
 
     Example
     -------
@@ -743,10 +748,12 @@ def declared_stages(hparams_file, overrides):
         skip = dict(entry.get("skip_if") or {})
         if skip and all(str(overrides.get(k, hparams.get(k))) == str(v) for k, v in skip.items()):
             continue
+        fixed = _plain(dict(entry.get("fixed") or {}))
         stages.append({
             "name": str(entry["name"]),
             "hparams": find_file(str(entry["hparams"]), [here]) if entry.get("hparams") else hparams_file,
-            "overrides": _plain(dict(entry.get("overrides") or {})),
+            "overrides": {**_plain(dict(entry.get("overrides") or {})), **fixed},
+            "fixed": sorted(fixed),
             "handover": str(entry.get("handover", "init_from")),
             "test": entry.get("test"),
             "output_folder": os.path.join(root, str(entry["name"])),
@@ -758,7 +765,7 @@ def declared_stages(hparams_file, overrides):
 
 
 def stage_overrides(stages, recipe_file, argv):
-    """Each stage's overrides from the command line: those whose key its yaml has.
+    """Each stage's overrides from the command line: those whose key its yaml has, but its ``fixed`` keys.
 
     Arguments
     ---------
@@ -772,6 +779,15 @@ def stage_overrides(stages, recipe_file, argv):
     -------
     list of dict
         One dict of overrides per stage. An override that no stage's yaml has is an error.
+
+    Example
+    -------
+    >>> path = os.path.join(REPO_ROOT, "recipes/LibriMix/dip/hparams/convtasnet_dip.yaml")
+    >>> argv = [path, "--train_set=train-360", "--pretrain_train_set=train-100"]
+    >>> stages = declared_stages(path, {"train_set": "train-360", "pretrain_train_set": "train-100"})
+    >>> pretrain, separate = stage_overrides(stages, path, argv)
+    >>> "train_set" in pretrain, stages[0]["overrides"]["train_set"], separate["train_set"]
+    (False, 'train-100', 'train-360')
     """
     recipe_dir = os.path.dirname(os.path.abspath(recipe_file))
     hparams_file, _ = split_command_line(argv)
@@ -780,7 +796,8 @@ def stage_overrides(stages, recipe_file, argv):
     for stage in stages:
         _, _, overrides = parse_arguments([stage["hparams"], *rest], recipe_dir)
         keys = set(top_level_keys(stage["hparams"]))
-        per_stage.append({k: _plain(v) for k, v in overrides.items() if k in keys})
+        mine = keys - set(stage.get("fixed", ()))  # a fixed key is the stage entry's, set through the system yaml
+        per_stage.append({k: _plain(v) for k, v in overrides.items() if k in mine})
         known |= keys
         given |= set(overrides)
     unknown = sorted(given - known)
