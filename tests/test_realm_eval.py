@@ -269,15 +269,13 @@ def _separations_at(rows, folder, rate):
 
 
 class FakeBrain:
-    """What :func:`evaluate_test_stage` reads of a Brain: ``_hp``, ``hparams.output_folder``, ``device``."""
+    """What :func:`evaluate_test_stage` reads of a Brain: ``hparams`` (a namespace, as SpeechBrain's) and ``device``."""
 
     def __init__(self, output_folder, **hparams):
-        self.hparams = type("H", (), {"output_folder": str(output_folder)})
-        self.device = "cpu"
-        self.values = hparams
+        from types import SimpleNamespace
 
-    def _hp(self, name, default=None):
-        return self.values.get(name, default)
+        self.hparams = SimpleNamespace(output_folder=str(output_folder), **hparams)
+        self.device = "cpu"
 
 
 def test_separations_at_the_recipe_rate_are_scored_at_the_mixture_rate(realm, tmp_path, monkeypatch):

@@ -121,12 +121,16 @@ class System:
 
 
 class MixtureSystem(System):
+    """The unprocessed mixture as one stream (the papers' first row)."""
+
     def streams(self, row, mixture, rate):
         """The signals of this system for one REAL-M mixture."""
         return [mixture]
 
 
 class ReferenceSystem(System):
+    """The separations shipped with REAL-M (``sep1_wav``, ``sep2_wav`` of the manifest)."""
+
     def streams(self, row, mixture, rate):
         """The signals of this system for one REAL-M mixture."""
         if not row.get("sep1_wav"):
@@ -135,6 +139,8 @@ class ReferenceSystem(System):
 
 
 class FolderSystem(System):
+    """A folder of ``<ID>_s<k>.wav``, at any rate (brought to the mixture's)."""
+
     def __init__(self, name, folder):
         super().__init__(name)
         self.folder = Path(folder)
@@ -341,7 +347,7 @@ def evaluate_test_stage(brain, written, set_name="realm"):
     """The REAL-M test stage of a recipe: scores the separations it wrote and adds the scores to its summary.
 
     Called from a Brain's ``on_tested`` (main process) once ``test_results_<set_name>.csv``
-    was written. Reads, from the yaml (:meth:`~modules.brain.SeparationBrain._hp`):
+    was written. Reads, from the yaml (``brain.hparams``):
 
     ``realm_eval`` (default True)
         False: separations only, as before.
@@ -372,16 +378,22 @@ def evaluate_test_stage(brain, written, set_name="realm"):
     """
     from modules.evaluation.asr import ASRLoadError
 
-    out = Path(brain.hparams.output_folder)
-    spec = (brain._hp("extra_test_sets", None) or {}).get(set_name)
-    if not brain._hp("realm_eval", True) or spec is None or f"test_results_{set_name}.csv" not in written:
+    hparams = vars(brain.hparams)  # hparams.get("key": the spelling upstream's line-based check of a yaml's keys sees
+    out = Path(hparams["output_folder"])
+    spec = (hparams.get("extra_test_sets") or {}).get(set_name)
+    if not hparams.get("realm_eval", True) or spec is None or f"test_results_{set_name}.csv" not in written:
         return None
     separations = out / f"separations_{set_name}"
-    asr = brain._hp("realm_asr", ["pocketsphinx"]) or []
+    asr = hparams.get("realm_asr", ["pocketsphinx"]) or []
     asr = [asr] if isinstance(asr, str) else list(asr)
-    options = dict(data_folder=spec["data_folder"], asr=asr, use_dnsmos=bool(brain._hp("realm_dnsmos", True)),
-                   estimator=brain._hp("realm_estimator", None), asr_savedir=brain._hp("realm_asr_savedir", None),
-                   device=str(getattr(brain, "device", "cpu")))  # fmt: skip
+    options = {
+        "data_folder": spec["data_folder"],
+        "asr": asr,
+        "use_dnsmos": bool(hparams.get("realm_dnsmos", True)),
+        "estimator": hparams.get("realm_estimator"),
+        "asr_savedir": hparams.get("realm_asr_savedir"),
+        "device": str(getattr(brain, "device", "cpu")),
+    }
     try:
         scores = evaluate_separations(spec["manifest"], separations, out / f"evaluation_{set_name}", **options)
     except (ASRLoadError, FileNotFoundError, ValueError) as err:
@@ -426,6 +438,7 @@ def comparison_table(summaries):
 
 
 def build_parser():
+    """The command line of :func:`main`."""
     parser = argparse.ArgumentParser(description="Reference-free evaluation on REAL-M (WER, DNSMOS, SI-SNR estimate)")
     parser.add_argument("--config", default=None, help="a yaml file with any of these options (command line wins)")
     parser.add_argument("--manifest", default=None, help="realm_test.csv (or realm_pretrain.csv) from data_prep.realm")
