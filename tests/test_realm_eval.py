@@ -315,6 +315,7 @@ def test_test_stage_adds_scores_to_the_run_summary_and_the_paper_tables(realm, t
     written = ["test_results.csv", "test_results_realm.csv"]
     assert evaluate_test_stage(FakeBrain(run, extra_test_sets=sets, realm_eval=False), written) is None
     assert evaluate_test_stage(FakeBrain(run, extra_test_sets=sets), written[:1]) is None  # REAL-M not tested
+    assert evaluate_test_stage(FakeBrain(tmp_path / "none", extra_test_sets=sets), written) is None  # no separations
     assert not (run / "evaluation_realm").exists()
     brain = FakeBrain(run, extra_test_sets=sets, realm_asr=["pocketsphinx"], realm_dnsmos=False)
     scores = evaluate_test_stage(brain, written)

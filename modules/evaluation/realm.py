@@ -384,6 +384,9 @@ def evaluate_test_stage(brain, written, set_name="realm"):
     if not hparams.get("realm_eval", True) or spec is None or f"test_results_{set_name}.csv" not in written:
         return None
     separations = out / f"separations_{set_name}"
+    if not separations.is_dir():  # e.g. a --debug run on a stand-in set whose items have references
+        logger.warning("%s: no separations written (the set has references?): no REAL-M scores", separations)
+        return None
     asr = hparams.get("realm_asr", ["pocketsphinx"]) or []
     asr = [asr] if isinstance(asr, str) else list(asr)
     options = {
