@@ -117,15 +117,11 @@ def test_method_recipes_export_with_every_yaml_variable_read_in_train_py(method_
     assert not _failures(findings)
     passed = {f.subject for f in findings if f.rule == "yaml-variables-read" and f.status == "pass"}
     assert len(passed) == sum(len(list((REPO / r / "hparams").glob("*.yaml"))) for r in METHOD_RECIPES)
-    # upstream's yaml load test, all rows in one process: each loads, but the group stages that build their
-    # SSL teacher from a local checkpoint as they load (stated as unmet, with the reason)
+    # upstream's yaml load test, all rows in one process: each loads, the group stages too (their SSL teacher by
+    # hub id; offline, a tiny random stand-in of the same type, which a real run refuses)
     loads = {f.subject: f.status for f in findings if f.rule == "load-yaml"}
     assert len(loads) == len(passed)
-    assert sorted(s for s, status in loads.items() if status != "pass") == [
-        f"recipes/LibriMix/separation/context_aware/hparams/group_{b}.yaml"
-        for b in ("convtasnet", "dprnn", "mossformer", "sepformer")
-    ]
-    assert {status for status in loads.values()} == {"pass", "unmet"}
+    assert {s: status for s, status in loads.items() if status != "pass"} == {}
     # other corpora and first-stage runs are upstream-style stand-ins, not a second !PLACEHOLDER
     dpccn = (method_export / "recipes/LibriMix/separation/dpccn/hparams/dpccn.yaml").read_text()
     assert "aishell2mix_folder: /yourpath/aishell2mix" in dpccn and dpccn.count("!PLACEHOLDER") == 1

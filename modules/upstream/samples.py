@@ -153,18 +153,28 @@ def _placeholders(yaml_text):
 
 
 def load_blocker(yaml_text):
-    """Why a yaml cannot pass upstream's yaml load test as it runs, or ``None`` when it can.
+    r"""Why a yaml cannot pass upstream's yaml load test as it runs, or ``None`` when it can.
 
-    A context-aware group stage builds its SSL teacher from a local
-    checkpoint when the yaml loads (``ssl_checkpoint``; nothing is ever
-    downloaded), and the load test gives no such file.
+    A context-aware group stage builds its SSL teacher when the yaml loads. With
+    the Hugging Face loader (the default, ``ssl_loader: huggingface``) it loads
+    by hub id (upstream's CI downloads it; offline, ``ssl_unreachable:
+    stand_in`` builds a tiny random model of the same type for the load, and a
+    real run refuses it), so the yaml loads. With ``ssl_loader: torchaudio``
+    it needs a local ``ssl_checkpoint``, which the load test does not give.
+
+    Example
+    -------
+    >>> load_blocker("teacher: !apply:build\nssl_loader: huggingface\nssl_checkpoint: null\n") is None
+    True
+    >>> load_blocker("teacher: !apply:build\nssl_loader: torchaudio\nssl_checkpoint: null\n")[:44]
+    'the yaml builds its SSL teacher from a local'
     """
-    if re.search(r"^teacher:\s*!apply:", yaml_text, flags=re.M) and re.search(
-        r"^ssl_checkpoint:\s*null\b", yaml_text, flags=re.M
-    ):
+    builds_teacher = re.search(r"^teacher:\s*!apply:", yaml_text, flags=re.M)
+    torchaudio = re.search(r"^ssl_loader:\s*torchaudio\b", yaml_text, flags=re.M)
+    if builds_teacher and torchaudio and re.search(r"^ssl_checkpoint:\s*null\b", yaml_text, flags=re.M):
         return (
-            "the yaml builds its SSL teacher from a local checkpoint as it loads (ssl_checkpoint; nothing is "
-            "downloaded): upstream's yaml load test needs an ssl_checkpoint override or this yaml on its avoid_list"
+            "the yaml builds its SSL teacher from a local checkpoint as it loads (ssl_loader: torchaudio, "
+            "ssl_checkpoint): upstream's yaml load test needs an ssl_checkpoint override or this yaml on its avoid_list"
         )
     return None
 
