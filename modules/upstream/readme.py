@@ -68,6 +68,14 @@ CITATIONS = {
   year={2020},
   note={arXiv:1910.06379}
 }""",
+    "mossformer": """@inproceedings{zhao2023mossformer,
+  title={{MossFormer}: Pushing the Performance Limit of Monaural Speech Separation using Gated Single-Head
+         Transformer with Convolution-Augmented Joint Self-Attentions},
+  author={Shengkui Zhao and Bin Ma},
+  booktitle={ICASSP},
+  year={2023},
+  note={arXiv:2302.11824}
+}""",
     "wham": """@inproceedings{wichern2019wham,
   title={{WHAM!}: Extending Speech Separation to Noisy Environments},
   author={Gordon Wichern and Joe Antognini and Michael Flynn and Licheng Richard Zhu and Emmett McQuinn and
@@ -127,7 +135,9 @@ DATASETS = {
     },
 }
 
-_BACKBONES = {"sepformer": "SepFormer", "convtasnet": "Conv-TasNet", "dprnn": "DPRNN"}
+_BACKBONES = {"sepformer": "SepFormer", "convtasnet": "Conv-TasNet", "dprnn": "DPRNN", "mossformer": "MossFormer"}
+#: Backbone files that are variants of a cited model: the skip-path (Asteroid-shaped) Conv-TasNet, Asteroid's DPRNN.
+_BACKBONE_PAPER = {"convtasnet_skip": "convtasnet", "dprnn_asteroid": "dprnn"}
 
 
 def _docstring_summary(train_py):
@@ -187,6 +197,7 @@ def _citations(dataset, method, yamls):
     keys = list(METHODS.get(method, {}).get("papers", []))
     for y in yamls:
         b = _backbone(y)
+        b = _BACKBONE_PAPER.get(b, b)
         if b in CITATIONS and b not in keys:
             keys.append(b)
     cite = DATASETS.get(dataset, {}).get("cite")
