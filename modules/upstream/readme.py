@@ -135,7 +135,6 @@ DATASETS = {
     },
 }
 
-_BACKBONES = {"sepformer": "SepFormer", "convtasnet": "Conv-TasNet", "dprnn": "DPRNN", "mossformer": "MossFormer"}
 #: Backbone files that are variants of a cited model: the skip-path (Asteroid-shaped) Conv-TasNet, Asteroid's DPRNN.
 _BACKBONE_PAPER = {"convtasnet_skip": "convtasnet", "dprnn_asteroid": "dprnn"}
 
