@@ -35,7 +35,7 @@ setup(
         "huggingface_hub==0.36.2",
         "submitit==1.5.4",  # SLURM launcher of modules.reproduce
     ],
-    package_data={"modules": ["paper_tables.yaml"]},
+    package_data={"modules": ["paper_tables/*.yaml"]},
     entry_points={
         "console_scripts": [
             "separate=modules.inference:main",

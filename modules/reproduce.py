@@ -11,8 +11,8 @@
 The registry
 ------------
 The rows are those of the results tables (:func:`modules.results.load_spec`:
-``modules/paper_tables/*.yaml``, one file per paper, when that folder exists, else
-``modules/paper_tables.yaml``; ``--registry`` names another file or folder). Each row
+``modules/paper_tables/*.yaml``, one file per paper; ``--registry`` names another file
+or folder). Each row
 keeps the keys :mod:`modules.results` reads (``label``, ``match``, ``test_set``,
 ``paper``, ``source``) and may add:
 
@@ -1152,7 +1152,7 @@ def build_parser():
     parser.add_argument(
         "--registry",
         default=None,
-        help="registry file or folder (default: modules/paper_tables/ when it exists, else modules/paper_tables.yaml)",
+        help="registry file or folder (default: modules/paper_tables/, one yaml per paper)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("list", help="rows, their commands and status, coverage per paper")

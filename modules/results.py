@@ -7,7 +7,7 @@ This module reads many runs at once:
 * ``python -m modules.results tables RUN_OR_FOLDER ... [--spec SPEC.yaml] --output_folder OUT``
   finds every run below the paths given, and writes ``runs.md`` / ``runs.csv``
   (every run and test set side by side) and, from a table specification
-  (default: :data:`DEFAULT_SPEC`, the README's tables), ``tables.md`` /
+  (default: :data:`DEFAULT_SPEC`, the folder `modules/paper_tables/`), ``tables.md`` /
   ``tables.csv`` with the paper's number beside the measured one for each
   row and test set. A row's runs are those whose metadata match its
   ``match`` (the recipe's dataset, method and yaml, read from the header of the
@@ -63,17 +63,16 @@ __all__ = [
     "runs_table",
 ]
 
-#: The README's tables of paper numbers (baselines and NASS); methods add their rows as they land.
-DEFAULT_SPEC = Path(__file__).with_name("paper_tables.yaml")
-#: The same registry split into one yaml per paper; :func:`load_spec` prefers it when it exists.
+#: The registry of the five papers' result rows and their paper numbers: one yaml per paper in this folder.
 DEFAULT_SPEC_FOLDER = Path(__file__).with_name("paper_tables")
+#: The default table specification (the folder :data:`DEFAULT_SPEC_FOLDER`).
+DEFAULT_SPEC = DEFAULT_SPEC_FOLDER
 
 
 def load_spec(path=None):
     """A table specification from a yaml file, or from a folder of them (their ``tables`` in file-name order).
 
-    ``None``: the folder :data:`DEFAULT_SPEC_FOLDER` (one file per paper) when it exists,
-    else :data:`DEFAULT_SPEC`.
+    ``None``: the folder :data:`DEFAULT_SPEC_FOLDER` (one file per paper).
 
     Example
     -------
@@ -87,7 +86,7 @@ def load_spec(path=None):
     import ruamel.yaml
 
     if path is None:
-        path = DEFAULT_SPEC_FOLDER if DEFAULT_SPEC_FOLDER.is_dir() else DEFAULT_SPEC
+        path = DEFAULT_SPEC_FOLDER
     path = Path(path)
     files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
     if not files:
@@ -342,8 +341,7 @@ def main(argv=None):
     tables.add_argument(
         "--spec",
         default=None,
-        help="table specification, a yaml or a folder of them "
-        "(default: the README's tables, modules/paper_tables/ or modules/paper_tables.yaml)",
+        help="table specification, a yaml or a folder of them (default: modules/paper_tables/, one yaml per paper)",
     )
     tables.add_argument("--output_folder", default="results/tables")
     hist = sub.add_parser("histogram", help="per-utterance SI-SNRi of several runs in one PNG")

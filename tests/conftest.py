@@ -26,8 +26,8 @@ mark it slow (the full suite does not fail on timings).
 Threads: torch runs one intra-op thread in this process (set once at session start, never raised) and
 in the recipe subprocesses of the learning tests (``OMP_NUM_THREADS=1``/``MKL_NUM_THREADS=1``), so the
 learning tests' figures do not depend on the machine's core count (nor on ``-n``); other recipe subprocesses
-keep torch's default, one thread under pytest-xdist. ``TEST_TORCH_THREADS=n`` leaves the pytest process's count alone and gives subprocesses ``n``
-threads (to measure the figures at 2 threads).
+keep torch's default, one thread under pytest-xdist. ``TEST_TORCH_THREADS=n`` leaves the pytest process's
+count alone and gives subprocesses ``n`` threads (to measure the figures at 2 threads).
 """
 
 import inspect

@@ -4,7 +4,7 @@
 ``recipes/<DATASET>/<method>/README.md`` for any recipe folder: what the
 recipe does (its ``train.py`` docstring), one command per yaml, a tiny CPU run
 on the mini corpus, the dataset, the results table (the paper's numbers from
-``modules/paper_tables.yaml`` beside the measured ones, ``—`` until a run
+``modules/paper_tables/`` beside the measured ones, ``—`` until a run
 lands, with the status of each), how to export it for upstream, and the
 citations (the method's paper, the backbones', the dataset's and
 SpeechBrain's). ``tests/test_upstream.py`` checks that every command in these
@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 
 import ruamel.yaml
+
+from modules.results import load_spec
 
 __all__ = ["CITATIONS", "METHODS", "exported_readme", "readme_commands", "recipe_readme"]
 
@@ -158,9 +160,8 @@ def _backbone(yaml_path):
     return match.group(1) if match else None
 
 
-def _paper_rows(dataset, method, tables_file=REPO / "modules" / "paper_tables.yaml"):
-    with open(tables_file, encoding="utf-8") as f:
-        spec = ruamel.yaml.YAML(typ="safe").load(f)
+def _paper_rows(dataset, method, tables=None):
+    spec = load_spec(tables)
     rows = []
     for table in spec.get("tables", []):
         for row in table.get("rows", []):
@@ -188,7 +189,7 @@ def _results_table(dataset, method, hparams_dir):
             f"{paper.get('si-snr_i', '—')} | {paper.get('sdr_i', '—')} | — | full-scale unverified |"
         )
     if len(lines) == 2:
-        lines.append("| (no paper numbers recorded in modules/paper_tables.yaml) | | | | — | |")
+        lines.append("| (no paper numbers recorded in modules/paper_tables/) | | | | — | |")
     return "\n".join(lines)
 
 
