@@ -23,9 +23,18 @@ keeps the keys :mod:`modules.results` reads (``label``, ``match``, ``test_set``,
   data: [WHAM] or {data_folder: WHAM, ...}, inputs: {init_from: "DPCCN:3/TSE sDPCCN"}}``:
   the command that produces the row. ``data`` names the corpora and the yaml keys they
   fill (a list: ``data_folder`` for the recipe's own dataset, :data:`DATA_KEYS` for the
-  others); ``inputs`` gives a key the folder of another row's run (same seed), which then
-  runs first. ``stages`` (a list of the yaml's stage names) is informative: the stages
-  run are those the yaml declares (:func:`modules.recipe.declared_stages`);
+  others); ``inputs`` gives a key the folder of another run (same seed), which then runs
+  first: ``"PAPER:TABLE/label"``, another row's run (its last stage's folder);
+  ``{row: "PAPER:TABLE/label", stage: NAME}``, one stage's folder of that row's run (only
+  the stages up to it run first, ``--stages=...``, e.g. system 13's pretraining for DIP+);
+  or ``{step: NAME, recipe: ..., script: ..., yaml: ..., overrides, data, inputs}``, an
+  auxiliary step: a run that no paper row reads (DIP+'s continued pretraining,
+  ``recipes/REALM/dip/pretrain.py``), in ``<results>/<DATASET>/<method>/<yaml name>[__...]/<seed>``
+  like a row's, finished when its command has exited 0 (it writes no test summary: the
+  runner writes ``step_done.json`` in its folder). ``script`` names a recipe's entry point
+  other than ``train.py``. ``stages`` (a list of the yaml's stage names) is informative: the
+  stages run are those the yaml declares (:func:`modules.recipe.declared_stages`) from the
+  last one whose hand-over key (``init_from``, DIP's ``pretrained_frontend``) the row gives;
 * ``not_runnable: <reason>``: the row has no command yet.
 
 A row without ``run`` gets one derived from its ``match``: ``recipes/<dataset>/<method>/
@@ -94,6 +103,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -156,6 +166,8 @@ TINY_VALUES = {"n_test": 3, "reverb_sizes": "[2,1,2]"}
 TORCHRUN = ("torchrun", "--standalone")
 #: Files a finished stage writes (modules.recipe.STAGE_DONE; not imported: ``list`` stays free of torch).
 STAGE_DONE = "stage_done.json"
+#: Written by the runner in an auxiliary step's folder when its command has exited 0 (it writes no test summary).
+STEP_DONE = "step_done.json"
 _SOURCE = re.compile(r"^\s*(?P<paper>[\w-]+)\s+paper,\s*(?P<kind>Table|Tab\.|Figure|Fig\.)\s*(?P<id>[\w.]+)", re.I)
 
 
@@ -173,8 +185,10 @@ class Run:
     overrides: dict = field(default_factory=dict)
     data: dict = field(default_factory=dict)  # yaml key -> corpus
     optional_data: dict = field(default_factory=dict)  # keys filled when the corpus is given
-    inputs: dict = field(default_factory=dict)  # yaml key -> "PAPER:TABLE/label"
-    stages: list = field(default_factory=list)  # declared stage names (informative)
+    inputs: dict = field(default_factory=dict)  # yaml key -> "PAPER:TABLE/label", {row, stage} or a step's spec
+    stages: list = field(default_factory=list)  # the declared stages it runs (informative)
+    script: str = "train.py"  # the recipe's entry point
+    input_runs: dict = field(default_factory=dict)  # yaml key -> Run of an auxiliary step (an inputs mapping)
 
     @property
     def hparams_path(self):
@@ -196,7 +210,7 @@ class Run:
         """``<yaml name>[__k-v__...]``, or a hash of the overrides when that gets long."""
         stem = Path(self.yaml).stem
         parts = [f"{k}-{_flat(v)}" for k, v in sorted(self.overrides.items())]
-        parts += [f"{k}-{v.split('/')[-1]}" for k, v in sorted(self.inputs.items())]
+        parts += [f"{k}-{_input_name(v)}" for k, v in sorted(self.inputs.items())]
         slug = re.sub(r"[^A-Za-z0-9_.+-]+", "-", "__".join(parts)).strip("-")  # no '=': SpeechBrain splits on it
         if len(slug) > 150:
             slug = hashlib.sha1(slug.encode()).hexdigest()[:12]
@@ -225,6 +239,23 @@ class Row:
     @property
     def test_set(self):
         return self.spec.get("test_set", "test")
+
+
+def _input_name(ref):
+    """How a run's folder name spells one of its inputs: the row's label[, the stage], or the step's name.
+
+    Example
+    -------
+    >>> _input_name("DPCCN:3/TSE sDPCCN"), _input_name({"row": "DIP:III/Sys. 13", "stage": "pretrain"})
+    ('TSE sDPCCN', 'Sys. 13-pretrain')
+    >>> _input_name({"step": "dip_plus", "recipe": "recipes/REALM/dip", "yaml": "pretrain_plus.yaml"})
+    'dip_plus'
+    """
+    if not isinstance(ref, dict):
+        return str(ref).split("/")[-1]
+    if "row" in ref:
+        return f"{str(ref['row']).split('/')[-1]}-{ref.get('stage')}"
+    return str(ref.get("step") or Path(str(ref.get("yaml"))).stem)
 
 
 def _flat(value):
@@ -345,13 +376,18 @@ def resolve_run(row, registry_rows=None):
     yaml_name = str(spec["yaml"]).removeprefix("hparams/")
     yaml_name = yaml_name if yaml_name.endswith((".yaml", ".yml")) else yaml_name + ".yaml"
     run = Run(recipe, yaml_name, dict(spec.get("overrides") or {}), inputs=dict(spec.get("inputs") or {}))
-    if not (REPO / recipe / "train.py").is_file():
-        return None, f"no recipe {recipe}/train.py"
+    run.script = str(spec.get("script") or "train.py")
+    if not (REPO / recipe / run.script).is_file():
+        return None, f"no recipe {recipe}/{run.script}"
     if not run.hparams_path.is_file():
         return None, f"no yaml {recipe}/hparams/{yaml_name}"
     doc = _yaml_doc(run.hparams_path)
     entries = _stage_entries(doc)
     run.stages = [str(e.get("name")) for e in entries]
+    given = set(run.overrides) | set(run.inputs)
+    for i, entry in enumerate(entries[1:], start=1):  # the row gives a stage's start: the stages before it do not run
+        if str(entry.get("handover", "init_from")) in given:
+            run.stages = [str(e.get("name")) for e in entries[i:]]
     keys = set(doc)
     for entry in entries:
         if entry.get("hparams"):
@@ -400,9 +436,39 @@ def resolve_run(row, registry_rows=None):
     for key, ref in run.inputs.items():
         if key not in keys:
             return None, f"inputs: {key} is not a key of {yaml_name}"
-        if registry_rows is not None and ref not in registry_rows:
-            return None, f"inputs: {key} refers to {ref!r}, not a registered row"
+        if isinstance(ref, dict) and "recipe" in ref:  # an auxiliary step
+            step, why = resolve_run({"run": ref}, registry_rows)
+            if step is None:
+                return None, f"inputs: {key}: step {ref.get('step')!r}: {why}"
+            run.input_runs[key] = step
+            continue
+        if isinstance(ref, dict) and (set(ref) != {"row", "stage"} or not ref["row"] or not ref["stage"]):
+            return None, (f"inputs: {key} is a row 'PAPER:TABLE/label', {{row: <that>, stage: <name>}} or a step "
+                          f"{{step, recipe, yaml, ...}}, got {dict(ref)}")  # fmt: skip
+        target = ref["row"] if isinstance(ref, dict) else ref
+        if registry_rows is not None and target not in registry_rows:
+            return None, f"inputs: {key} refers to {target!r}, not a registered row"
     return run, None
+
+
+def _stage_problem(run, rows_by_ref):
+    """Why a run's ``{row, stage}`` input (its steps' too) cannot be run, or ``None``."""
+    for key, ref in run.inputs.items():
+        if key in run.input_runs:
+            problem = _stage_problem(run.input_runs[key], rows_by_ref)
+        elif isinstance(ref, dict):
+            source = rows_by_ref.get(ref["row"])
+            if source is None or source.run is None:
+                problem = f"inputs: {key} refers to {ref['row']!r}, which has no command"
+            elif ref["stage"] not in source.run.stages:
+                problem = f"inputs: {key}: the run of {ref['row']!r} has no stage {ref['stage']!r}"
+            else:
+                problem = None
+        else:
+            problem = None
+        if problem:
+            return problem
+    return None
 
 
 def load_rows(registry=None):
@@ -416,6 +482,11 @@ def load_rows(registry=None):
     by_ref = {row.ref: row.spec for row in found}
     for row in found:
         row.run, row.reason = resolve_run(row.spec, by_ref)
+    rows_by_ref = {row.ref: row for row in found}
+    for row in found:
+        problem = row.run and _stage_problem(row.run, rows_by_ref)
+        if problem:
+            row.run, row.reason = None, problem
     return found
 
 
@@ -477,7 +548,11 @@ def data_overrides(run, paths, results, strict=True):
 
 def base_command(run):
     """``[recipe/train.py, yaml, --key=value ...]`` (no corpora, seed or output folder)."""
-    return [f"{run.recipe}/train.py", f"hparams/{run.yaml}", *[f"--{k}={_flat(v)}" for k, v in run.overrides.items()]]
+    return [
+        f"{run.recipe}/{run.script}",
+        f"hparams/{run.yaml}",
+        *[f"--{k}={_flat(v)}" for k, v in run.overrides.items()],
+    ]
 
 
 def _tiny_values(run, paths):
@@ -494,7 +569,19 @@ def _tiny_values(run, paths):
     librimix = paths.get("LibriMix")
     if librimix and "aux_list" in keys:  # a few mini mixtures have no second utterance of a speaker
         values["aux_list"] = Path(librimix) / "lists" / f"libri{run.overrides.get('num_spks', 2)}mix"
+    if {"ssl_loader", "ssl_size"} <= _run_keys(run) and "ssl_checkpoint" not in run.overrides:
+        values.update(ssl_loader="torchaudio", ssl_size="tiny")  # context-aware teachers: tiny, random, no download
     return [f"--{k}={_flat(v)}" for k, v in values.items()]
+
+
+def _run_keys(run):
+    """The top-level keys of a run's yaml and of its stages' yamls."""
+    doc = _yaml_doc(run.hparams_path)
+    keys = set(doc)
+    for entry in _stage_entries(doc):
+        if entry.get("hparams"):
+            keys |= set(_yaml_doc(run.hparams_path.parent / str(entry["hparams"])))
+    return keys
 
 
 def run_command(run, seed, folder, paths, results, launcher="local", gpus=1, tiny=False, inputs=None, strict=True):
@@ -502,6 +589,8 @@ def run_command(run, seed, folder, paths, results, launcher="local", gpus=1, tin
     argv = [*base_command(run), *data_overrides(run, paths, results, strict=strict)]
     argv += [f"--{k}={v}" for k, v in (inputs or {}).items()]
     argv += [f"--seed={seed}", f"--output_folder={folder}"]
+    if "teacher_cache_folder" in _run_keys(run):  # one cache for the runs of every table (context-aware)
+        argv.append(f"--teacher_cache_folder={Path(results) / 'teacher_cache'}")
     if tiny:
         argv += [*TINY_OPTIONS, *_tiny_values(run, paths)]
     if launcher == "torchrun" or (launcher == "slurm" and gpus > 1):
@@ -541,7 +630,7 @@ def compose(run, folder, overrides_file="hparams/tiny.yaml", build=True):
             raise SystemExit(f"error: override(s) {unknown} are not keys of {run.yaml}")
         plans = [(hparams_file, overrides)]
     else:
-        per_stage = stage_overrides(stages, str(REPO / run.recipe / "train.py"), argv)
+        per_stage = stage_overrides(stages, str(REPO / run.recipe / run.script), argv)
         plans = []
         for i, (stage, given) in enumerate(zip(stages, per_stage)):
             mine = {**stage["overrides"], **given, "output_folder": stage["output_folder"]}
@@ -571,6 +660,12 @@ class Planned:
     stages: list = field(default_factory=list)  # [(name, folder)] of the stages run, [] for a one-stage yaml
     after: list = field(default_factory=list)  # the Planned runs it starts from
     inputs: dict = field(default_factory=dict)  # yaml key -> their folders
+    upto: str | None = None  # the last stage it runs (a stage another run starts from), None: all
+
+    @property
+    def needs_marker(self):
+        """A step that no row reads and that declares no stages: the runner marks it done (:data:`STEP_DONE`)."""
+        return not self.rows and not self.stages
 
     @property
     def name(self):
@@ -583,7 +678,9 @@ class Planned:
         """The last stage is done and every test set its rows read has its summary."""
         if self.stages and not (Path(self.stages[-1][1]) / STAGE_DONE).is_file():
             return False
-        names = {r.test_set for r in self.rows} or {"test"}
+        if not self.rows:  # a stage another run starts from, or an auxiliary step: no test set read
+            return bool(self.stages) or (self.folder / STEP_DONE).is_file()
+        names = {r.test_set for r in self.rows}
         return all((self.test_folder() / _summary_name(name)).is_file() for name in names)
 
     def stage_finished(self, index):
@@ -593,8 +690,12 @@ class Planned:
         """The command, or for a system whose stages are done but a test set is not, its last stage again.
 
         The recipe skips a finished stage; ``--stages=<last>`` runs it anyway: its checkpoints
-        are at the end of training, so it tests (e.g. a set whose corpus is given now).
+        are at the end of training, so it tests (e.g. a set whose corpus is given now). A run
+        that stops at a stage (``upto``) runs its unfinished stages up to it, ``--stages=a,b``.
         """
+        if self.upto is not None:
+            todo = [name for i, (name, _) in enumerate(self.stages) if not self.stage_finished(i)]
+            return [*self.command, f"--stages={','.join(todo)}"]
         if self.stages and self.stage_finished(len(self.stages) - 1) and not self.finished():
             return [*self.command, f"--stages={self.stages[-1][0]}"]
         return list(self.command)
@@ -611,48 +712,89 @@ def _declared_stages(run, overrides, folder):
     from modules.recipe import declared_stages  # torch and SpeechBrain: only when running
 
     stages = declared_stages(str(run.hparams_path), {**overrides, "output_folder": str(folder)})
-    return [(s["name"], s["output_folder"]) for s in stages or []]
+    return [(s["name"], s["output_folder"]) for s in stages or [] if s["name"] in run.stages]
 
 
 def plan_runs(rows, seeds, results, paths, launcher="local", gpus=1, tiny=False, all_rows=None, strict=True):
-    """The runs of ``rows`` x ``seeds`` (and the runs their ``inputs`` start from, first), one per configuration."""
+    """The runs of ``rows`` x ``seeds`` (and the runs their ``inputs`` start from, first), one per configuration.
+
+    An input ``{row, stage}`` plans that row's run up to the stage (``upto``; a separate item
+    from the row's full run, same folder); an auxiliary step plans its run (no rows).
+    """
     by_ref = {r.ref: r for r in (all_rows or rows)}
     planned = {}
 
-    def add(row, seed, stack=()):
-        if row.run is None:
-            return None
-        key = (row.run.key(), seed)
+    def place(run, seed, row=None, upto=None, stack=()):
+        key = (run.key(), seed, upto)
         if key in planned:
             item = planned[key]
-            if row not in item.rows:
+            if row is not None and row not in item.rows:
                 item.rows.append(row)
-            if set(row.run.data) - set(item.run.data):  # this row's test set needs another corpus
+            if row is not None and set(row.run.data) - set(item.run.data):  # its test set needs another corpus
                 item.run = replace(item.run, data={**item.run.data, **row.run.data})
                 item.command = run_command(item.run, seed, item.folder, paths, results, launcher, gpus, tiny,
                                            item.inputs, strict)  # fmt: skip
             return item
-        if row.ref in stack:
-            raise RegistryError(f"inputs of {row.ref} form a cycle")
+        ident = row.ref if row is not None else key[0]
+        if ident in stack:
+            raise RegistryError(f"inputs of {row.ref if row is not None else run.recipe} form a cycle")
         after, inputs = [], {}
-        for name, ref in row.run.inputs.items():
-            source = by_ref.get(ref)
-            if source is None or source.run is None:
-                raise RegistryError(f"{row.ref}: inputs {name} refers to {ref}, which has no command")
-            earlier = add(source, seed, (*stack, row.ref))
+        for name, ref in run.inputs.items():
+            if name in run.input_runs:  # an auxiliary step
+                earlier = place(run.input_runs[name], seed, stack=(*stack, ident))
+            else:
+                target, stage = (ref["row"], ref["stage"]) if isinstance(ref, dict) else (ref, None)
+                source = by_ref.get(target)
+                if source is None or source.run is None:
+                    raise RegistryError(f"{ident}: inputs {name} refers to {target}, which has no command")
+                earlier = place(source.run, seed, None if stage else source, stage, (*stack, ident))
             after.append(earlier)
-            inputs[name] = earlier.test_folder()  # a staged run's model: its last stage's folder
-        folder = row.run.folder(results, seed)
-        item = Planned(row.run, seed, folder, [row], after=after, inputs=inputs)
-        item.command = run_command(row.run, seed, folder, paths, results, launcher, gpus, tiny, inputs, strict)
-        item.stages = _declared_stages(row.run, dict(row.run.overrides), folder)
+            inputs[name] = earlier.test_folder()  # a staged run's model: its last (or named) stage's folder
+        folder = run.folder(results, seed)
+        item = Planned(run, seed, folder, [row] if row is not None else [], after=after, inputs=inputs, upto=upto)
+        item.command = run_command(run, seed, folder, paths, results, launcher, gpus, tiny, inputs, strict)
+        item.stages = _declared_stages(run, dict(run.overrides), folder)
+        if upto is not None:
+            names = [name for name, _ in item.stages]
+            if upto not in names:
+                raise RegistryError(f"{run.recipe}/hparams/{run.yaml}: no stage {upto!r} (stages: {names})")
+            item.stages = item.stages[: names.index(upto) + 1]
         planned[key] = item
         return item
 
     for seed in seeds:
         for row in rows:
-            add(row, seed)
+            if row.run is not None:
+                place(row.run, seed, row)
     return list(planned.values())  # dependencies are added before the runs that need them
+
+
+def chain(run, rows_by_ref):
+    """The runs a row's command starts from through stage and step inputs, in order, then the command itself.
+
+    Returns ``[(what, run, upto, {key: folder text})]`` with symbolic folders (``<output folder of
+    step N>``; no torch: for ``list``). An input ``"PAPER:TABLE/label"`` is a row of its own,
+    listed with its command: ``<the run of PAPER:TABLE/label>``.
+    """
+    out = []
+
+    def visit(run, what, upto=None):
+        inputs = {}
+        for key, ref in run.inputs.items():
+            if key in run.input_runs:
+                number = visit(run.input_runs[key], f"step {_input_name(ref)}")
+                inputs[key] = f"<output folder of {number}>"
+            elif isinstance(ref, dict):
+                what_ = f"stage {ref['stage']} of the run of {ref['row']}"
+                number = visit(rows_by_ref[ref["row"]].run, what_, ref["stage"])
+                inputs[key] = f"<output folder of {number}>/{ref['stage']}"
+            else:
+                inputs[key] = f"<the run of {ref}>"
+        out.append((what, run, upto, inputs))
+        return len(out)
+
+    visit(run, None)
+    return out
 
 
 # ----------------------------------------------------------------------------- launchers
@@ -681,10 +823,18 @@ def launch_local(plan, dry_run=False, tiny=False):
             env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         with open(item.folder / "reproduce_log.txt", "a", encoding="utf-8") as log:
             proc = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+        if proc.returncode == 0 and item.needs_marker:
+            mark_done(item.folder / STEP_DONE, command)
         if proc.returncode != 0 or not item.finished():
             print(f"[failed]  {item.name} (exit {proc.returncode}; log: {item.folder / 'reproduce_log.txt'})")
             failed.append(item)
     return failed
+
+
+def mark_done(path, command):
+    """Writes an auxiliary step's :data:`STEP_DONE` (its command, when)."""
+    record = {"command": list(command), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
 
 
 #: Defaults of the SLURM resources (``--slurm_config`` yaml keys and options of the same names).
@@ -712,11 +862,27 @@ class Submission:
     job: object = None
 
 
-def _command_function(command):
+def _command_function(command, done=None):
     import submitit
 
     # no env: the job keeps the node's environment (SLURM's CUDA_VISIBLE_DEVICES, ...), not this machine's
-    return submitit.helpers.CommandFunction(command, cwd=str(REPO))
+    function = submitit.helpers.CommandFunction(command, cwd=str(REPO))
+    return function if done is None else MarkedCommand(function, done)
+
+
+class MarkedCommand:
+    """A job that runs a command (a submitit ``CommandFunction``), then writes its step's :data:`STEP_DONE`.
+
+    The command raises when it exits non-zero: then nothing is written.
+    """
+
+    def __init__(self, function, done):
+        self.function, self.done = function, str(done)
+
+    def __call__(self):
+        out = self.function()
+        mark_done(self.done, self.function.command)
+        return out
 
 
 def slurm_parameters(resources, name, depends_on):
@@ -798,11 +964,13 @@ def launch_slurm(plan, resources, log_folder, dry_run=False, make_callable=None,
         import submitit
 
         executor = submitit.AutoExecutor(folder=str(log_folder), cluster=resources.get("cluster") or "slurm")
-    make_callable = make_callable or (lambda command, item, stage: _command_function(command))
+    make_callable = make_callable or (
+        lambda command, item, stage: _command_function(command, item.folder / STEP_DONE if item.needs_marker else None)
+    )
     job_state = job_state or (lambda job_id: slurm_state(job_id, log_folder))
     record = Path(log_folder) / JOBS_FILE
     jobs = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
-    submissions, last_job = [], {}
+    submissions, last_job, this_call = [], {}, {}
     for item in plan:
         if item.finished():
             print(f"[done]    {item.name}")
@@ -814,9 +982,13 @@ def launch_slurm(plan, resources, log_folder, dry_run=False, make_callable=None,
                 continue  # the last stage runs again when a test set is missing (command_to_finish)
             command = [*item.command, f"--stages={stage}"] if stage else list(item.command)
             name = f"{item.name}" + (f":{stage}" if stage else "")
+            if name in this_call:  # the same stage of a run planned twice (in full, and up to a stage another needs)
+                waits = [this_call[name]]
+                continue
             earlier = jobs.get(name)
             if earlier is not None and job_state(earlier) in ACTIVE_STATES:
                 print(f"[queued]  {name}: job {earlier}, submitted earlier")
+                this_call[name] = earlier
                 waits = [earlier]
                 continue
             params = slurm_parameters(resources, name, waits)
@@ -833,6 +1005,7 @@ def launch_slurm(plan, resources, log_folder, dry_run=False, make_callable=None,
                 waits = [sub.job.job_id]
             else:
                 waits = [name]
+            this_call[name] = waits[0]
             submissions.append(sub)
         if waits:
             last_job[id(item)] = waits[0]
@@ -1057,8 +1230,19 @@ def collect(selection, paths, output_folder, registry=None):
 
 
 # ----------------------------------------------------------------------------- command line
-def print_list(rows, selection=None):
-    """The ``list`` report: rows with status and command, then the coverage per paper."""
+def _list_command(run, inputs, upto=None):
+    """A run's command as ``list`` prints it: placeholders for the corpora, no seed or output folder."""
+    command = run_command(run, "<seed>", "<output folder>", {}, "<results>", launcher="print", strict=False)
+    command = [a for a in command if not a.startswith(("--seed=", "--output_folder="))]
+    command += [f"--{k}={v}" for k, v in inputs.items()]
+    if upto is not None:
+        command.append(f"--stages={','.join(run.stages[: run.stages.index(upto) + 1])}")
+    return shlex.join(command)
+
+
+def print_list(rows, selection=None, all_rows=None):
+    """The ``list`` report: rows with status and command (or chain of commands), then the coverage per paper."""
+    rows_by_ref = {r.ref: r for r in (all_rows or rows)}
     order = list(dict.fromkeys(f"{r.paper}:{r.table}" for r in rows))
     current = None
     for row in sorted(rows, key=lambda r: order.index(f"{r.paper}:{r.table}")):  # stable: the registry's row order
@@ -1069,12 +1253,32 @@ def print_list(rows, selection=None):
         if row.run is None:
             print(f"  - {row.label} [{row.test_set}]: not yet ({row.reason})")
             continue
-        command = run_command(row.run, "<seed>", "<output folder>", {}, "<results>", launcher="print", strict=False)
-        command = [a for a in command if not a.startswith(("--seed=", "--output_folder="))]
-        inputs = "".join(f" (--{k}= the run of {v})" for k, v in row.run.inputs.items())
         stages = f" (stages: {' -> '.join(row.run.stages)})" if row.run.stages else ""
-        print(f"  - {row.label} [{row.test_set}]: runnable{stages}\n      {shlex.join(command)}{inputs}")
+        steps = chain(row.run, rows_by_ref)
+        if len(steps) == 1:  # inputs of other rows only (listed with their commands)
+            inputs = "".join(f" (--{k}= the run of {v})" for k, v in row.run.inputs.items())
+            print(f"  - {row.label} [{row.test_set}]: runnable{stages}\n      {_list_command(row.run, {})}{inputs}")
+            continue
+        print(f"  - {row.label} [{row.test_set}]: runnable{stages}, {len(steps)} commands in turn")
+        for number, (what, run, upto, inputs) in enumerate(steps, start=1):
+            print(f"      {number}. {_list_command(run, inputs, upto)}" + (f"  ({what})" if what else ""))
     print("\nCoverage: " + "; ".join(f"{p}: {n} of {t} rows runnable" for p, (n, t) in coverage(rows).items()))
+
+
+def _upstream_runs(run, rows_by_ref):
+    """A run and every run its inputs start from (rows', stages', steps'), recursively."""
+    out, stack = [], [run]
+    while stack:
+        current = stack.pop()
+        if any(current is seen for seen in out):
+            continue
+        out.append(current)
+        for key, ref in current.inputs.items():
+            target = ref.get("row") if isinstance(ref, dict) else ref
+            source = current.input_runs.get(key) or getattr(rows_by_ref.get(target), "run", None)
+            if source is not None:
+                stack.append(source)
+    return out
 
 
 def _data_paths(items):
@@ -1115,7 +1319,9 @@ def run(args):
     paths = _data_paths(args.data)
     if args.tiny:
         # the optional corpora too: SADDEL's test conditions need LibriSpeech and Nonspeech together
-        needed = {c for r in rows if r.run for c in [*r.run.data.values(), *r.run.optional_data.values()]}
+        by_ref = {r.ref: r for r in all_rows}
+        runs = [run for r in rows if r.run for run in _upstream_runs(r.run, by_ref)]
+        needed = {c for run in runs for c in [*run.data.values(), *run.optional_data.values()]}
         needed -= set(paths)
         if not args.dry_run:
             paths.update(mini_corpora(sorted(needed), results / "mini_data"))
@@ -1186,7 +1392,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         if args.command == "list":
-            print_list(select(load_rows(args.registry), args.table))
+            rows = load_rows(args.registry)
+            print_list(select(rows, args.table), all_rows=rows)
             return 0
         if args.command == "run":
             return run(args)

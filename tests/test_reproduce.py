@@ -109,8 +109,12 @@ def test_registry_folder_reads_as_the_file(registry, tmp_path):
     assert summary(load_rows(folder)) == summary(load_rows(registry))
 
 
-def _independent_status(row, text_of):
-    """Whether a registry row has a command, by reading the yaml files as text (not through the module)."""
+def _independent_status(row, text_of, labels=None):
+    """Whether a registry row has a command, by reading the yaml files as text (not through the module).
+
+    An input mapping with ``recipe`` (an auxiliary step) must itself have a command; one with ``row``
+    and ``stage`` must name a registered label whose yaml has that stage (``labels``: label -> yaml text).
+    """
     if row.get("not_runnable"):
         return False
     match = dict(row.get("match") or {})
@@ -122,9 +126,16 @@ def _independent_status(row, text_of):
         recipe = f"recipes/{match.pop('dataset')}/{match.pop('method')}"
         yaml_name, overrides, given = f"{match.pop('hparams')}.yaml", match, set()
     path = REPO / recipe / "hparams" / yaml_name
-    if not path.is_file():
+    if not path.is_file() or not (REPO / recipe / ((run or {}).get("script") or "train.py")).is_file():
         return False
     text = text_of(path)
+    for ref in (run or {}).get("inputs", {}).values():
+        if isinstance(ref, dict) and "recipe" in ref and not _independent_status({"run": ref}, text_of, labels):
+            return False
+        if isinstance(ref, dict) and "row" in ref:
+            source = (labels or {}).get(ref["row"].split("/", 1)[1])
+            if source is None or not re.search(rf"name:\s*{ref['stage']}\b", source.split("\nstages:")[-1]):
+                return False
     stage_files = re.findall(r"hparams:\s*([\w.]+\.yaml)", text.split("\nstages:")[-1]) if "\nstages:" in text else []
     texts = [text, *(text_of(path.parent / f) for f in stage_files)]
     for key, value in overrides.items():
@@ -147,13 +158,19 @@ def test_list_coverage_matches_an_independent_count(capsys):
     def text_of(path):
         return cache.setdefault(path, Path(path).read_text())
 
-    expected = {}
-    for file in files:
-        for table in ruamel.yaml.YAML(typ="safe").load(Path(file).read_text())["tables"]:
-            for row in table["rows"]:
-                paper = row.get("paper_id") or re.match(r"(\S+) paper", row["source"]).group(1)
-                runnable, total = expected.get(paper, (0, 0))
-                expected[paper] = (runnable + _independent_status(row, text_of), total + 1)
+    expected, labels = {}, {}
+    tables = [t for file in files for t in ruamel.yaml.YAML(typ="safe").load(Path(file).read_text())["tables"]]
+    for row in (row for table in tables for row in table["rows"]):  # label -> the text of the yaml it runs
+        match = {"dataset": "", "method": "", "hparams": "", **(row.get("match") or {})}
+        spec = row.get("run") or {"recipe": f"recipes/{match['dataset']}/{match['method']}",
+                                  "yaml": f"{match['hparams']}.yaml"}  # fmt: skip
+        path = REPO / spec["recipe"] / "hparams" / spec["yaml"]
+        labels[row["label"]] = text_of(path) if path.is_file() else ""
+    for table in tables:
+        for row in table["rows"]:
+            paper = row.get("paper_id") or re.match(r"(\S+) paper", row["source"]).group(1)
+            runnable, total = expected.get(paper, (0, 0))
+            expected[paper] = (runnable + _independent_status(row, text_of, labels), total + 1)
     assert coverage(load_rows()) == expected
     assert main(["list"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
@@ -181,7 +198,8 @@ def test_representative_rows_compose_and_a_misspelt_override_fails(registry, tmp
 def test_every_registered_runnable_row_composes(tmp_path):
     """Every registered command builds its objects (tiny sizes) with its overrides and stand-in corpus folders."""
     runs = {r.run.key(): r.run for r in load_rows() if r.run is not None}
-    assert len(runs) > 10
+    runs.update({step.key(): step for run in list(runs.values()) for step in run.input_runs.values()})  # DIP+'s step
+    assert len(runs) > 10 and any(run.script == "pretrain.py" for run in runs.values())
     failures = []
     for i, run in enumerate(runs.values()):
         try:
@@ -354,3 +372,116 @@ def test_run_tiny_then_collect_fills_every_row(tmp_path, capsys):
     for line in lines:
         for metric in ("si-snr_i", "sdr_i"):
             assert line[f"{metric} measured"] != "missing" and line[f"{metric} runs"] == "1", line
+
+
+#: DIP's Table VII/VIII DIP+ rows and the system 13 row whose pretraining stage they start from.
+DIP_PLUS = ["ConvTasNet, DIP+", "DPRNN, DIP+", "Sepformer, DIP+"]
+SYS13 = "DIP:III/Sys. 13, LM2Mix train-360 + Vox2Mix train-253 (Mixture 500h)"
+DIP_CORPORA = {"LibriMix": "/l", "Vox2Mix": "/v", "LRS2Mix": "/r2", "REALM": "/rm", "Vox2Mix253Lists": "/l253"}
+
+
+def test_dip_plus_rows_chain_system_13_pretraining_the_dip_plus_step_and_the_separator(tmp_path, capsys):
+    """Each DIP+ row: system 13's run up to its pretraining stage, one DIP+ step (recipes/REALM/dip), its separator."""
+    rows = load_rows()
+    by_ref = {r.ref: r for r in rows}
+    for table in ("VII", "VIII"):
+        for label in DIP_PLUS:
+            assert by_ref[f"DIP:{table}/{label}"].run is not None, by_ref[f"DIP:{table}/{label}"].reason
+    plan = plan_runs(select(rows, "DIP:VII", DIP_PLUS[:2]), [1], tmp_path, DIP_CORPORA, all_rows=rows)
+    sys13, plus, convtasnet, dprnn = plan  # one DIP+ step for both separators, planned before them
+    assert sys13.folder == by_ref[SYS13].run.folder(tmp_path, 1) and sys13.upto == "pretrain" and not sys13.rows
+    assert sys13.stages == [("pretrain", str(sys13.folder / "pretrain"))]
+    assert (
+        sys13.command_to_finish()[-1] == "--stages=pretrain" and "--pretrain_vox2mix_mixing_list=/l253" in sys13.command
+    )
+    assert plus.command[1:3] == ["recipes/REALM/dip/pretrain.py", "hparams/pretrain_plus.yaml"] and not plus.rows
+    assert plus.after == [sys13] and f"--pretrained_frontend={sys13.folder / 'pretrain'}" in plus.command
+    assert {"--data_folder=/rm", "--librimix_folder=/l"} <= set(plus.command) and plus.needs_marker
+    assert plus.folder.parent.parent == tmp_path / "REALM" / "dip"
+    for item, name in ((convtasnet, "convtasnet"), (dprnn, "dprnn")):
+        assert item.after == [plus] and f"--pretrained_frontend={plus.folder}" in item.command
+        assert item.command[1:3] == ["recipes/LibriMix/dip/train.py", f"hparams/{name}_dip.yaml"]
+        assert f"--experiment_name={name}_dip_plus" in item.command and "--realm_folder=/rm" in item.command
+        assert item.stages == [("separate", str(item.folder / "separate"))]  # its frontend is given: no pretraining
+        assert not any(a.startswith("--pretrain_vox2mix_mixing_list") for a in item.command)
+    # with system 13's own row (Table VII's "ConvTasNet, DIP"): its full run, and the same folder up to pretrain
+    both = plan_runs(select(rows, "DIP:VII", ["ConvTasNet, DIP", DIP_PLUS[0]]), [1], tmp_path, DIP_CORPORA,
+                     all_rows=rows)  # fmt: skip
+    assert [(p.folder, p.upto) for p in both[:2]] == [(sys13.folder, None), (sys13.folder, "pretrain")]
+    assert (
+        main(["run", "DIP:VIII", "--rows", DIP_PLUS[2], "--seeds", "1", "--dry_run", "--results", str(tmp_path)]) == 0
+    )
+    out = capsys.readouterr().out
+    runs = [line.split()[1] for line in out.splitlines() if line.startswith("[run]")]
+    assert runs == [sys13.name, plus.name, "LibriMix/dip/sepformer_dip__experiment_name-sepformer_dip_plus__"
+                    "pretrained_frontend-dip_plus/1"]  # fmt: skip
+    assert "--stages=pretrain" in out and "<Vox2Mix253Lists root>" in out and "0 of 3 runs finished" in out
+    assert main(["list", "DIP:VII"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("runnable (stages: separate), 3 commands in turn") == 3
+    assert "'--pretrained_frontend=<output folder of 1>/pretrain'  (step dip_plus)" in out
+
+
+def test_dip_plus_rerun_skips_finished_steps_and_the_step_is_marked_done(tmp_path, capsys):
+    rows = load_rows()
+    plan = plan_runs(select(rows, "DIP:VII", DIP_PLUS[:1]), [1], tmp_path, DIP_CORPORA, all_rows=rows)
+    sys13, plus, convtasnet = plan
+    (Path(sys13.stages[0][1])).mkdir(parents=True)
+    (Path(sys13.stages[0][1]) / reproduce.STAGE_DONE).write_text("{}")
+    assert sys13.finished() and not plus.finished()  # system 13's separator need not run
+    reproduce.mark_done(plus.folder / reproduce.STEP_DONE, plus.command)
+    assert plus.finished() and not convtasnet.finished()
+    assert reproduce.launch_local(plan, dry_run=True) == []
+    out = capsys.readouterr().out
+    assert (
+        f"[done]    {sys13.name}" in out and f"[done]    {plus.name}" in out and f"[run]     {convtasnet.name}" in out
+    )
+    # the local launcher marks a step done when its command exits 0 (a stand-in command: no training)
+    step = reproduce.Planned(plus.run, 2, tmp_path / "step", [], command=[sys.executable, "-c", "pass"])
+    assert step.needs_marker and not step.finished()
+    assert reproduce.launch_local([step]) == [] and step.finished()
+    failing = reproduce.Planned(
+        plus.run, 3, tmp_path / "fails", [], command=[sys.executable, "-c", "raise SystemExit(3)"]
+    )
+    assert reproduce.launch_local([failing]) == [failing] and not (failing.folder / reproduce.STEP_DONE).exists()
+
+
+def test_dip_plus_slurm_jobs_depend_on_the_pretraining_stage_and_the_step(tmp_path, capsys):
+    """One job per stage and step; the DIP+ step after system 13's pretraining job (submitted once), the
+    separators after the step; the step's job writes its marker; a rerun submits nothing."""
+    submitit = pytest.importorskip("submitit")
+    rows = load_rows()
+    chosen = select(rows, "DIP:VII", ["ConvTasNet, DIP", *DIP_PLUS[:2]])
+    plan = plan_runs(chosen, [1], tmp_path / "results", DIP_CORPORA, "slurm", 1, all_rows=rows)
+    resources = {**reproduce.SLURM_DEFAULTS, "cluster": "debug"}
+
+    def fake(command, item, stage):
+        if stage is None:  # the DIP+ step: the runner's marker after a stand-in command
+            return reproduce.MarkedCommand(submitit.helpers.CommandFunction([sys.executable, "-c", "pass"]),
+                                           item.folder / reproduce.STEP_DONE)  # fmt: skip
+        folder = dict(item.stages)[stage]
+        script = (
+            "import pathlib,sys; f=pathlib.Path(sys.argv[1]); f.mkdir(parents=True); "
+            "[(f/n).write_text('{}') for n in sys.argv[2:]]"
+        )
+        names = ["test_summary.json", "test_summary_realm.json", reproduce.STAGE_DONE]
+        return submitit.helpers.CommandFunction([sys.executable, "-c", script, folder, *names])
+
+    executor = submitit.AutoExecutor(folder=tmp_path / "slurm", cluster="debug")
+    subs = launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor,
+                        job_state=lambda job_id: "COMPLETED")  # fmt: skip
+    by_name = {s.name: s for s in subs}
+    sys13, plus = plan[0].name, plan[2].name
+    assert [s.name for s in subs] == [f"{sys13}:pretrain", f"{sys13}:separate", plus,
+                                      f"{plan[3].name}:separate", f"{plan[4].name}:separate"]  # fmt: skip
+    pretrain = by_name[f"{sys13}:pretrain"].job.job_id
+    assert by_name[f"{sys13}:separate"].depends_on == [pretrain] and by_name[plus].depends_on == [pretrain]
+    assert by_name[plus].command[1] == "recipes/REALM/dip/pretrain.py"
+    for item in plan[3:]:
+        sub = by_name[f"{item.name}:separate"]
+        assert sub.depends_on == [by_name[plus].job.job_id] and sub.command[-1] == "--stages=separate"
+        assert sub.parameters["slurm_additional_parameters"] == {"dependency": f"afterok:{by_name[plus].job.job_id}"}
+    for sub in subs:
+        sub.job.result()
+    assert all(item.finished() for item in plan) and (plan[2].folder / reproduce.STEP_DONE).is_file()
+    assert launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor) == []
