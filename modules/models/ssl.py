@@ -884,7 +884,8 @@ def build_teacher(
     model : str
         ``hubert``, ``wavlm`` or ``wav2vec2``.
     checkpoint : str or None
-        torchaudio loader: local weights (:func:`load_ssl_checkpoint`).
+        torchaudio loader: local weights (:func:`load_ssl_checkpoint`); ``None`` with
+        ``size: tiny``: random weights drawn with seed 0 (smoke runs: ``modules.reproduce run --tiny``).
     taps : sequence of str
         The contextual targets needed (``mel``, ``phoneme``, ``word``); empty for a
         signal-only group stage, which gets a :class:`NoTeacher`.
@@ -923,8 +924,14 @@ def build_teacher(
         backbone = load_ssl_backbone(source, model, save_path=save_path, key="ssl_hub", unreachable=unreachable)
         teacher = SSLTeacher(backbone, chosen)
     elif loader == "torchaudio":
-        network = load_ssl_checkpoint(build_ssl_model(model, size), checkpoint, fmt=checkpoint_format)
-        source = _file_identity(model, size, checkpoint)
+        if checkpoint is None and size == "tiny":  # smoke runs, benchmarks: a tiny model has no weights to load
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # the same random teacher in every run and seed
+                network = build_ssl_model(model, size)
+            source = f"{model}-tiny:random-seed0"
+        else:
+            network = load_ssl_checkpoint(build_ssl_model(model, size), checkpoint, fmt=checkpoint_format)
+            source = _file_identity(model, size, checkpoint)
         teacher = SSLTeacher(TorchaudioSSLBackbone(network, source=source), chosen)
     else:
         raise ValueError(f"ssl_loader must be 'huggingface' or 'torchaudio', got {loader!r}")
