@@ -54,7 +54,10 @@ Choices the paper leaves open (yaml keys in brackets):
   key is the teacher (hub id or folder and a checksum of its weights), the layer
   and a hash of the samples fed to the teacher, so a changed teacher, layer or
   file is a miss; it is refused with speed perturbation or dynamic mixing (the
-  sources change every epoch: nothing would ever be read back).
+  sources change every epoch: nothing would ever be read back). The recipes'
+  default folder (``results/LibriMix/context_aware/teacher_cache``) is one for
+  every run, system and seed started from the same working folder, one
+  sub-folder per teacher: Table I's HuBERT systems share one cache.
 * Teacher (``ssl_loader``, ``ssl_hub``, ``ssl_save_path``): by default a hub id
   or local folder loaded with SpeechBrain's Hugging Face integration
   (:func:`modules.models.ssl.build_teacher`; ``ssl_hub: null`` is the BASE
@@ -102,6 +105,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -260,6 +264,21 @@ def audio_digest(audio):
     return digest.hexdigest()
 
 
+def teacher_folder(identity):
+    """The sub-folder of a teacher's targets in a shared cache folder: a readable name and a digest of its identity.
+
+    Example
+    -------
+    >>> teacher_folder("facebook/hubert-base-ls960|0123abcd|normalize=False")
+    'hubert-base-ls960-ad8e216ffb4f97f6'
+    >>> teacher_folder("/models/hubert_tiny.pth|0123abcd|normalize=False")
+    'hubert_tiny.pth-07674649da17e679'
+    """
+    source = identity.split("|", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", source)[:40].strip("._") or "teacher"
+    return f"{name}-{hashlib.sha1(identity.encode()).hexdigest()[:16]}"
+
+
 class TeacherCache:
     """Teacher targets of whole source utterances on disk, half precision, one file per utterance and layer.
 
@@ -274,10 +293,17 @@ class TeacherCache:
     and length) are ignored. Files are written atomically (a killed run leaves
     no partial file; DDP ranks may write the same file).
 
+    Several runs share one ``folder``: the systems of a table that use the same
+    teacher (Table I's Sys. 3-6 use HuBERT's taps) read each other's entries
+    (the recipes' default folder, ``results/LibriMix/context_aware/teacher_cache``,
+    is shared by every run started from the same folder). Each teacher has its
+    own sub-folder (:func:`teacher_folder`, with a ``teacher.json`` naming it),
+    so that one teacher's targets can be removed alone.
+
     Arguments
     ---------
     folder : str
-        Where the targets go (``<folder>/v2/<xx>/<key>.pt``).
+        Where the targets go (``<folder>/<teacher>/v2/<xx>/<key>.pt``).
     identity : str
         The teacher's identity.
     layers : dict of str -> str or int
@@ -296,8 +322,9 @@ class TeacherCache:
     """
 
     def __init__(self, folder, identity, layers):
-        self.folder = Path(folder) / f"v{CACHE_FORMAT}"
         self.identity = str(identity)
+        self.teacher_folder = Path(folder) / teacher_folder(self.identity)
+        self.folder = self.teacher_folder / f"v{CACHE_FORMAT}"
         self.layers = dict(layers)
         self.hits = self.misses = 0
 
@@ -334,6 +361,10 @@ class TeacherCache:
                  "targets": targets.detach().to("cpu", torch.float16).contiguous()}  # fmt: skip
         with atomic_path(self.path(key)) as tmp:
             torch.save(entry, tmp)
+        label = self.teacher_folder / "teacher.json"
+        if not label.is_file():  # what the sub-folder holds, for whoever cleans the cache
+            text = json.dumps({"identity": self.identity, "format": CACHE_FORMAT}, indent=1)
+            write_text_atomic(label, text + "\n")
 
 
 # ---------------------------------------------------------------------------------------- group stage

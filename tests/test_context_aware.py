@@ -106,6 +106,7 @@ def group_brain(tmp_path, checkpoint, **overrides):
         "backbone": TINY_CONVTASNET,
         "training_signal_len": 8000,
         "precision": "fp32",
+        "teacher_cache_folder": str(tmp_path / "teacher_cache"),  # not the default, under the working folder
         **overrides,
     }
     with open(HPARAMS / "group_convtasnet.yaml") as f:
@@ -438,6 +439,62 @@ def test_cache_returns_a_fresh_teacher_pass(tiny_checkpoints, tmp_path):
     assert stored[0]["targets"].dtype == torch.float16
 
 
+def test_systems_of_one_teacher_share_the_cache_and_other_teachers_do_not_collide(tiny_checkpoints, tmp_path):
+    """Two runs of other systems (target, separator size, output folder) with the same teacher and cache folder:
+    the second reads the first's entries and never runs the teacher; other weights or another model: misses."""
+    path, _ = tiny_checkpoints["hubert"]
+    shared = str(tmp_path / "shared_cache")
+    batch = sources_batch(2, lengths=[16000, 12000], seed=7)
+    crop = grid_crop(batch, 8000, generator=torch.Generator().manual_seed(0))
+    n_frames = ssl_frame_lengths(8000)
+    first = group_brain(tmp_path / "sys6", path, target="hybrid", teacher_cache_folder=shared)
+    expected, _ = first.teacher_targets(crop, n_frames)
+    assert first.cache.misses == 12 and first.cache.hits == 0
+    smaller = {**TINY_CONVTASNET, "H": 32}
+    second = group_brain(tmp_path / "sys5", path, target="word", backbone=smaller, teacher_cache_folder=shared)
+    second.modules.teacher.forward = None  # a hit must not run the teacher
+    got, _ = second.teacher_targets(crop, n_frames)
+    assert second.cache.hits == 4 and second.cache.misses == 0  # 2 items x 2 sources, the word tap
+    torch.testing.assert_close(got["word"], expected["word"])
+    assert second.cache.folder == first.cache.folder
+    assert (first.cache.teacher_folder / "teacher.json").is_file()
+    others = {"wav2vec2": tiny_checkpoints["wav2vec2"][0], "hubert, other weights": str(tmp_path / "retrained.pth")}
+    torch.manual_seed(99)
+    torch.save(build_ssl_model("hubert", "tiny").state_dict(), others["hubert, other weights"])
+    for name, checkpoint in others.items():
+        model = "wav2vec2" if name == "wav2vec2" else "hubert"
+        other = group_brain(tmp_path / name, checkpoint, target="word", ssl_model=model, ssl_layers={"word": 9},
+                            teacher_cache_folder=shared)  # fmt: skip
+        assert other.cache.teacher_folder != first.cache.teacher_folder, name
+        other.teacher_targets(crop, n_frames)
+        assert other.cache.hits == 0 and other.cache.misses == 4, name
+    folders = sorted(p.name for p in (tmp_path / "shared_cache").iterdir())
+    assert len(folders) == 3 and all((tmp_path / "shared_cache" / f / "teacher.json").is_file() for f in folders)
+
+
+def test_default_cache_folder_is_one_for_every_system():
+    """The group yamls' default cache folder is one fixed folder (not under a run's output folder)."""
+    values = set()
+    for path in sorted(HPARAMS.glob("group_*.yaml")):
+        line = next(x for x in path.read_text().splitlines() if x.startswith("teacher_cache_folder:"))
+        values.add(line.split("#")[0].split(":", 1)[1].strip())
+    assert values == {"results/LibriMix/context_aware/teacher_cache"}
+
+
+def test_tiny_teacher_without_a_checkpoint_is_one_seeded_random_model():
+    """``ssl_size: tiny`` with no checkpoint (smoke runs, benchmarks): the same random weights in every run."""
+    torch.manual_seed(1)
+    a = build_teacher("hubert", None, ["word"], size="tiny", loader="torchaudio")
+    torch.manual_seed(2)
+    b = build_teacher("hubert", None, ["word"], size="tiny", loader="torchaudio")
+    assert a.identity == b.identity and "random" in a.identity
+    audio = torch.randn(1, 8000)
+    torch.testing.assert_close(a(audio)["word"], b(audio)["word"])
+    assert build_teacher("wav2vec2", None, ["word"], size="tiny", loader="torchaudio").identity != a.identity
+    with pytest.raises(FileNotFoundError, match="SSL checkpoint not found"):
+        build_teacher("hubert", None, ["word"], size="base", loader="torchaudio")
+
+
 def test_cache_is_refused_where_sources_are_not_the_files(tiny_checkpoints, tmp_path):
     path, _ = tiny_checkpoints["hubert"]
     with pytest.raises(ValueError, match="speed perturbation"):
@@ -459,7 +516,8 @@ def recipe_argv(corpora, out, name, *extra, checkpoint=None, epochs=1):
             f"--lrs2mix_folder={corpora['lrs2mix']}", f"--realm_folder={corpora['realm']}",
             "--n_audio_to_save=1"]  # fmt: skip
     if checkpoint:
-        argv += ["--ssl_loader=torchaudio", "--ssl_size=tiny", f"--ssl_checkpoint={checkpoint}"]
+        argv += ["--ssl_loader=torchaudio", "--ssl_size=tiny", f"--ssl_checkpoint={checkpoint}",
+                 f"--teacher_cache_folder={out.parent / 'teacher_cache'}"]  # fmt: skip
     return [*argv, *extra]
 
 
@@ -615,7 +673,7 @@ def test_two_stage_run_learns_and_resumes_when_killed_in_stage_two(learning_corp
     cmd = [sys.executable, RECIPE, "hparams/convtasnet.yaml", f"--data_folder={learning_corpus}",
            f"--output_folder={out}", "--overrides_file=hparams/cpu_small.yaml", "--device=cpu", "--noprogressbar",
            "--ssl_loader=torchaudio", "--ssl_size=tiny", f"--ssl_checkpoint={tiny_checkpoints['hubert'][0]}",
-           "--N_epochs=3", "--batch_size=2",
+           f"--teacher_cache_folder={tmp_path / 'teacher_cache'}", "--N_epochs=3", "--batch_size=2",
            "--training_signal_len=8000", "--lr=0.002", "--n_audio_to_save=0", "--ckpt_interval_steps=10"]  # fmt: skip
     threads = os.environ.get("TEST_TORCH_THREADS", "1")  # one, as every learning test (tests/conftest.py)
     env = dict(os.environ, OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads, PYTHONUNBUFFERED="1")
