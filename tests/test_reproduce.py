@@ -485,3 +485,43 @@ def test_dip_plus_slurm_jobs_depend_on_the_pretraining_stage_and_the_step(tmp_pa
         sub.job.result()
     assert all(item.finished() for item in plan) and (plan[2].folder / reproduce.STEP_DONE).is_file()
     assert launch_slurm(plan, resources, tmp_path / "slurm", make_callable=fake, executor=executor) == []
+
+
+@pytest.mark.slow
+def test_a_dip_plus_row_runs_tiny_end_to_end(tmp_path, capsys):
+    """Table VII's "ConvTasNet, DIP+" row (its registered run) with --tiny: three commands, then a rerun runs none.
+
+    System 13's row is registered here without its pretraining corpus (the mini corpora have no Libri2Mix
+    train-360 and no Vox2Mix train-253 lists), the rest as in modules/paper_tables/4_dip.yaml.
+    """
+    rows = {r.ref: r.spec for r in load_rows()}
+    sys13 = json.loads(json.dumps(rows[SYS13]))
+    del sys13["run"]["data"], sys13["run"]["overrides"]["pretrain_train_set"]
+    plus = json.loads(json.dumps(rows[f"DIP:VII/{DIP_PLUS[0]}"]))
+    registry = tmp_path / "registry.yaml"
+    tables = [{"title": "III", "rows": [sys13]}, {"title": "VII", "metrics": ["e2e_wer"], "rows": [plus]}]
+    registry.write_text(json.dumps({"tables": tables}))
+    command = [
+        "--registry",
+        str(registry),
+        "run",
+        "DIP:VII",
+        "--tiny",
+        "--seeds",
+        "1",
+        "--results",
+        str(tmp_path / "r"),
+    ]
+    assert main(command) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.count("[run]") == 3 and "3 of 3 runs finished" in out
+    separator = next((tmp_path / "r" / "LibriMix" / "dip").glob("convtasnet_dip__experiment_name-convtasnet_dip_plus*"))
+    step = next((tmp_path / "r" / "REALM" / "dip").glob("pretrain_plus__*")) / "1"
+    assert (step / reproduce.STEP_DONE).is_file() and (
+        separator / "1" / "separate" / "test_summary_realm.json"
+    ).is_file()
+    assert str(step) in (separator / "1" / "separate" / "init_from.txt").read_text()  # the DIP+ frontend
+    assert not (separator / "1" / "pretrain").exists()  # no pretraining of its own
+    assert main(command) == 0
+    rerun = capsys.readouterr().out
+    assert rerun.count("[done]") == 3 and "[run]" not in rerun
