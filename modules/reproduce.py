@@ -57,6 +57,9 @@ stages, the last stage's ``stage_done.json``: ``run`` skips it. Any other run is
 with the same command, which resumes it from the recipe's own checkpoints (a system whose
 stages are all done but a test set is missing, e.g. one whose corpus is given now, runs
 its last stage again with ``--stages=<last>``: it resumes at the end and tests). A run
+planned up to a stage (an input ``{row, stage}``) is finished when that stage is, and runs
+its unfinished stages up to it (``--stages=a,b``); an auxiliary step when it has its
+``step_done.json``. A run
 needs the corpora of its yaml's ``!PLACEHOLDER`` folders and of the folders its rows'
 test sets read (``extra_test_sets``); the other corpus folders it has are passed when given.
 
@@ -73,7 +76,9 @@ Launchers: ``local`` runs each command in turn (its output in ``<run>/reproduce_
 ...`` (SpeechBrain 1.x reads torchrun's ``RANK``/``LOCAL_RANK``: its
 ``--distributed_launch`` flag is not needed); ``slurm`` submits one job per run and stage
 through ``submitit`` (each stage with ``--stages=<name>``, depending on its previous stage's
-job with ``afterok``), resources from ``--gpus``, ``--time_min``, ``--partition``, ...,
+job with ``afterok``; a run that starts from another waits for that run's last job, or for
+the job of the stage it names; a stage planned twice, in full and up to a stage, is one job),
+resources from ``--gpus``, ``--time_min``, ``--partition``, ...,
 or a yaml (``--slurm_config``); a job it submitted that is still pending or running is not
 submitted again.
 
