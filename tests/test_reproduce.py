@@ -525,3 +525,29 @@ def test_a_dip_plus_row_runs_tiny_end_to_end(tmp_path, capsys):
     assert main(command) == 0
     rerun = capsys.readouterr().out
     assert rerun.count("[done]") == 3 and "[run]" not in rerun
+
+
+def test_stage_inputs_resolve_or_say_why(registry, tmp_path):
+    """{row, stage}: runnable when the row's run has that stage (planned up to it); a wrong stage or a malformed
+    input mapping makes the row "not yet" with the reason."""
+    data = ruamel.yaml.YAML(typ="safe").load(registry.read_text())
+    remix = {"recipe": "recipes/Aishell2Mix/dpccn", "yaml": "sdpccn_remix.yaml",
+             "data": {"data_folder": "LibriMix", "aishell2mix_folder": "Aishell2Mix"}}  # fmt: skip
+    for label, ref in (
+        ("good stage", {"row": "ALPHA:1/explicit with stages", "stage": "step1"}),
+        ("wrong stage", {"row": "ALPHA:1/explicit with stages", "stage": "step9"}),
+        ("no stage", {"row": "ALPHA:1/derived"}),
+    ):
+        run = {**remix, "inputs": {"init_from": ref}}
+        data["tables"][1]["rows"].append(
+            {"label": label, "run": run, "paper": {"2sp": 1.0}, "source": "ALPHA paper, Fig. 2"}
+        )
+    registry.write_text(json.dumps(data))
+    rows = {r.label: r for r in load_rows(registry)}
+    assert rows["good stage"].run is not None
+    assert "has no stage 'step9'" in rows["wrong stage"].reason and "is a row" in rows["no stage"].reason
+    paths = {"WSJ0Mix": "/w", "MUSAN": "/m", "LibriMix": "/l", "Aishell2Mix": "/a"}
+    first, remixed = plan_runs([rows["good stage"]], [1], tmp_path, paths, all_rows=list(rows.values()))
+    assert first.upto == "step1" and [s for s, _ in first.stages] == ["step1"] and remixed.after == [first]
+    assert f"--init_from={first.folder / 'step1'}" in remixed.command
+    assert first.command_to_finish()[-1] == "--stages=step1"
