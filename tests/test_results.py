@@ -175,7 +175,7 @@ def test_dip_and_context_aware_rows_name_a_yaml_or_a_reason_and_numbers():
                 assert Path(REPO_ROOT, row["run"]["recipe"], "hparams", row["run"]["yaml"]).is_file(), row["label"]
     expected = {
         "DIP:II": 22, "DIP:III": 8, "DIP:IV": 16, "DIP:V": 9, "DIP:VI": 8, "DIP:VII": 11, "DIP:VIII": 9,
-        "DIP:fig3": 4, "DIP:fig5": 6, "Context-aware:I": 27, "Context-aware:II": 6, "Context-aware:fig2": 6,
+        "DIP:fig3": 4, "DIP:fig4": 2, "DIP:fig5": 6, "Context-aware:I": 27, "Context-aware:II": 6, "Context-aware:fig2": 6,
     }  # fmt: skip
     assert counts == expected
 
