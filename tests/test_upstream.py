@@ -423,3 +423,33 @@ def test_codespell_with_upstreams_settings(tmp_path):
     found = codespell_problems([bad.name], cwd=tmp_path)
     assert [line.split(": ", 1)[1] for line in found] == ["Teh ==> The", "NCE ==> ONCE, NICE"]
     assert codespell_problems([REPO / "modules/losses/dip.py", REPO / "modules/checkpoints.py"]) == []
+
+
+def test_crosscheck_run_row_reports_the_peak_rss_of_a_killed_recipe(tmp_path):
+    """tools/upstream_crosscheck.py: a recipe the kernel kills is a failure with its peak resident set."""
+    spec = importlib.util.spec_from_file_location("upstream_crosscheck", REPO / "tools" / "upstream_crosscheck.py")
+    crosscheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(crosscheck)
+    upstream, root = tmp_path / "upstream", tmp_path / "export"
+    (upstream / "tests" / "utils").mkdir(parents=True)
+    for init in ("tests/__init__.py", "tests/utils/__init__.py"):
+        (upstream / init).touch()
+    # a stand-in for upstream's runner: its recipe (a shell child, as upstream's) touches ~200 MB, then is SIGKILLed
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(
+        "import os, signal\nx = bytearray(200 * 2**20)\nx[::4096] = bytes(len(x[::4096]))\n"
+        "x[::4096] = b'1' * len(x[::4096])\nos.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    (upstream / "tests" / "utils" / "recipe_tests.py").write_text(
+        "import subprocess, sys\n"
+        "def run_recipe_tests(**kwargs):\n"
+        f"    return subprocess.Popen([sys.executable + ' {recipe}'], shell=True).wait() == 0\n"
+    )
+    (root / "tests" / "recipes").mkdir(parents=True)
+    hparam = "recipes/Toy/separation/toy/hparams/toy.yaml"
+    (root / "tests" / "recipes" / "Toy.csv").write_text(f"Task,Dataset,Hparam_file\nSeparation,Toy,{hparam}\n")
+    ok, _detail, _seconds, peak = crosscheck.run_row(upstream, root, {"Hparam_file": hparam}, timeout=60)
+    assert not ok
+    assert peak is not None and 0.19 < peak < 1.0, peak
+    assert crosscheck.peak_rss_gib("noise\n@@MAXRSS_KB@@2097152\n") == 2.0
+    assert crosscheck.peak_rss_gib("no marker") is None

@@ -38,7 +38,8 @@ the run. Each check gives one result per registry row (``tests/recipes/*.csv``):
     ``tests.utils.recipe_tests.run_recipe_tests(do_checks=True,
     run_opts="--device=cpu")`` on upstream's own ``tests/samples``, one row
     per call (``filters_fields=["Hparam_file"]``), each in its own process
-    with ``--timeout``.
+    with ``--timeout``; the result holds the recipe process's peak resident
+    set (``getrusage``), also for a run the kernel killed.
 
 Results go to ``--json`` (rewritten after every row, so an interrupted run
 keeps what it measured) and a summary is printed.
@@ -288,16 +289,27 @@ def check_lint(upstream, root, rows, bin_dir):
 
 
 _RUN = r"""
-import sys
+import resource, sys
 from tests.utils.recipe_tests import run_recipe_tests
 ok = run_recipe_tests(recipe_folder="tests/recipes", output_folder="tests/tmp", do_checks=True,
                       run_opts="--device=cpu", filters_fields=["Hparam_file"], filters=[sys.argv[1]])
+print(f"@@MAXRSS_KB@@{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", flush=True)
 sys.exit(0 if ok else 1)
 """
 
 
+def peak_rss_gib(stdout):
+    """The largest resident set (GiB) of the recipe processes a ``_RUN`` call waited for, or None.
+
+    ``_RUN`` prints ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` (kB on Linux): the peak of its
+    largest finished descendant, the recipe's ``train.py``, also when the kernel killed it.
+    """
+    found = re.findall(r"@@MAXRSS_KB@@(\d+)", stdout)
+    return round(int(found[-1]) / 1024**2, 2) if found else None
+
+
 def run_row(upstream, root, row, timeout):
-    """``(ok, detail, seconds)`` of upstream's recipe test on one row."""
+    """``(ok, detail, seconds, peak RSS in GiB or None)`` of upstream's recipe test on one row."""
     start = time.time()
     env = dict(os.environ, PYTHONPATH=str(upstream), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     try:
@@ -312,16 +324,17 @@ def run_row(upstream, root, row, timeout):
             start_new_session=True,
         )
     except subprocess.TimeoutExpired:
-        return False, f"no exit within {timeout} s", time.time() - start
+        return False, f"no exit within {timeout} s", time.time() - start, None
     seconds = time.time() - start
+    peak = peak_rss_gib(proc.stdout)
     if proc.returncode == 0:
-        return True, "", seconds
+        return True, "", seconds, peak
     recipe_id = _recipe_id(root, row)
     stderr = root / "tests" / "tmp" / recipe_id / "stderr.txt"
     text = stderr.read_text(encoding="utf-8", errors="replace") if stderr.exists() else ""
     last = [line for line in text.splitlines() if line.strip()][-3:]
     missing = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "does not exist" in line]
-    return False, " | ".join(last + missing[:3])[-600:], seconds
+    return False, " | ".join(last + missing[:3])[-600:], seconds, peak
 
 
 def _recipe_id(root, row):
@@ -389,9 +402,12 @@ def main(argv=None):
             shutil.copytree(upstream / "tests" / "samples", samples)
             (samples / MARKER).write_text("SpeechBrain's tests/samples, copied for a recipe test run\n")
             for row in rows:
-                ok, detail, seconds = run_row(upstream, root, row, args.timeout)
-                report["run"][row["Hparam_file"]] = (ok, detail, round(seconds, 1))
-                print(f"run {'PASS' if ok else 'FAIL'} {seconds:6.0f} s {row['Hparam_file']} {detail}", flush=True)
+                ok, detail, seconds, peak = run_row(upstream, root, row, args.timeout)
+                report["run"][row["Hparam_file"]] = (ok, detail, round(seconds, 1), peak)
+                rss = f"peak RSS {peak} GiB" if peak is not None else "peak RSS unknown"
+                print(
+                    f"run {'PASS' if ok else 'FAIL'} {seconds:6.0f} s {rss} {row['Hparam_file']} {detail}", flush=True
+                )
                 save()
     finally:
         shutil.rmtree(upstream, ignore_errors=True)
