@@ -1328,10 +1328,16 @@ def run(args):
         runs = [run for r in rows if r.run for run in _upstream_runs(r.run, by_ref)]
         needed = {c for run in runs for c in [*run.data.values(), *run.optional_data.values()]}
         needed -= set(paths)
+        # a LibriMix is made from the LibriSpeech it is given: the mini LibriMix's enrollment lists name the
+        # utterances of its own partial LibriSpeech, so a table that needs both reads that one
+        librispeech_of_librimix = {"LibriSpeech", "LibriMix"} <= needed
+        needed -= {"LibriSpeech"} if librispeech_of_librimix else set()
         if not args.dry_run:
             paths.update(mini_corpora(sorted(needed), results / "mini_data"))
         else:
             paths.update({c: results / "mini_data" / c for c in needed})
+        if librispeech_of_librimix:
+            paths["LibriSpeech"] = paths["LibriMix"] / "LibriSpeech"
     resources = _resources(args)
     gpus = int(resources["gpus"]) if args.launcher != "local" else 1
     runnable = [r for r in rows if r.run]

@@ -71,11 +71,9 @@ def test_run_tiny_then_collect_fills_every_row_of_table3(tmp_path):
     measured SI-SNR and SI-SNRi on both sets. Libri2Mix has references and (TSE) enrollments in every split,
     as Table 1 says."""
     results = tmp_path / "results"
-    # LibriSpeech is the one the mini LibriMix is made of (its enrollment lists name those utterances), as a real
-    # LibriMix is made of the LibriSpeech given; left to --tiny, the TSE runs would get the separate mini
-    # LibriSpeech (SADDEL's), whose speakers are not the mini Libri2Mix's, and stop at the enrollment lists.
-    own = f"LibriSpeech={results / 'mini_data' / 'LibriMix' / 'LibriSpeech'}"
-    assert main(["run", "DPCCN:3", "--tiny", "--seeds", "1", "--results", str(results), "--data", own]) == 0
+    # --tiny gives the TSE runs the LibriSpeech the mini LibriMix is made of (its enrollment lists name those
+    # utterances), as a real LibriMix is made of the LibriSpeech given, not the separate mini LibriSpeech
+    assert main(["run", "DPCCN:3", "--tiny", "--seeds", "1", "--results", str(results)]) == 0
     assert main(["collect", "DPCCN:3", str(results), "--output_folder", str(tmp_path / "table")]) == 0
     lines = _lines(tmp_path / "table" / "table.csv")
     assert [line["row"] for line in lines] == ["SS Conv-TasNet", "SS DPCCN", "TSE TD-SpeakerBeam", "TSE sDPCCN"]
