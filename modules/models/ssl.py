@@ -929,6 +929,7 @@ def build_teacher(
                 torch.manual_seed(0)  # the same random teacher in every run and seed
                 network = build_ssl_model(model, size)
             source = f"{model}-tiny:random-seed0"
+            logger.warning("%s teacher: tiny size and no checkpoint, so random weights (seed 0): a smoke run", model)
         else:
             network = load_ssl_checkpoint(build_ssl_model(model, size), checkpoint, fmt=checkpoint_format)
             source = _file_identity(model, size, checkpoint)
