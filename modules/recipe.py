@@ -271,12 +271,32 @@ def split_separate_arguments(argv):
     return files, rest
 
 
+#: Keys whose mappings from the recipe and from the ``training`` block are combined, not replaced.
+MERGED_BLOCK_KEYS = ("extra_test_sets",)
+
+
 def lift_training_block(hparams):
-    """Makes the keys of the shared ``training`` block available at the top level (recipe keys win)."""
+    """Makes the keys of the shared ``training`` block available at the top level (recipe keys win).
+
+    The test sets of ``extra_test_sets`` are combined: a recipe's own (e.g. a cross-corpus set)
+    first, then those given through ``--training="{extra_test_sets: {...}}"`` (a recipe set of
+    the same name wins).
+
+    Example
+    -------
+    >>> hp = {"lr": 1, "extra_test_sets": {"a": 1}, "training": {"lr": 2, "epochs": 3, "extra_test_sets": {"b": 2}}}
+    >>> hp = lift_training_block(hp)
+    >>> hp["lr"], hp["epochs"], hp["extra_test_sets"]
+    (1, 3, {'a': 1, 'b': 2})
+    """
     block = hparams.get("training")
     if isinstance(block, dict):
         for key, value in block.items():
-            hparams.setdefault(key, value)
+            own = hparams.get(key)
+            if key in MERGED_BLOCK_KEYS and isinstance(own, dict) and isinstance(value, dict):
+                hparams[key] = {**own, **{k: v for k, v in value.items() if k not in own}}
+            else:
+                hparams.setdefault(key, value)
     return hparams
 
 
