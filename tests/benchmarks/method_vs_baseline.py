@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,7 +75,6 @@ class System:
     sets: dict
     overrides: tuple = ()
     baseline: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def make_corpora(root, corpora, seed=0):
