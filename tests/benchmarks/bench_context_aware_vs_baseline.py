@@ -41,8 +41,8 @@ scored too, not reported). Nothing is tuned for the method: the same seeds, size
     python tests/benchmarks/bench_context_aware_vs_baseline.py --work_dir /tmp/bench_context_aware \\
         --json /tmp/bench_context_aware.json
 
-Measured wall time of one full run (3 seeds, the three systems, OMP_NUM_THREADS=1, through
-``/work/notes/cpurun`` on the shared 2-core development machine): about 9 minutes (530 s of runs: baseline
+Measured wall time of one full run (3 seeds, the three systems, OMP_NUM_THREADS=1,
+on the shared 2-core development machine): about 9 minutes (530 s of runs: baseline
 34-44 s, 8-epoch baseline 57-67 s, two-stage 77-79 s each, plus the corpora); its table and what it shows
 are in the recipe README's section "Method vs baseline on mini corpora" (recipes/LibriMix/context_aware/README.md).
 

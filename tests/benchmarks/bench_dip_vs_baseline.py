@@ -34,10 +34,10 @@ sets); the sizes were then raised to use the time budget, and nothing was change
 
     python tests/benchmarks/bench_dip_vs_baseline.py --work_dir /tmp/bench_dip --json /tmp/bench_dip.json
 
-Measured wall time of one full run (3 seeds, both systems, one thread, through ``/work/notes/cpurun`` on the
-shared 2-core machine): 7 min 45 s (corpora about 1.5 min; per seed about 40 s baseline, 90 s DIP: 55 s
-pretraining, 35 s separator). Result of that run and what it shows: recipes/LibriMix/dip/README.md, "Method vs baseline on
-mini corpora".
+Measured wall time of one full run (3 seeds, both systems, one thread, on the shared 2-core machine):
+7 min 45 s (corpora about 1.5 min; per seed about 40 s baseline, 90 s DIP: 55 s pretraining, 35 s
+separator). Result of that run and what it shows: recipes/LibriMix/dip/README.md, "Method vs baseline
+on mini corpora".
 
 What it can show: whether a tiny frontend, pretrained for a few CPU minutes on procedural mini corpora,
 changes what a small Conv-TasNet learns in 4 epochs, in and out of domain. What it cannot show: the paper's
