@@ -201,6 +201,29 @@ def test_estimator_debug_flags_give_no_separators():
     assert "--separators" not in sample_flags({"data_folder"}, estimator)
 
 
+def test_debug_flags_crop_only_the_rows_that_do_not_fit_memory(exported, method_export):
+    """SADDEL rows train on 1 s crops and a whole-utterance SepFormer crops its utterances under upstream's
+    recipe test (at full size they held 21-23 GiB); the model sizes and the other rows are left as they are."""
+    import csv
+
+    rows = {}
+    for root in (exported[0], method_export):
+        for table in (root / "tests" / "recipes").glob("*.csv"):
+            with open(table, newline="") as f:
+                rows.update({r["Hparam_file"]: r["test_debug_flags"].split() for r in csv.DictReader(f)})
+    crops = ("--limit_training_signal_len", "--training_signal_len")
+    for name, flags in rows.items():
+        given = {f.split("=")[0]: f.split("=", 1)[1] for f in flags if f.split("=")[0] in crops}
+        if "/saddel/" in name:
+            assert given == {"--training_signal_len": "16000"}, name
+        elif name.endswith("/baseline/hparams/sepformer.yaml"):
+            assert given == {"--limit_training_signal_len": "True"}, name
+        else:
+            assert given == {}, name
+        assert not any(f.startswith(("--N_encoder_out", "--out_channels", "--num_layers")) for f in flags), name
+    assert sum("/saddel/" in n for n in rows) == 5 and sum(n.endswith("baseline/hparams/sepformer.yaml") for n in rows) == 2
+
+
 def test_debug_run_with_only_the_recipe_folder(exported, tmp_path):
     """upstream's recipe test: PYTHONPATH=<recipe folder>, --debug, tests/samples-style data, our packages refused."""
     root, _ = exported

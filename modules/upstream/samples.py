@@ -247,7 +247,16 @@ def sample_flags(keys, yaml_text=""):
         another run (``init_from``; DIP+'s ``pretrained_frontend``) starts from scratch; a context-aware
         system uses the signal target (no SSL checkpoint exists in the
         samples); the blind SI-SNR estimator is given no separators (``--separators=[]``: under ``--debug`` it
-        scores an untrained separator's outputs). With these every recipe runs on the samples: a target-speech
+        scores an untrained separator's outputs). Two flags keep a full-size
+        model's debug run within a 16 GB machine, as upstream's own rows
+        shrink what they test (``tests/recipes/DNS.csv``: ``--batch_size=1``;
+        ``Aishell1Mix.csv``: a smaller SepFormer): SADDEL trains on 1 s crops
+        (``--training_signal_len``; its recursive stages keep every step's
+        graph, and on 2 s crops its ``saddel.yaml`` held 21-22 GiB), and a
+        SepFormer that trains on whole utterances crops them
+        (``--limit_training_signal_len=True``, the yaml's own crop length; on
+        the samples' 7 s utterances it held 21-23 GiB). The model sizes
+        stay those of the yaml. With these every recipe runs on the samples: a target-speech
         recipe is enrolled with other utterances of the samples (``modules.tse.TSEBrain.debug_enrollment``), a
         DIP separator keeps a random frontend with a warning (``modules.dip.DIPBrain.check_frontend``).
 
@@ -265,6 +274,8 @@ def sample_flags(keys, yaml_text=""):
 --skip_prep=True --N_epochs=2'
     >>> sample_flags({"init_from", "target", "stages"}, "init_from: !ref <first_run>\\n")
     '--init_from=null --target=signal'
+    >>> sample_flags({"limit_training_signal_len"}, "limit_training_signal_len: False\\nintra: !new:x.SBTransformerBlock\\n")
+    '--limit_training_signal_len=True'
     """
     wanted = [
         ("data_folder", SAMPLE_FOLDER),
@@ -295,7 +306,11 @@ def sample_flags(keys, yaml_text=""):
             ("scenario_weights", f"{{{weights}}}"),
             ("test_scenarios", "[2sp+n]"),
             ("mixing_scenarios", "[]"),  # 2sp+n from the samples' manifest, not mixed from a corpus's sources
+            ("training_signal_len", str(SAMPLE_RATE)),  # 1 s crops: one graph per recursion step (docstring)
         ]
+    whole = re.search(r"^limit_training_signal_len:\s*False\b", yaml_text, flags=re.M)
+    if whole and "SBTransformerBlock" in yaml_text:
+        wanted.append(("limit_training_signal_len", "True"))  # a SepFormer on whole 7 s utterances (docstring)
     if re.search(r"^init_from:\s*(?!null\b)\S", yaml_text, flags=re.M):
         wanted.append(("init_from", "null"))  # a stage that starts from another run starts from scratch
     if "min_crop" in keys:
