@@ -202,8 +202,8 @@ def test_estimator_debug_flags_give_no_separators():
 
 
 def test_debug_flags_crop_only_the_rows_that_do_not_fit_memory(exported, method_export):
-    """SADDEL rows train on 1 s crops and a whole-utterance SepFormer crops its utterances under upstream's
-    recipe test (at full size they held 21-23 GiB); the model sizes and the other rows are left as they are."""
+    """SADDEL rows train on batches of one and a whole-utterance SepFormer crops its utterances under upstream's
+    recipe test (as the yamls give them they held 21-23 GiB); the model sizes and the other rows are left as they are."""
     import csv
 
     rows = {}
@@ -211,11 +211,11 @@ def test_debug_flags_crop_only_the_rows_that_do_not_fit_memory(exported, method_
         for table in (root / "tests" / "recipes").glob("*.csv"):
             with open(table, newline="") as f:
                 rows.update({r["Hparam_file"]: r["test_debug_flags"].split() for r in csv.DictReader(f)})
-    crops = ("--limit_training_signal_len", "--training_signal_len")
+    crops = ("--limit_training_signal_len", "--training_signal_len", "--batch_size")
     for name, flags in rows.items():
         given = {f.split("=")[0]: f.split("=", 1)[1] for f in flags if f.split("=")[0] in crops}
         if "/saddel/" in name:
-            assert given == {"--training_signal_len": "16000"}, name
+            assert given == {"--batch_size": "1"}, name
         elif name.endswith("/baseline/hparams/sepformer.yaml"):
             assert given == {"--limit_training_signal_len": "True"}, name
         else:

@@ -250,10 +250,11 @@ def sample_flags(keys, yaml_text=""):
         scores an untrained separator's outputs). Two flags keep a full-size
         model's debug run within a 16 GB machine, as upstream's own rows
         shrink what they test (``tests/recipes/DNS.csv``: ``--batch_size=1``;
-        ``Aishell1Mix.csv``: a smaller SepFormer): SADDEL trains on 1 s crops
-        (``--training_signal_len``; its recursive stages keep every step's
-        graph, and on 2 s crops its ``saddel.yaml`` held 21-22 GiB), and a
-        SepFormer that trains on whole utterances crops them
+        ``Aishell1Mix.csv``: a smaller SepFormer): SADDEL trains on batches of
+        one (``--batch_size=1``; its scenario sampler fills every batch from
+        the samples' one training row, and its recursive stages keep every
+        step's graph: at the yaml's 4 or 5 items its ``saddel.yaml`` held
+        21-22 GiB), and a SepFormer that trains on whole utterances crops them
         (``--limit_training_signal_len=True``, the yaml's own crop length; on
         the samples' 7 s utterances it held 21-23 GiB). The model sizes
         stay those of the yaml. With these every recipe runs on the samples: a target-speech
@@ -306,7 +307,7 @@ def sample_flags(keys, yaml_text=""):
             ("scenario_weights", f"{{{weights}}}"),
             ("test_scenarios", "[2sp+n]"),
             ("mixing_scenarios", "[]"),  # 2sp+n from the samples' manifest, not mixed from a corpus's sources
-            ("training_signal_len", str(SAMPLE_RATE)),  # 1 s crops: one graph per recursion step (docstring)
+            ("batch_size", "1"),  # batches of the one training row, one graph per recursion step (docstring)
         ]
     whole = re.search(r"^limit_training_signal_len:\s*False\b", yaml_text, flags=re.M)
     if whole and "SBTransformerBlock" in yaml_text:
