@@ -202,8 +202,8 @@ def test_estimator_debug_flags_give_no_separators():
 
 
 def test_debug_flags_crop_only_the_rows_that_do_not_fit_memory(exported, method_export):
-    """SADDEL rows train on batches of one and a whole-utterance SepFormer crops its utterances under upstream's
-    recipe test (as the yamls give them they held 21-23 GiB); the model sizes and the other rows are left as they are."""
+    """SADDEL rows train on batches of one and a recipe that trains on whole utterances crops them under upstream's
+    recipe test (as the yamls give them they held 13-23 GiB); the model sizes and the other rows are left as they are."""
     import csv
 
     rows = {}
@@ -216,12 +216,13 @@ def test_debug_flags_crop_only_the_rows_that_do_not_fit_memory(exported, method_
         given = {f.split("=")[0]: f.split("=", 1)[1] for f in flags if f.split("=")[0] in crops}
         if "/saddel/" in name:
             assert given == {"--batch_size": "1"}, name
-        elif name.endswith("/baseline/hparams/sepformer.yaml"):
-            assert given == {"--limit_training_signal_len": "True"}, name
+        elif "/baseline/hparams/" in name or name.endswith("/sisnr_estimator/hparams/estimator.yaml"):
+            assert given == {"--limit_training_signal_len": "True"}, name  # their yamls train on whole utterances
         else:
             assert given == {}, name
         assert not any(f.startswith(("--N_encoder_out", "--out_channels", "--num_layers")) for f in flags), name
-    assert sum("/saddel/" in n for n in rows) == 5 and sum(n.endswith("baseline/hparams/sepformer.yaml") for n in rows) == 2
+    assert sum("/saddel/" in n for n in rows) == 5 and sum("/baseline/hparams/" in n for n in rows) == 6
+    assert any(n.endswith("/sisnr_estimator/hparams/estimator.yaml") for n in rows)
 
 
 def test_debug_run_with_only_the_recipe_folder(exported, tmp_path):

@@ -254,9 +254,10 @@ def sample_flags(keys, yaml_text=""):
         one (``--batch_size=1``; its scenario sampler fills every batch from
         the samples' one training row, and its recursive stages keep every
         step's graph: at the yaml's 4 or 5 items its ``saddel.yaml`` held
-        21-22 GiB), and a SepFormer that trains on whole utterances crops them
+        21-22 GiB), and a recipe that trains on whole utterances crops them
         (``--limit_training_signal_len=True``, the yaml's own crop length; on
-        the samples' 7 s utterances it held 21-23 GiB). The model sizes
+        the samples' 7 s utterances the baseline SepFormer held 21-23 GiB and
+        Conv-TasNet over 13 GiB). The model sizes
         stay those of the yaml. With these every recipe runs on the samples: a target-speech
         recipe is enrolled with other utterances of the samples (``modules.tse.TSEBrain.debug_enrollment``), a
         DIP separator keeps a random frontend with a warning (``modules.dip.DIPBrain.check_frontend``).
@@ -275,7 +276,7 @@ def sample_flags(keys, yaml_text=""):
 --skip_prep=True --N_epochs=2'
     >>> sample_flags({"init_from", "target", "stages"}, "init_from: !ref <first_run>\\n")
     '--init_from=null --target=signal'
-    >>> sample_flags({"limit_training_signal_len"}, "limit_training_signal_len: False\\nintra: !new:x.SBTransformerBlock\\n")
+    >>> sample_flags({"limit_training_signal_len"}, "limit_training_signal_len: False\\n")
     '--limit_training_signal_len=True'
     """
     wanted = [
@@ -309,9 +310,8 @@ def sample_flags(keys, yaml_text=""):
             ("mixing_scenarios", "[]"),  # 2sp+n from the samples' manifest, not mixed from a corpus's sources
             ("batch_size", "1"),  # batches of the one training row, one graph per recursion step (docstring)
         ]
-    whole = re.search(r"^limit_training_signal_len:\s*False\b", yaml_text, flags=re.M)
-    if whole and "SBTransformerBlock" in yaml_text:
-        wanted.append(("limit_training_signal_len", "True"))  # a SepFormer on whole 7 s utterances (docstring)
+    if re.search(r"^limit_training_signal_len:\s*False\b", yaml_text, flags=re.M):
+        wanted.append(("limit_training_signal_len", "True"))  # not whole 7 s utterances (docstring)
     if re.search(r"^init_from:\s*(?!null\b)\S", yaml_text, flags=re.M):
         wanted.append(("init_from", "null"))  # a stage that starts from another run starts from scratch
     if "min_crop" in keys:
