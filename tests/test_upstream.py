@@ -216,13 +216,14 @@ def test_debug_flags_crop_only_the_rows_that_do_not_fit_memory(exported, method_
         given = {f.split("=")[0]: f.split("=", 1)[1] for f in flags if f.split("=")[0] in crops}
         if "/saddel/" in name:
             assert given == {"--batch_size": "1"}, name
-        elif "/baseline/hparams/" in name or name.endswith("/sisnr_estimator/hparams/estimator.yaml"):
+        elif "/baseline/hparams/" in name or "/dip/hparams/bilstm_" in name or name.endswith("/estimator.yaml"):
             assert given == {"--limit_training_signal_len": "True"}, name  # their yamls train on whole utterances
         else:
             assert given == {}, name
         assert not any(f.startswith(("--N_encoder_out", "--out_channels", "--num_layers")) for f in flags), name
     assert sum("/saddel/" in n for n in rows) == 5 and sum("/baseline/hparams/" in n for n in rows) == 6
     assert any(n.endswith("/sisnr_estimator/hparams/estimator.yaml") for n in rows)
+    assert sum("/dip/hparams/bilstm_" in n for n in rows) == 8
 
 
 def test_debug_run_with_only_the_recipe_folder(exported, tmp_path):
