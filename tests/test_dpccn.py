@@ -60,7 +60,9 @@ def n_params(module):
 def test_full_size_parameter_count_is_the_authors(tmp_path):
     """The recipe's model (hparams/backbones/dpccn.yaml at full size) has the authors' 6,300,980 parameters."""
     with open(REPO / "recipes/LibriMix/dpccn/hparams/dpccn.yaml") as f:
-        hp = load_hyperpyyaml(f, {"data_folder": str(tmp_path), "aishell2mix_folder": str(tmp_path)})
+        hp = load_hyperpyyaml(
+            f, {"data_folder": str(tmp_path), "aishell2mix_folder": str(tmp_path), "output_folder": str(tmp_path)}
+        )
     count = n_params(hp["modules"]["separator"])
     assert count == pytest.approx(AUTHORS_PARAMS, rel=0.005)
     assert count == AUTHORS_PARAMS  # exact: same layers, STFT kernels are not parameters in either
@@ -79,7 +81,9 @@ def test_each_yaml_names_its_brain(tmp_path, name, expected):
     from modules.recipe import resolve_brain_class
 
     with open(REPO / f"recipes/LibriMix/dpccn/hparams/{name}.yaml") as f:
-        hp = load_hyperpyyaml(f, {"data_folder": str(tmp_path), "aishell2mix_folder": str(tmp_path)})
+        hp = load_hyperpyyaml(
+            f, {"data_folder": str(tmp_path), "aishell2mix_folder": str(tmp_path), "output_folder": str(tmp_path)}
+        )
     assert resolve_brain_class(hp, CrossDomainSeparationBrain) is expected
 
 

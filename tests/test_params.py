@@ -55,7 +55,9 @@ def test_dpccn_papers_conv_tasnet_is_the_conv_tasnet_papers_best(tmp_path):
     skip paths, 5.1M parameters there."""
     path = f"{REPO_ROOT}/recipes/LibriMix/dpccn/hparams/convtasnet.yaml"
     with open(path) as f:
-        hparams = load_hyperpyyaml(f, {"data_folder": str(tmp_path), "aishell2mix_folder": str(tmp_path)})
+        hparams = load_hyperpyyaml(
+            f, {"data_folder": str(tmp_path), "aishell2mix_folder": str(tmp_path), "output_folder": str(tmp_path)}
+        )
     assert n_params(hparams) == pytest.approx(5.1, rel=0.02)
     sizes = {k: hparams["backbone"][k] for k in ("N_encoder_out", "kernel_size", "B", "Sc", "H", "P", "X", "R")}
     assert sizes == {"N_encoder_out": 512, "kernel_size": 16, "B": 128, "Sc": 128, "H": 512, "P": 3, "X": 8, "R": 3}

@@ -378,7 +378,7 @@ def test_cli(saddel_corpora, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("yaml", ["saddel", "bl_ss", "bl_sd", "cascade", "a2pit"])
-def test_libri_nh_test_set_needs_both_librispeech_and_nonspeech(yaml):
+def test_libri_nh_test_set_needs_both_librispeech_and_nonspeech(yaml, tmp_path):
     """Table 3's Librispeech-mix with 100 Nonspeech is left out (not failed) when only LibriSpeech is given."""
     from hyperpyyaml import load_hyperpyyaml
 
@@ -386,7 +386,8 @@ def test_libri_nh_test_set_needs_both_librispeech_and_nonspeech(yaml):
     sets = {}
     for extra in ("", "\nnonspeech_folder: /ns"):
         with open(path, encoding="utf-8") as f:
-            hparams = load_hyperpyyaml(f, "data_folder: /d\nmusan_folder: /m\nlibrispeech_folder: /ls" + extra)
+            base = f"data_folder: /d\nmusan_folder: /m\nlibrispeech_folder: /ls\noutput_folder: {tmp_path}"
+            hparams = load_hyperpyyaml(f, base + extra)  # the run folder (its checkpointer's save/) in tmp_path
         sets[extra] = set(hparams["extra_test_sets"])
     assert "librispeech_nonspeech" not in sets[""] and "librispeech_musan" in sets[""]
     assert "librispeech_nonspeech" in sets["\nnonspeech_folder: /ns"]
