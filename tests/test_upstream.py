@@ -201,7 +201,7 @@ def test_estimator_debug_flags_give_no_separators():
     assert "--separators" not in sample_flags({"data_folder"}, estimator)
 
 
-def test_debug_flags_crop_only_the_rows_that_do_not_fit_memory(exported, method_export):
+def test_debug_flags_shrink_memory_of_saddel_and_whole_utterance_rows_only(exported, method_export):
     """SADDEL rows train on batches of one and a recipe that trains on whole utterances crops them under upstream's
     recipe test (as the yamls give them they were killed at 10.6-22.7 GiB); model sizes and other rows unchanged."""
     import csv

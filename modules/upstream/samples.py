@@ -276,8 +276,10 @@ def sample_flags(keys, yaml_text=""):
 --skip_prep=True --N_epochs=2'
     >>> sample_flags({"init_from", "target", "stages"}, "init_from: !ref <first_run>\\n")
     '--init_from=null --target=signal'
-    >>> sample_flags({"limit_training_signal_len"}, "limit_training_signal_len: False\\n")
+    >>> sample_flags({"limit_training_signal_len"}, "limit_training_signal_len: false  # whole utterances\\n")
     '--limit_training_signal_len=True'
+    >>> sample_flags({"limit_training_signal_len"}, "limit_training_signal_len: True\\n")
+    ''
     """
     wanted = [
         ("data_folder", SAMPLE_FOLDER),
@@ -310,7 +312,7 @@ def sample_flags(keys, yaml_text=""):
             ("mixing_scenarios", "[]"),  # 2sp+n from the samples' manifest, not mixed from a corpus's sources
             ("batch_size", "1"),  # batches of the one training row, one graph per recursion step (docstring)
         ]
-    if re.search(r"^limit_training_signal_len:\s*False\b", yaml_text, flags=re.M):
+    if re.search(r"^limit_training_signal_len:\s*(?i:false|no|off)\b", yaml_text, flags=re.M):
         wanted.append(("limit_training_signal_len", "True"))  # not whole 7 s utterances (docstring)
     if re.search(r"^init_from:\s*(?!null\b)\S", yaml_text, flags=re.M):
         wanted.append(("init_from", "null"))  # a stage that starts from another run starts from scratch
