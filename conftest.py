@@ -12,15 +12,25 @@ The suite leaves nothing behind when it passes, and writes nothing into the chec
 - The repository's ``results/`` (where the recipes' yamls put their output folders by default): a test
   that creates a folder there (a yaml loaded without an ``output_folder`` in ``tmp_path``, whose
   checkpointer makes ``<output_folder>/save``) errors at its teardown, naming the new folders.
+- Logging: a recipe run in the test process configures logging as SpeechBrain does (``dictConfig`` of its
+  ``log-config.yaml``: a console handler and a ``log.txt`` file handler on the root logger, level DEBUG).
+  After each test, the root logger gets back the handlers and level it had when the session started
+  (pytest's own capture handlers are pytest's business). Otherwise later tests' messages go to an
+  earlier run's ``log.txt``, which fails once that run's ``tmp_path`` has been deleted.
 """
 
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
 
+pytest_plugins = ("pytester",)  # tests/test_housekeeping.py runs this file in a pytest of its own
+
 REPO_RESULTS = Path(__file__).resolve().parent / "results"
+_ROOT_LOGGER = logging.getLogger()
+_SESSION_LOGGING = set(_ROOT_LOGGER.handlers), _ROOT_LOGGER.level
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -62,3 +72,15 @@ def _no_output_under_repo_results(_results_before):
             "an output_folder in tmp_path",
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_the_session_started():
+    """Close and remove the root logger's handlers added since the session started (pytest's excepted)."""
+    yield
+    handlers, level = _SESSION_LOGGING
+    for handler in _ROOT_LOGGER.handlers[:]:
+        if handler not in handlers and not type(handler).__module__.startswith("_pytest"):
+            _ROOT_LOGGER.removeHandler(handler)
+            handler.close()
+    _ROOT_LOGGER.setLevel(level)
