@@ -248,16 +248,17 @@ def sample_flags(keys, yaml_text=""):
         system uses the signal target (no SSL checkpoint exists in the
         samples); the blind SI-SNR estimator is given no separators (``--separators=[]``: under ``--debug`` it
         scores an untrained separator's outputs). Two flags keep a full-size
-        model's debug run within a 16 GB machine, as upstream's own rows
+        model's debug run at 13.2 GiB peak or less (measured on every row,
+        ``docs/upstream.md``), as upstream's own rows
         shrink what they test (``tests/recipes/DNS.csv``: ``--batch_size=1``;
         ``Aishell1Mix.csv``: a smaller SepFormer): SADDEL trains on batches of
         one (``--batch_size=1``; its scenario sampler fills every batch from
         the samples' one training row, and its recursive stages keep every
         step's graph: at the yaml's 4 or 5 items its ``saddel.yaml`` held
-        21-22 GiB), and a recipe that trains on whole utterances crops them
+        21.1-21.5 GiB), and a recipe that trains on whole utterances crops them
         (``--limit_training_signal_len=True``, the yaml's own crop length; on
-        the samples' 7 s utterances the baseline SepFormer held 21-23 GiB and
-        Conv-TasNet over 13 GiB). The model sizes
+        the samples' 7 s utterances the baseline SepFormer was killed at
+        20.8-22.7 GiB and Conv-TasNet at 10.6-13.4 GiB). The model sizes
         stay those of the yaml. With these every recipe runs on the samples: a target-speech
         recipe is enrolled with other utterances of the samples (``modules.tse.TSEBrain.debug_enrollment``), a
         DIP separator keeps a random frontend with a warning (``modules.dip.DIPBrain.check_frontend``).
